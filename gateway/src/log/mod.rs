@@ -1,0 +1,121 @@
+//! The event log seam: topics per project and collection, each with numbered
+//! partitions of records at increasing offsets.
+//!
+//! [`open`] is the one place that picks the implementation from the URL:
+//! `file://` is the embedded segment-file log ([`file::FileLog`]).
+
+pub mod file;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("unsupported log URL {0:?}: use file://<folder>")]
+    UnsupportedUrl(String),
+    #[error("event log I/O on {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("the event log is in use by another process ({0})")]
+    Locked(PathBuf),
+    #[error("the event log stopped accepting writes after an I/O error and needs a restart: {0}")]
+    Poisoned(String),
+    #[error("the event log is shut down")]
+    Closed,
+    #[error("no topic {0:?}")]
+    NoTopic(String),
+    #[error("topic {topic:?} has no partition {partition}")]
+    NoPartition { topic: String, partition: u32 },
+    #[error("corrupt record in {path} at byte {position}: {reason}")]
+    Corrupt { path: PathBuf, position: u64, reason: String },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Error {
+        let path = path.into();
+        move |source| Error::Io { path, source }
+    }
+}
+
+/// A record to append. Records with the same key go to the same partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    pub key: Option<Bytes>,
+    pub value: Bytes,
+}
+
+/// Records for one topic.
+#[derive(Debug, Clone)]
+pub struct TopicBatch {
+    pub topic: String,
+    pub records: Vec<Record>,
+}
+
+/// Where each record of a [`TopicBatch`] was stored, in the batch's order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Position {
+    pub partition: u32,
+    pub offset: u64,
+}
+
+/// A record read back from the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredRecord {
+    pub offset: u64,
+    /// Milliseconds since the epoch when the record was appended.
+    pub timestamp_ms: i64,
+    pub key: Option<Bytes>,
+    pub value: Bytes,
+}
+
+/// The records read from one partition.
+#[derive(Debug, Clone, Default)]
+pub struct ReadBatch {
+    pub records: Vec<StoredRecord>,
+    /// The offset after the last durable record when the read was made: a
+    /// reader that has reached it has read the whole partition.
+    pub end_offset: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicInfo {
+    pub name: String,
+    pub partitions: u32,
+}
+
+#[async_trait]
+pub trait EventLog: Send + Sync + 'static {
+    /// Appends every batch and returns once all of their records are
+    /// durable, with each record's position. On error, none of the records
+    /// may be taken as stored. Topics are created on first use.
+    async fn append(&self, batches: Vec<TopicBatch>) -> Result<Vec<Vec<Position>>>;
+
+    /// Reads durable records of a partition from offset `from` up to the
+    /// partition's end, at most `max_records` of them.
+    async fn read(&self, topic: &str, partition: u32, from: u64, max_records: usize) -> Result<ReadBatch>;
+
+    /// Every topic with its partition count.
+    async fn topics(&self) -> Result<Vec<TopicInfo>>;
+
+    /// Tells the log that records of a partition below `offset` have been
+    /// consumed, so that retention may delete them.
+    async fn release(&self, topic: &str, partition: u32, offset: u64) -> Result<()>;
+
+    /// Deletes every topic whose name starts with `prefix`.
+    async fn delete_topics(&self, prefix: &str) -> Result<()>;
+}
+
+/// Opens the event log named by `url`.
+pub async fn open(url: &str, file_config: &file::FileLogConfig) -> Result<Arc<dyn EventLog>> {
+    match url.split_once("://") {
+        Some(("file", path)) if !path.is_empty() => {
+            let log = file::FileLog::open(PathBuf::from(path), file_config.clone()).await?;
+            Ok(Arc::new(log))
+        }
+        _ => Err(Error::UnsupportedUrl(url.to_owned())),
+    }
+}

@@ -1,0 +1,125 @@
+//! The metadata seam: projects, API keys and collection schemas.
+//!
+//! One trait, [`MetadataStore`], with one SQL implementation over sqlx for
+//! SQLite (the embedded default), PostgreSQL and MySQL/MariaDB; [`open`] is
+//! the one place that picks the database from the URL.
+
+mod sql;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::types::{Field, FieldType};
+
+pub use sql::SqlMetadataStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("unsupported metadata URL {0:?}: use sqlite://, postgres:// or mysql://")]
+    UnsupportedUrl(String),
+    #[error("metadata database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("metadata migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("metadata holds a corrupt value: {0}")]
+    Corrupt(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The three kinds of project API key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum KeyKind {
+    Master,
+    Read,
+    Write,
+}
+
+impl KeyKind {
+    pub const ALL: [KeyKind; 3] = [KeyKind::Master, KeyKind::Read, KeyKind::Write];
+
+    /// The header, query parameter and JSON name of the key.
+    pub fn name(self) -> &'static str {
+        match self {
+            KeyKind::Master => "master_key",
+            KeyKind::Read => "read_key",
+            KeyKind::Write => "write_key",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<KeyKind> {
+        KeyKind::ALL.into_iter().find(|k| k.name() == name)
+    }
+}
+
+/// A stored API key, found by the hash of its text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredKey {
+    pub project: String,
+    pub kind: KeyKind,
+    /// The id shared by the master, read and write keys created together.
+    pub key_set: String,
+}
+
+/// One version of a collection's schema.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SchemaVersion {
+    /// Globally unique; written into every record encoded with this version.
+    pub id: i64,
+    pub project: String,
+    pub collection: String,
+    /// 1 for the first version of the collection, then +1 per change.
+    pub version: i64,
+    pub fields: Vec<Field>,
+    /// The Avro record schema, as JSON text.
+    pub avro_schema: String,
+}
+
+/// A schema version to insert.
+#[derive(Debug, Clone)]
+pub struct NewSchemaVersion<'a> {
+    pub project: &'a str,
+    pub collection: &'a str,
+    pub version: i64,
+    pub fields: &'a [Field],
+    pub avro_schema: &'a str,
+}
+
+#[async_trait]
+pub trait MetadataStore: Send + Sync + 'static {
+    /// Creates a project; `false` if one of that name exists.
+    async fn create_project(&self, name: &str, now_ms: i64) -> Result<bool>;
+    async fn projects(&self) -> Result<Vec<String>>;
+    /// Deletes a project with its keys and schemas; `false` if there was none.
+    async fn delete_project(&self, name: &str) -> Result<bool>;
+
+    /// Stores the hashes of a new key set.
+    async fn insert_keys(&self, project: &str, key_set: &str, hashes: &[(KeyKind, String)], now_ms: i64)
+    -> Result<()>;
+    async fn find_key(&self, key_hash: &str) -> Result<Option<StoredKey>>;
+    /// Deletes every key of a key set; returns how many there were.
+    async fn delete_key_set(&self, project: &str, key_set: &str) -> Result<u64>;
+
+    /// The type of `_user` in this project, once chosen.
+    async fn user_type(&self, project: &str) -> Result<Option<FieldType>>;
+    /// Chooses the type of `_user` unless it was chosen already; returns the
+    /// type in force afterwards.
+    async fn choose_user_type(&self, project: &str, wanted: FieldType) -> Result<FieldType>;
+
+    /// The newest schema version of a collection.
+    async fn latest_schema(&self, project: &str, collection: &str) -> Result<Option<SchemaVersion>>;
+    /// The newest schema version of every collection of a project.
+    async fn latest_schemas(&self, project: &str) -> Result<Vec<SchemaVersion>>;
+    /// Every version of a collection, oldest first.
+    async fn schema_versions(&self, project: &str, collection: &str) -> Result<Vec<SchemaVersion>>;
+    async fn schema_by_id(&self, id: i64) -> Result<Option<SchemaVersion>>;
+    /// Inserts a version; `None` when that version number exists already
+    /// (another writer got there first), else the new version's id.
+    async fn insert_schema_version(&self, new: NewSchemaVersion<'_>, now_ms: i64) -> Result<Option<i64>>;
+}
+
+/// Opens (and migrates) the metadata store named by `url`.
+pub async fn open(url: &str) -> Result<Arc<dyn MetadataStore>> {
+    Ok(Arc::new(SqlMetadataStore::connect(url).await?))
+}

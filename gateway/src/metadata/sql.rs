@@ -1,0 +1,310 @@
+//! [`MetadataStore`] over sqlx's `Any` driver. The SQL is written once with
+//! `?` placeholders; [`Dialect`] holds the few differences between the
+//! databases and is chosen from the URL scheme.
+
+use async_trait::async_trait;
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::migrate::Migrator;
+use sqlx::{AnyPool, Row};
+
+use super::{Error, KeyKind, MetadataStore, NewSchemaVersion, Result, SchemaVersion, StoredKey};
+use crate::types::{Field, FieldType};
+
+static SQLITE: Migrator = sqlx::migrate!("migrations/sqlite");
+static POSTGRES: Migrator = sqlx::migrate!("migrations/postgres");
+static MYSQL: Migrator = sqlx::migrate!("migrations/mysql");
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Dialect {
+    Sqlite,
+    Postgres,
+    MySql,
+}
+
+impl Dialect {
+    fn of(url: &str) -> Result<Dialect> {
+        let scheme = url.split_once(':').map_or("", |(s, _)| s);
+        match scheme {
+            "sqlite" => Ok(Dialect::Sqlite),
+            "postgres" | "postgresql" => Ok(Dialect::Postgres),
+            "mysql" | "mariadb" => Ok(Dialect::MySql),
+            _ => Err(Error::UnsupportedUrl(url.to_owned())),
+        }
+    }
+
+    fn migrator(self) -> &'static Migrator {
+        match self {
+            Dialect::Sqlite => &SQLITE,
+            Dialect::Postgres => &POSTGRES,
+            Dialect::MySql => &MYSQL,
+        }
+    }
+
+    /// Rewrites `?` placeholders to `$1, $2, ..` where the database wants them.
+    fn sql(self, query: &str) -> String {
+        if self != Dialect::Postgres {
+            return query.to_owned();
+        }
+        let mut out = String::with_capacity(query.len() + 8);
+        let mut n = 0;
+        for c in query.chars() {
+            if c == '?' {
+                n += 1;
+                out.push('$');
+                out.push_str(&n.to_string());
+            } else {
+                out.push(c);
+            }
+        }
+        out
+    }
+
+    /// An INSERT that does nothing when a unique key exists already.
+    fn insert_ignore(self, rest: &str) -> String {
+        match self {
+            Dialect::Sqlite => format!("INSERT OR IGNORE INTO {rest}"),
+            Dialect::Postgres => format!("INSERT INTO {rest} ON CONFLICT DO NOTHING"),
+            Dialect::MySql => format!("INSERT IGNORE INTO {rest}"),
+        }
+    }
+}
+
+/// Every statement, rendered for the dialect once at start.
+struct Statements {
+    create_project: String,
+    list_projects: String,
+    delete_project: String,
+    delete_project_keys: String,
+    delete_project_schemas: String,
+    insert_key: String,
+    find_key: String,
+    delete_key_set: String,
+    user_type: String,
+    choose_user_type: String,
+    latest_schema: String,
+    latest_schemas: String,
+    schema_versions: String,
+    schema_by_id: String,
+    insert_schema: String,
+    schema_id: String,
+}
+
+const SCHEMA_COLUMNS: &str = "id, project, collection, version, fields, avro_schema";
+
+impl Statements {
+    fn new(d: Dialect) -> Self {
+        Statements {
+            create_project: d.sql(&d.insert_ignore("projects (name, created_at) VALUES (?, ?)")),
+            list_projects: d.sql("SELECT name FROM projects ORDER BY name"),
+            delete_project: d.sql("DELETE FROM projects WHERE name = ?"),
+            delete_project_keys: d.sql("DELETE FROM api_keys WHERE project = ?"),
+            delete_project_schemas: d.sql("DELETE FROM schema_versions WHERE project = ?"),
+            insert_key: d.sql("INSERT INTO api_keys (key_hash, project, kind, key_set, created_at) VALUES (?, ?, ?, ?, ?)"),
+            find_key: d.sql("SELECT project, kind, key_set FROM api_keys WHERE key_hash = ?"),
+            delete_key_set: d.sql("DELETE FROM api_keys WHERE project = ? AND key_set = ?"),
+            user_type: d.sql("SELECT user_type FROM projects WHERE name = ?"),
+            choose_user_type: d.sql("UPDATE projects SET user_type = ? WHERE name = ? AND user_type IS NULL"),
+            latest_schema: d.sql(&format!(
+                "SELECT {SCHEMA_COLUMNS} FROM schema_versions WHERE project = ? AND collection = ? \
+                 ORDER BY version DESC LIMIT 1"
+            )),
+            latest_schemas: d.sql(&format!(
+                "SELECT {SCHEMA_COLUMNS} FROM schema_versions s WHERE project = ? AND version = \
+                 (SELECT MAX(version) FROM schema_versions m WHERE m.project = s.project AND m.collection = s.collection) \
+                 ORDER BY collection"
+            )),
+            schema_versions: d.sql(&format!(
+                "SELECT {SCHEMA_COLUMNS} FROM schema_versions WHERE project = ? AND collection = ? ORDER BY version"
+            )),
+            schema_by_id: d.sql(&format!("SELECT {SCHEMA_COLUMNS} FROM schema_versions WHERE id = ?")),
+            insert_schema: d.sql(&d.insert_ignore(
+                "schema_versions (project, collection, version, fields, avro_schema, created_at) \
+                 VALUES (?, ?, ?, ?, ?, ?)",
+            )),
+            schema_id: d.sql("SELECT id FROM schema_versions WHERE project = ? AND collection = ? AND version = ?"),
+        }
+    }
+}
+
+pub struct SqlMetadataStore {
+    pool: AnyPool,
+    sql: Statements,
+}
+
+impl SqlMetadataStore {
+    /// Connects to the database named by `url` and applies its migrations.
+    pub async fn connect(url: &str) -> Result<Self> {
+        let dialect = Dialect::of(url)?;
+        sqlx::any::install_default_drivers();
+        let url = match dialect {
+            Dialect::Sqlite if !url.contains("mode=") => {
+                let sep = if url.contains('?') { '&' } else { '?' };
+                format!("{url}{sep}mode=rwc")
+            }
+            _ => url.to_owned(),
+        };
+        let mut options = AnyPoolOptions::new().max_connections(8);
+        if dialect == Dialect::Sqlite {
+            options = options.after_connect(|conn, _| {
+                Box::pin(async move {
+                    sqlx::query("PRAGMA journal_mode = WAL").execute(&mut *conn).await?;
+                    sqlx::query("PRAGMA busy_timeout = 10000").execute(&mut *conn).await?;
+                    sqlx::query("PRAGMA foreign_keys = ON").execute(&mut *conn).await?;
+                    Ok(())
+                })
+            });
+        }
+        let pool = options.connect(&url).await?;
+        dialect.migrator().run(&pool).await?;
+        Ok(SqlMetadataStore { pool, sql: Statements::new(dialect) })
+    }
+
+    fn schema_row(row: &AnyRow) -> Result<SchemaVersion> {
+        let fields: String = row.try_get("fields")?;
+        let fields: Vec<Field> =
+            serde_json::from_str(&fields).map_err(|e| Error::Corrupt(format!("schema fields: {e}")))?;
+        Ok(SchemaVersion {
+            id: row.try_get("id")?,
+            project: row.try_get("project")?,
+            collection: row.try_get("collection")?,
+            version: row.try_get("version")?,
+            fields,
+            avro_schema: row.try_get("avro_schema")?,
+        })
+    }
+}
+
+fn kind_of(name: &str) -> Result<KeyKind> {
+    KeyKind::from_name(name).ok_or_else(|| Error::Corrupt(format!("key kind {name:?}")))
+}
+
+#[async_trait]
+impl MetadataStore for SqlMetadataStore {
+    async fn create_project(&self, name: &str, now_ms: i64) -> Result<bool> {
+        let done = sqlx::query(&self.sql.create_project).bind(name).bind(now_ms).execute(&self.pool).await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn projects(&self) -> Result<Vec<String>> {
+        let rows = sqlx::query(&self.sql.list_projects).fetch_all(&self.pool).await?;
+        rows.iter().map(|r| r.try_get::<String, _>(0).map_err(Error::from)).collect()
+    }
+
+    async fn delete_project(&self, name: &str) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(&self.sql.delete_project_keys).bind(name).execute(&mut *tx).await?;
+        sqlx::query(&self.sql.delete_project_schemas).bind(name).execute(&mut *tx).await?;
+        let done = sqlx::query(&self.sql.delete_project).bind(name).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn insert_keys(
+        &self,
+        project: &str,
+        key_set: &str,
+        hashes: &[(KeyKind, String)],
+        now_ms: i64,
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for (kind, hash) in hashes {
+            sqlx::query(&self.sql.insert_key)
+                .bind(hash.as_str())
+                .bind(project)
+                .bind(kind.name())
+                .bind(key_set)
+                .bind(now_ms)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn find_key(&self, key_hash: &str) -> Result<Option<StoredKey>> {
+        let row = sqlx::query(&self.sql.find_key).bind(key_hash).fetch_optional(&self.pool).await?;
+        row.map(|row| {
+            Ok(StoredKey {
+                project: row.try_get("project")?,
+                kind: kind_of(&row.try_get::<String, _>("kind")?)?,
+                key_set: row.try_get("key_set")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn delete_key_set(&self, project: &str, key_set: &str) -> Result<u64> {
+        let done = sqlx::query(&self.sql.delete_key_set).bind(project).bind(key_set).execute(&self.pool).await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn user_type(&self, project: &str) -> Result<Option<FieldType>> {
+        let row = sqlx::query(&self.sql.user_type).bind(project).fetch_optional(&self.pool).await?;
+        let Some(row) = row else { return Ok(None) };
+        let name: Option<String> = row.try_get(0)?;
+        name.map(|n| n.parse::<FieldType>().map_err(|e| Error::Corrupt(e.to_string()))).transpose()
+    }
+
+    async fn choose_user_type(&self, project: &str, wanted: FieldType) -> Result<FieldType> {
+        sqlx::query(&self.sql.choose_user_type).bind(wanted.to_string()).bind(project).execute(&self.pool).await?;
+        Ok(self.user_type(project).await?.unwrap_or(wanted))
+    }
+
+    async fn latest_schema(&self, project: &str, collection: &str) -> Result<Option<SchemaVersion>> {
+        let row =
+            sqlx::query(&self.sql.latest_schema).bind(project).bind(collection).fetch_optional(&self.pool).await?;
+        row.as_ref().map(Self::schema_row).transpose()
+    }
+
+    async fn latest_schemas(&self, project: &str) -> Result<Vec<SchemaVersion>> {
+        let rows = sqlx::query(&self.sql.latest_schemas).bind(project).fetch_all(&self.pool).await?;
+        rows.iter().map(Self::schema_row).collect()
+    }
+
+    async fn schema_versions(&self, project: &str, collection: &str) -> Result<Vec<SchemaVersion>> {
+        let rows =
+            sqlx::query(&self.sql.schema_versions).bind(project).bind(collection).fetch_all(&self.pool).await?;
+        rows.iter().map(Self::schema_row).collect()
+    }
+
+    async fn schema_by_id(&self, id: i64) -> Result<Option<SchemaVersion>> {
+        let row = sqlx::query(&self.sql.schema_by_id).bind(id).fetch_optional(&self.pool).await?;
+        row.as_ref().map(Self::schema_row).transpose()
+    }
+
+    async fn insert_schema_version(&self, new: NewSchemaVersion<'_>, now_ms: i64) -> Result<Option<i64>> {
+        let fields = serde_json::to_string(new.fields).map_err(|e| Error::Corrupt(e.to_string()))?;
+        let done = sqlx::query(&self.sql.insert_schema)
+            .bind(new.project)
+            .bind(new.collection)
+            .bind(new.version)
+            .bind(fields)
+            .bind(new.avro_schema)
+            .bind(now_ms)
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Ok(None);
+        }
+        let row = sqlx::query(&self.sql.schema_id)
+            .bind(new.project)
+            .bind(new.collection)
+            .bind(new.version)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(Some(row.try_get(0)?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn postgres_gets_numbered_placeholders() {
+        assert_eq!(Dialect::Postgres.sql("a = ? AND b = ?"), "a = $1 AND b = $2");
+        assert_eq!(Dialect::MySql.sql("a = ?"), "a = ?");
+        assert!(matches!(Dialect::of("redis://x"), Err(Error::UnsupportedUrl(_))));
+        assert_eq!(Dialect::of("postgresql://x").ok(), Some(Dialect::Postgres));
+    }
+}
