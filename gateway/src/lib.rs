@@ -1,10 +1,16 @@
 //! Weir: an analytics event gateway that speaks Rakam's HTTP API.
 
+pub mod app;
 pub mod avro;
+pub mod config;
+pub mod http;
 pub mod infer;
+pub mod ingest;
+pub mod keys;
 pub mod log;
 pub mod metadata;
 pub mod names;
+pub mod schema;
 pub mod timefmt;
 pub mod types;
 pub mod value;

@@ -1,1 +1,115 @@
-fn main() {}
+//! The `weir` command.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use weir_gateway::config::{Config, Overrides};
+
+#[derive(Parser)]
+#[command(
+    name = "weir",
+    version,
+    about = "Weir: an analytics event gateway that speaks Rakam's HTTP API"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+const SERVE_HELP: &str = "\
+Every setting can also come from a TOML file (--config) and from WEIR_*
+environment variables; '__' separates nested keys. Precedence: flags, then
+environment, then the file, then defaults.
+
+Settings (TOML key / environment variable, default):
+  listen                      WEIR_LISTEN                      127.0.0.1:9999
+  data_dir                    WEIR_DATA_DIR                    ./weir-data
+  lock_key                    WEIR_LOCK_KEY                    unset: loopback only
+  metadata                    WEIR_METADATA                    sqlite://<data_dir>/metadata.db
+                              (or postgres://user:pass@host/db, mysql://user:pass@host/db)
+  log                         WEIR_LOG                         file://<data_dir>/log
+  http.max_body_bytes         WEIR_HTTP__MAX_BODY_BYTES        1048576
+  http.batch_max_bytes        WEIR_HTTP__BATCH_MAX_BYTES       500000
+  http.bulk_max_bytes         WEIR_HTTP__BULK_MAX_BYTES        268435456
+  projects.allow_deletion     WEIR_PROJECTS__ALLOW_DELETION    false
+  projects.key_cache_ms       WEIR_PROJECTS__KEY_CACHE_MS      5000
+  file_log.segment_bytes      WEIR_FILE_LOG__SEGMENT_BYTES     67108864
+  file_log.partitions         WEIR_FILE_LOG__PARTITIONS        1
+  file_log.retention_ms       WEIR_FILE_LOG__RETENTION_MS      86400000
+  file_log.retention_check_ms WEIR_FILE_LOG__RETENTION_CHECK_MS 60000
+  file_log.max_group_bytes    WEIR_FILE_LOG__MAX_GROUP_BYTES   16777216
+
+Logging: RUST_LOG (for example RUST_LOG=weir_gateway=debug).";
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway.
+    #[command(after_long_help = SERVE_HELP, after_help = "See --help for every setting.")]
+    Serve {
+        /// TOML configuration file.
+        #[arg(long, env = "WEIR_CONFIG", value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Address to listen on (port 0 picks a free port).
+        #[arg(long, env = "WEIR_LISTEN", value_name = "HOST:PORT")]
+        listen: Option<String>,
+        /// Folder for the embedded backends' data.
+        #[arg(long, env = "WEIR_DATA_DIR", value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+        /// Key that guards /project/create and /project/list.
+        #[arg(
+            long,
+            env = "WEIR_LOCK_KEY",
+            value_name = "KEY",
+            hide_env_values = true
+        )]
+        lock_key: Option<String>,
+        /// Metadata store URL: sqlite://, postgres:// or mysql://.
+        #[arg(
+            long,
+            env = "WEIR_METADATA",
+            value_name = "URL",
+            hide_env_values = true
+        )]
+        metadata: Option<String>,
+        /// Event log URL: file://<folder>.
+        #[arg(long, env = "WEIR_LOG", value_name = "URL")]
+        log: Option<String>,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match cli.command {
+        Command::Serve {
+            config,
+            listen,
+            data_dir,
+            lock_key,
+            metadata,
+            log,
+        } => {
+            let overrides = Overrides {
+                listen,
+                data_dir,
+                lock_key,
+                metadata,
+                log,
+            };
+            let config = Config::load(config.as_deref(), &overrides)?;
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            runtime
+                .block_on(weir_gateway::app::serve(config))
+                .context("weir serve")?;
+        }
+    }
+    Ok(())
+}

@@ -113,8 +113,16 @@ impl FileLog {
 
     fn partition(&self, topic: &str, partition: u32) -> Result<Arc<partition::PartitionShared>> {
         let topics = self.inner.topics.read().unwrap_or_else(|e| e.into_inner());
-        let t = topics.get(topic).ok_or_else(|| Error::NoTopic(topic.to_owned()))?;
-        t.partitions.get(partition as usize).cloned().ok_or_else(|| Error::NoPartition { topic: topic.to_owned(), partition })
+        let t = topics
+            .get(topic)
+            .ok_or_else(|| Error::NoTopic(topic.to_owned()))?;
+        t.partitions
+            .get(partition as usize)
+            .cloned()
+            .ok_or_else(|| Error::NoPartition {
+                topic: topic.to_owned(),
+                partition,
+            })
     }
 }
 
@@ -135,7 +143,9 @@ impl Inner {
         let mut recovered = Vec::new();
         for entry in fs::read_dir(&root).map_err(Error::io(&root))? {
             let entry = entry.map_err(Error::io(&root))?;
-            let Ok(name) = entry.file_name().into_string() else { continue };
+            let Ok(name) = entry.file_name().into_string() else {
+                continue;
+            };
             if name.starts_with('.') || !entry.path().is_dir() {
                 continue;
             }
@@ -163,7 +173,11 @@ impl Inner {
             .name("weir-log-writer".into())
             .spawn(move || writer.run(rx))
             .map_err(|e| Error::Poisoned(e.to_string()))?;
-        Ok(Inner { topics, commands: tx, _lock: lock })
+        Ok(Inner {
+            topics,
+            commands: tx,
+            _lock: lock,
+        })
     }
 
     async fn call<T>(&self, make: impl FnOnce(oneshot::Sender<Result<T>>) -> Command) -> Result<T> {
@@ -179,10 +193,18 @@ impl EventLog for FileLog {
         if batches.iter().all(|b| b.records.is_empty()) {
             return Ok(batches.iter().map(|_| Vec::new()).collect());
         }
-        self.inner.call(|reply| Command::Append { batches, reply }).await
+        self.inner
+            .call(|reply| Command::Append { batches, reply })
+            .await
     }
 
-    async fn read(&self, topic: &str, partition: u32, from: u64, max_records: usize) -> Result<ReadBatch> {
+    async fn read(
+        &self,
+        topic: &str,
+        partition: u32,
+        from: u64,
+        max_records: usize,
+    ) -> Result<ReadBatch> {
         let shared = self.partition(topic, partition)?;
         let topic = topic.to_owned();
         tokio::task::spawn_blocking(move || shared.read(&topic, partition, from, max_records))
@@ -199,12 +221,16 @@ impl EventLog for FileLog {
 
     async fn release(&self, topic: &str, partition: u32, offset: u64) -> Result<()> {
         let shared = self.partition(topic, partition)?;
-        shared.released.fetch_max(offset, std::sync::atomic::Ordering::AcqRel);
+        shared
+            .released
+            .fetch_max(offset, std::sync::atomic::Ordering::AcqRel);
         Ok(())
     }
 
     async fn delete_topics(&self, prefix: &str) -> Result<()> {
         let prefix = prefix.to_owned();
-        self.inner.call(|reply| Command::DeleteTopics { prefix, reply }).await
+        self.inner
+            .call(|reply| Command::DeleteTopics { prefix, reply })
+            .await
     }
 }

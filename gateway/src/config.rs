@@ -1,0 +1,243 @@
+//! Configuration: one serde struct per component, read from defaults, then
+//! an optional TOML file, then `WEIR_*` environment variables (`__`
+//! separates nesting: `WEIR_FILE_LOG__SEGMENT_BYTES`), then command-line
+//! flags. Validated and turned into ready parts once, at start.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+use crate::log::file::FileLogConfig;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("configuration: {0}")]
+    Invalid(String),
+    #[error("configuration: {0}")]
+    Figment(#[from] Box<figment::Error>),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The whole server configuration.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Address the HTTP server listens on (`host:port`; port 0 picks a free one).
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// Folder where the embedded backends keep their data.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// Key that guards `/project/create` and `/project/list`. Without one,
+    /// only loopback clients may use them.
+    #[serde(default)]
+    pub lock_key: Option<String>,
+    /// Metadata store URL: `sqlite://<file>`, `postgres://…` or `mysql://…`.
+    /// Default: `sqlite://<data_dir>/metadata.db`.
+    #[serde(default)]
+    pub metadata: Option<String>,
+    /// Event log URL: `file://<folder>`. Default: `file://<data_dir>/log`.
+    #[serde(default)]
+    pub log: Option<String>,
+    /// HTTP limits.
+    #[serde(default)]
+    pub http: HttpConfig,
+    /// Project and key settings.
+    #[serde(default)]
+    pub projects: ProjectsConfig,
+    /// Settings of the embedded file log.
+    #[serde(default)]
+    pub file_log: FileLogConfig,
+}
+
+/// HTTP limits (`[http]`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Largest body accepted by `/event/collect`, `/event/pixel` and the
+    /// project endpoints, in bytes.
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: usize,
+    /// Largest body accepted by `/event/batch`, in bytes (Rakam's 500,000).
+    #[serde(default = "default_batch_max_bytes")]
+    pub batch_max_bytes: usize,
+    /// Largest body accepted by `/event/bulk`, in bytes.
+    #[serde(default = "default_bulk_max_bytes")]
+    pub bulk_max_bytes: usize,
+}
+
+/// Project and key settings (`[projects]`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectsConfig {
+    /// Whether `/project/delete` may delete a project.
+    #[serde(default)]
+    pub allow_deletion: bool,
+    /// How long a key looked up in the metadata store is trusted before it is
+    /// looked up again (milliseconds). Revocation on this node takes effect
+    /// at once; on other nodes within this time.
+    #[serde(default = "default_key_cache_ms")]
+    pub key_cache_ms: u64,
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:9999".to_owned()
+}
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("./weir-data")
+}
+fn default_max_body_bytes() -> usize {
+    1 << 20
+}
+fn default_batch_max_bytes() -> usize {
+    500_000
+}
+fn default_bulk_max_bytes() -> usize {
+    256 << 20
+}
+fn default_key_cache_ms() -> u64 {
+    5_000
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            max_body_bytes: default_max_body_bytes(),
+            batch_max_bytes: default_batch_max_bytes(),
+            bulk_max_bytes: default_bulk_max_bytes(),
+        }
+    }
+}
+
+impl Default for ProjectsConfig {
+    fn default() -> Self {
+        ProjectsConfig {
+            allow_deletion: false,
+            key_cache_ms: default_key_cache_ms(),
+        }
+    }
+}
+
+/// Values given on the command line; they override everything else.
+#[derive(Debug, Default, Serialize)]
+pub struct Overrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lock_key: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log: Option<String>,
+}
+
+impl Config {
+    /// Reads the configuration: defaults, the TOML file if given, `WEIR_*`
+    /// variables, then the command-line overrides.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Config> {
+        let mut figment = Figment::new();
+        if let Some(file) = file {
+            if !file.exists() {
+                return Err(Error::Invalid(format!(
+                    "config file {} does not exist",
+                    file.display()
+                )));
+            }
+            figment = figment.merge(Toml::file(file));
+        }
+        let figment = figment
+            .merge(Env::prefixed("WEIR_").split("__").ignore(&["config"]))
+            .merge(Serialized::defaults(overrides));
+        let config: Config = figment.extract().map_err(Box::new)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<()> {
+        self.listen_addr()?;
+        if self.lock_key.as_deref() == Some("") {
+            return Err(Error::Invalid(
+                "lock_key is empty; leave it unset instead".to_owned(),
+            ));
+        }
+        if self.http.batch_max_bytes == 0
+            || self.http.max_body_bytes == 0
+            || self.http.bulk_max_bytes == 0
+        {
+            return Err(Error::Invalid(
+                "http body limits must be above 0".to_owned(),
+            ));
+        }
+        if self.file_log.partitions == 0 || self.file_log.partitions > 1024 {
+            return Err(Error::Invalid(
+                "file_log.partitions must be between 1 and 1024".to_owned(),
+            ));
+        }
+        if self.file_log.segment_bytes < 1024 {
+            return Err(Error::Invalid(
+                "file_log.segment_bytes must be at least 1024".to_owned(),
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn listen_addr(&self) -> Result<SocketAddr> {
+        self.listen
+            .parse()
+            .map_err(|e| Error::Invalid(format!("listen address {:?}: {e}", self.listen)))
+    }
+
+    pub fn metadata_url(&self) -> String {
+        self.metadata
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("metadata.db").display()))
+    }
+
+    pub fn log_url(&self) -> String {
+        self.log
+            .clone()
+            .unwrap_or_else(|| format!("file://{}", self.data_dir.join("log").display()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_need_nothing_installed() {
+        let config: Config = Figment::new().extract().expect("defaults");
+        assert_eq!(config.listen, "127.0.0.1:9999");
+        assert_eq!(config.metadata_url(), "sqlite://./weir-data/metadata.db");
+        assert_eq!(config.log_url(), "file://./weir-data/log");
+        assert_eq!(config.http.batch_max_bytes, 500_000);
+        assert!(!config.projects.allow_deletion);
+    }
+
+    #[test]
+    fn files_are_checked_for_unknown_keys() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("weir.toml");
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:1\"\n[file_log]\nsegment_bytes = 4096\n",
+        )
+        .expect("write");
+        let config = Config::load(Some(&path), &Overrides::default()).expect("load");
+        assert_eq!(config.file_log.segment_bytes, 4096);
+        std::fs::write(&path, "[file_log]\nsegment_size = 4096\n").expect("write");
+        let err = Config::load(Some(&path), &Overrides::default()).expect_err("unknown key");
+        assert!(err.to_string().contains("segment_size"), "{err}");
+        let overrides = Overrides {
+            listen: Some("nonsense".into()),
+            ..Overrides::default()
+        };
+        assert!(Config::load(None, &overrides).is_err());
+    }
+}

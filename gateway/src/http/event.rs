@@ -1,0 +1,483 @@
+//! `/event/*`: the collection API.
+
+use std::net::SocketAddr;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, State};
+use axum::response::{IntoResponse, Response};
+use http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use md5::{Digest, Md5};
+use serde::Deserialize;
+use serde_json::Value as Json;
+use serde_json::value::RawValue;
+
+use super::request::{client_ip, header_str, key_from, query_param, read_body, utf8};
+use super::{ApiError, ApiResult, AppState, json_response, success};
+use crate::ingest::{Context, Event};
+use crate::metadata::KeyKind;
+
+/// The `api` object of collection requests.
+#[derive(Debug, Default, Deserialize)]
+pub struct Api {
+    #[serde(default)]
+    api_key: Option<String>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    library: Option<Json>,
+    #[serde(default)]
+    api_version: Option<Json>,
+    #[serde(default)]
+    upload_time: Option<Json>,
+    #[serde(default)]
+    uuid: Option<Json>,
+    #[serde(default)]
+    checksum: Option<String>,
+}
+
+impl Api {
+    fn upload_time_ms(&self) -> ApiResult<Option<i64>> {
+        match &self.upload_time {
+            None | Some(Json::Null) => Ok(None),
+            Some(Json::Number(n)) if n.as_i64().is_some() => Ok(n.as_i64()),
+            Some(Json::String(s)) if s.parse::<i64>().is_ok() => Ok(s.parse().ok()),
+            Some(_) => Err(ApiError::bad_request(
+                "api.upload_time must be milliseconds since the epoch",
+            )),
+        }
+    }
+
+    /// How a scalar of `api` enters the checksum: its text, or nothing.
+    fn text(value: &Option<Json>) -> String {
+        match value {
+            None | Some(Json::Null) => String::new(),
+            Some(Json::String(s)) => s.clone(),
+            Some(other) => other.to_string(),
+        }
+    }
+
+    /// `api.checksum`, when given, is the upper-case hex MD5 of `api_key +
+    /// api_version + upload_time + the raw bytes of the events`, with absent
+    /// parts as empty text.
+    fn verify_checksum(&self, events: &str) -> ApiResult<()> {
+        let Some(given) = &self.checksum else {
+            return Ok(());
+        };
+        let mut md5 = Md5::new();
+        md5.update(self.api_key.as_deref().unwrap_or_default());
+        md5.update(Self::text(&self.api_version));
+        md5.update(Self::text(&self.upload_time));
+        md5.update(events);
+        let expected = hex::encode_upper(md5.finalize());
+        if !given.eq_ignore_ascii_case(&expected) {
+            return Err(ApiError::bad_request(
+                "api.checksum does not match the events",
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CollectBody {
+    collection: String,
+    #[serde(default)]
+    api: Api,
+    #[serde(default)]
+    properties: Option<Json>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BatchBody<'a> {
+    #[serde(default)]
+    api: Api,
+    #[serde(borrow)]
+    events: &'a RawValue,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EventBody {
+    collection: String,
+    #[serde(default)]
+    properties: Option<Json>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LineBody {
+    #[serde(default)]
+    collection: Option<String>,
+    #[serde(default)]
+    properties: Option<Json>,
+}
+
+fn parse<'a, T: Deserialize<'a>>(text: &'a str) -> ApiResult<T> {
+    serde_json::from_str(text).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+}
+
+fn one() -> Response {
+    json_response(StatusCode::OK, &1)
+}
+
+/// The request's side of every event's context.
+fn context(
+    project: String,
+    api: Option<&Api>,
+    headers: &HeaderMap,
+    peer: SocketAddr,
+    received_ms: i64,
+) -> ApiResult<Context> {
+    Ok(Context {
+        project,
+        client_ip: Some(client_ip(headers, peer)),
+        user_agent: header_str(headers, header::USER_AGENT).map(str::to_owned),
+        referer: header_str(headers, header::REFERER).map(str::to_owned),
+        upload_time_ms: api.map(Api::upload_time_ms).transpose()?.flatten(),
+        request_id: api
+            .and_then(|a| a.uuid.as_ref())
+            .map(|u| Api::text(&Some(u.clone()))),
+        received_ms,
+    })
+}
+
+/// The write key of a collection request, or failing that a master key.
+async fn write_project(app: &AppState, key: Option<String>) -> ApiResult<String> {
+    let key = key.ok_or_else(|| ApiError::unauthorized("api.api_key is missing"))?;
+    app.keys
+        .project_of(&key, &[KeyKind::Write, KeyKind::Master])
+        .await?
+        .ok_or_else(|| ApiError::forbidden("api.api_key is invalid"))
+}
+
+pub async fn collect(
+    State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Response> {
+    let received = app.now_ms();
+    let bytes = read_body(&headers, body, app.config.http.max_body_bytes, "").await?;
+    let req: CollectBody = parse(utf8(&bytes)?)?;
+    let project = write_project(&app, req.api.api_key.clone()).await?;
+    let event = Event::new(&req.collection, req.properties)
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let ctx = context(project, Some(&req.api), &headers, peer, received)?;
+    app.ingest.store(&ctx, vec![event]).await?;
+    Ok(one())
+}
+
+pub async fn batch(
+    State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Response> {
+    let received = app.now_ms();
+    let hint = "; send larger loads to /event/bulk";
+    let bytes = read_body(&headers, body, app.config.http.batch_max_bytes, hint).await?;
+    let req: BatchBody<'_> = parse(utf8(&bytes)?)?;
+    let project = write_project(&app, req.api.api_key.clone()).await?;
+    req.api.verify_checksum(req.events.get())?;
+    let items: Vec<&RawValue> = serde_json::from_str(req.events.get())
+        .map_err(|_| ApiError::bad_request("events must be a JSON array of events"))?;
+    let mut events = Vec::with_capacity(items.len());
+    let mut failed = Vec::new();
+    for (i, item) in items.into_iter().enumerate() {
+        let event = serde_json::from_str::<EventBody>(item.get())
+            .map_err(|e| e.to_string())
+            .and_then(|b| Event::new(&b.collection, b.properties).map_err(|e| e.to_string()));
+        match event {
+            Ok(event) => events.push(event),
+            Err(reason) => {
+                tracing::debug!(index = i, %reason, "refused an event of a batch");
+                failed.push(i);
+            }
+        }
+    }
+    let ctx = context(project, Some(&req.api), &headers, peer, received)?;
+    app.ingest.store(&ctx, events).await?;
+    if failed.is_empty() {
+        Ok(one())
+    } else {
+        Ok(json_response(StatusCode::CONFLICT, &failed))
+    }
+}
+
+/// Bulk loads are all or nothing: any bad event refuses the whole body.
+pub async fn bulk(
+    State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Response> {
+    let received = app.now_ms();
+    let bytes = read_body(&headers, body, app.config.http.bulk_max_bytes, "").await?;
+    let text = utf8(&bytes)?;
+    let query = uri.query();
+    let header_key = key_from(&headers, query, "master_key");
+    let content_type = header_str(&headers, header::CONTENT_TYPE)
+        .map(|c| {
+            c.split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .unwrap_or_default();
+    let collection = query_param(query, "collection");
+    let (project, events, api) = match content_type.as_str() {
+        "text/csv" => {
+            let project = app.authorize(header_key, &[KeyKind::Master]).await?;
+            let collection = collection
+                .ok_or_else(|| ApiError::bad_request("CSV bulk loads need ?collection="))?;
+            let events = csv_events(&app, &project, &collection, text, query).await?;
+            (project, events, None)
+        }
+        "application/x-ndjson"
+        | "application/ndjson"
+        | "application/jsonlines"
+        | "application/x-jsonlines" => {
+            let project = app.authorize(header_key, &[KeyKind::Master]).await?;
+            (project, ndjson_events(text, collection.as_deref())?, None)
+        }
+        _ => {
+            let req: BatchBody<'_> = parse(text)?;
+            let project = app
+                .authorize(header_key.or(req.api.api_key.clone()), &[KeyKind::Master])
+                .await?;
+            req.api.verify_checksum(req.events.get())?;
+            let items: Vec<EventBody> = serde_json::from_str(req.events.get()).map_err(|e| {
+                ApiError::bad_request(format!("events must be a JSON array of events: {e}"))
+            })?;
+            let events = items
+                .into_iter()
+                .enumerate()
+                .map(|(i, b)| {
+                    Event::new(&b.collection, b.properties)
+                        .map_err(|e| ApiError::bad_request(format!("event {i}: {e}")))
+                })
+                .collect::<ApiResult<Vec<_>>>()?;
+            (project, events, Some(req.api))
+        }
+    };
+    let ctx = context(project, api.as_ref(), &headers, peer, received)?;
+    app.ingest.store(&ctx, events).await?;
+    Ok(success())
+}
+
+fn ndjson_events(text: &str, collection: Option<&str>) -> ApiResult<Vec<Event>> {
+    let mut events = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let bad = |msg: String| ApiError::bad_request(format!("line {}: {msg}", n + 1));
+        let body: LineBody = serde_json::from_str(line).map_err(|e| bad(e.to_string()))?;
+        let name = body
+            .collection
+            .as_deref()
+            .or(collection)
+            .ok_or_else(|| bad("no collection".to_owned()))?;
+        events.push(Event::new(name, body.properties).map_err(|e| bad(e.to_string()))?);
+    }
+    Ok(events)
+}
+
+/// CSV rows as events. With a header (the default, `use_header=true`) its
+/// names are the fields; without one, the columns are the collection's
+/// existing fields in schema order.
+async fn csv_events(
+    app: &AppState,
+    project: &str,
+    collection: &str,
+    text: &str,
+    query: Option<&str>,
+) -> ApiResult<Vec<Event>> {
+    let separator = match query_param(query, "column_separator").as_deref() {
+        None | Some("") => b',',
+        Some("\\t" | "tab") => b'\t',
+        Some(s) if s.len() == 1 => s.as_bytes()[0],
+        Some(s) => {
+            return Err(ApiError::bad_request(format!(
+                "column_separator must be one character, not {s:?}"
+            )));
+        }
+    };
+    let use_header = match query_param(query, "use_header").as_deref() {
+        None | Some("true") => true,
+        Some("false") => false,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "use_header must be true or false, not {other:?}"
+            )));
+        }
+    };
+    let collection_name = crate::names::collection_name(collection)
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let mut reader = csv::ReaderBuilder::new()
+        .delimiter(separator)
+        .has_headers(use_header)
+        .from_reader(text.as_bytes());
+    let columns: Vec<String> = if use_header {
+        reader
+            .headers()
+            .map_err(|e| ApiError::bad_request(format!("CSV header: {e}")))?
+            .iter()
+            .map(str::to_owned)
+            .collect()
+    } else {
+        let schema = app.ingest.registry().current(project, &collection_name).await?.ok_or_else(|| {
+            ApiError::bad_request("use_header=false needs a collection that exists, whose fields name the columns")
+        })?;
+        schema.fields.iter().map(|f| f.name.clone()).collect()
+    };
+    let mut events = Vec::new();
+    for (n, row) in reader.records().enumerate() {
+        let row = row.map_err(|e| ApiError::bad_request(format!("CSV row {}: {e}", n + 1)))?;
+        if row.len() != columns.len() {
+            return Err(ApiError::bad_request(format!(
+                "CSV row {} has {} columns where the header has {}",
+                n + 1,
+                row.len(),
+                columns.len()
+            )));
+        }
+        let properties: serde_json::Map<String, Json> = columns
+            .iter()
+            .zip(row.iter())
+            .map(|(c, v)| (c.clone(), sniff(v)))
+            .collect();
+        events.push(
+            Event::new(&collection_name, Some(Json::Object(properties)))
+                .map_err(|e| ApiError::bad_request(format!("CSV row {}: {e}", n + 1)))?,
+        );
+    }
+    Ok(events)
+}
+
+/// A text value from CSV or a query string as the JSON value it spells:
+/// empty is null, `true`/`false` booleans, numbers numbers, else a string.
+fn sniff(text: &str) -> Json {
+    if text.is_empty() {
+        return Json::Null;
+    }
+    if text == "true" || text == "false" {
+        return Json::Bool(text == "true");
+    }
+    let numeric = text
+        .bytes()
+        .next()
+        .is_some_and(|b| b.is_ascii_digit() || b == b'-' || b == b'.')
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_digit() || matches!(b, b'-' | b'+' | b'.' | b'e' | b'E'));
+    if numeric {
+        if let Ok(i) = text.parse::<i64>() {
+            return Json::from(i);
+        }
+        if let Some(n) = text
+            .parse::<f64>()
+            .ok()
+            .and_then(serde_json::Number::from_f64)
+        {
+            return Json::Number(n);
+        }
+    }
+    Json::String(text.to_owned())
+}
+
+/// A transparent 1x1 GIF.
+const PIXEL: &[u8] = &[
+    0x47, 0x49, 0x46, 0x38, 0x39, 0x61, 0x01, 0x00, 0x01, 0x00, 0x80, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0xff, 0xff, 0xff, 0x21, 0xf9, 0x04, 0x01, 0x00, 0x00, 0x00, 0x00, 0x2c, 0x00, 0x00, 0x00, 0x00,
+    0x01, 0x00, 0x01, 0x00, 0x00, 0x02, 0x02, 0x44, 0x01, 0x00, 0x3b,
+];
+
+/// `?collection=&api.api_key=&prop.X=…`, answered with a 1x1 GIF.
+pub async fn pixel(
+    State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let received = app.now_ms();
+    let query = uri.query().unwrap_or_default();
+    if query.len() > app.config.http.max_body_bytes {
+        return Err(ApiError::new(
+            StatusCode::URI_TOO_LONG,
+            "the query string is too long",
+        ));
+    }
+    let mut api = Api::default();
+    let mut collection = None;
+    let mut properties = serde_json::Map::new();
+    for (k, v) in form_urlencoded::parse(query.as_bytes()) {
+        match k.as_ref() {
+            "collection" => collection = Some(v.into_owned()),
+            "api.api_key" => api.api_key = Some(v.into_owned()),
+            "api.upload_time" => api.upload_time = Some(Json::String(v.into_owned())),
+            "api.uuid" => api.uuid = Some(Json::String(v.into_owned())),
+            "api.api_version" | "api.library.name" | "api.library.version" => {}
+            other => match other.strip_prefix("prop.") {
+                Some(name) => {
+                    properties.insert(name.to_owned(), sniff(&v));
+                }
+                None => {
+                    return Err(ApiError::bad_request(format!(
+                        "unknown pixel parameter {other:?}"
+                    )));
+                }
+            },
+        }
+    }
+    let project = write_project(&app, api.api_key.clone()).await?;
+    let collection = collection.ok_or_else(|| ApiError::bad_request("collection is missing"))?;
+    let event = Event::new(&collection, Some(Json::Object(properties)))
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let ctx = context(project, Some(&api), &headers, peer, received)?;
+    app.ingest.store(&ctx, vec![event]).await?;
+    let mut response = (StatusCode::OK, PIXEL).into_response();
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("image/gif"));
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, no-store, must-revalidate"),
+    );
+    Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn text_values_are_sniffed() {
+        assert_eq!(sniff(""), Json::Null);
+        assert_eq!(sniff("true"), json!(true));
+        assert_eq!(sniff("42"), json!(42));
+        assert_eq!(sniff("-1.5"), json!(-1.5));
+        assert_eq!(sniff("1e3"), json!(1000.0));
+        assert_eq!(sniff("2024-01-02"), json!("2024-01-02"));
+        assert_eq!(sniff("12abc"), json!("12abc"));
+        assert_eq!(sniff("-"), json!("-"));
+    }
+
+    #[test]
+    fn checksum_covers_key_version_time_and_events() {
+        let events = r#"[{"collection":"a"}]"#;
+        let mut api = Api {
+            api_key: Some("k".into()),
+            api_version: Some(json!("1")),
+            upload_time: Some(json!(5)),
+            ..Api::default()
+        };
+        let sum = hex::encode_upper(Md5::digest(format!("k15{events}")));
+        api.checksum = Some(sum);
+        assert!(api.verify_checksum(events).is_ok());
+        assert!(api.verify_checksum("[]").is_err());
+    }
+}

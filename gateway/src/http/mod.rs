@@ -1,0 +1,123 @@
+//! The HTTP API: Rakam's project and collection endpoints.
+
+mod error;
+mod event;
+mod project;
+pub mod request;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use http::{HeaderValue, StatusCode, header};
+use serde::Serialize;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::cors::{Any, CorsLayer};
+
+pub use error::{ApiError, ApiResult, error_body};
+
+use crate::app::App;
+use crate::metadata::KeyKind;
+
+pub type AppState = Arc<App>;
+
+pub fn router(app: AppState) -> Router {
+    Router::new()
+        .route("/project/create", post(project::create))
+        .route("/project/list", post(project::list))
+        .route(
+            "/project/delete",
+            post(project::delete).delete(project::delete),
+        )
+        .route("/project/schema", post(project::schema))
+        .route("/project/collection", post(project::collection))
+        .route("/project/create-api-keys", post(project::create_api_keys))
+        .route("/project/check-api-keys", post(project::check_api_keys))
+        .route("/project/revoke-api-keys", post(project::revoke_api_keys))
+        .route("/event/collect", post(event::collect))
+        .route("/event/batch", post(event::batch))
+        .route("/event/bulk", post(event::bulk))
+        .route("/event/pixel", get(event::pixel).post(event::pixel))
+        .route("/health", get(health))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(CatchPanicLayer::custom(panic_response))
+        .layer(
+            CorsLayer::new()
+                .allow_origin(Any)
+                .allow_methods(Any)
+                .allow_headers(Any),
+        )
+        .with_state(app)
+}
+
+async fn health() -> Response {
+    json_response(StatusCode::OK, &serde_json::json!({"status": "ok"}))
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "no such endpoint")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method not allowed on this endpoint",
+    )
+}
+
+fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    tracing::error!("a request handler panicked");
+    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
+}
+
+pub fn json_response<T: Serialize + ?Sized>(status: StatusCode, value: &T) -> Response {
+    match serde_json::to_vec(value) {
+        Ok(body) => {
+            let mut response = (status, body).into_response();
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            response
+        }
+        Err(e) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
+/// `{"success": true}`.
+fn success() -> Response {
+    json_response(StatusCode::OK, &serde_json::json!({"success": true}))
+}
+
+impl App {
+    /// The project a key opens, if it is of one of `kinds`. A missing key is
+    /// 401; a wrong one 403, saying nothing of whether the project exists.
+    pub(crate) async fn authorize(
+        &self,
+        key: Option<String>,
+        kinds: &[KeyKind],
+    ) -> ApiResult<String> {
+        let name = kinds[0].name();
+        let key = key.ok_or_else(|| ApiError::unauthorized(format!("{name} is missing")))?;
+        self.keys
+            .project_of(&key, kinds)
+            .await?
+            .ok_or_else(|| ApiError::forbidden(format!("{name} is invalid")))
+    }
+
+    /// Project creation and listing: the lock key when one is configured,
+    /// else loopback clients only.
+    pub(crate) fn check_lock_key(&self, given: Option<&str>, peer: SocketAddr) -> ApiResult<()> {
+        match &self.config.lock_key {
+            Some(lock) if given.is_some_and(|g| request::same_secret(g, lock)) => Ok(()),
+            Some(_) => Err(ApiError::forbidden("lock_key is invalid")),
+            None if peer.ip().is_loopback() => Ok(()),
+            None => Err(ApiError::forbidden(
+                "no lock_key is configured on this server, so projects can be created and listed from loopback clients only",
+            )),
+        }
+    }
+}

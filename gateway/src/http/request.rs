@@ -1,0 +1,140 @@
+//! Reading requests: bodies within limits, JSON, keys and client addresses.
+
+use std::net::{IpAddr, SocketAddr};
+
+use axum::body::Body;
+use bytes::Bytes;
+use http::{HeaderMap, StatusCode, header};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use serde::de::DeserializeOwned;
+
+use super::error::{ApiError, ApiResult};
+
+/// Reads the whole body, refusing it with 413 past `limit` bytes.
+pub async fn read_body(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+    hint: &str,
+) -> ApiResult<Bytes> {
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the body is larger than {limit} bytes{hint}"),
+        )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
+        Err(e) => Err(ApiError::bad_request(format!(
+            "could not read the body: {e}"
+        ))),
+    }
+}
+
+/// Checks that the body is UTF-8 text.
+pub fn utf8(body: &[u8]) -> ApiResult<&str> {
+    std::str::from_utf8(body)
+        .map_err(|e| ApiError::bad_request(format!("the body is not valid UTF-8: {e}")))
+}
+
+/// Parses a JSON body; an empty body reads as `{}`.
+pub fn json<T: DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
+    let text = utf8(body)?;
+    let text = if text.trim().is_empty() { "{}" } else { text };
+    serde_json::from_str(text).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+}
+
+/// A key from the header named after its kind, or the query parameter.
+pub fn key_from(headers: &HeaderMap, query: Option<&str>, name: &str) -> Option<String> {
+    if let Some(v) = headers.get(name).and_then(|v| v.to_str().ok())
+        && !v.is_empty()
+    {
+        return Some(v.to_owned());
+    }
+    query_param(query, name)
+}
+
+pub fn query_param(query: Option<&str>, name: &str) -> Option<String> {
+    form_urlencoded::parse(query?.as_bytes())
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+/// The client's address: the first public address in `X-Forwarded-For`, or
+/// the connection's peer.
+pub fn client_ip(headers: &HeaderMap, peer: SocketAddr) -> IpAddr {
+    headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|s| s.trim().parse::<IpAddr>().ok())
+        .find(is_public)
+        .unwrap_or(peer.ip())
+}
+
+fn is_public(ip: &IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            !(v4.is_private()
+                || v4.is_loopback()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_documentation()
+                || v4.octets()[0] == 100 && (v4.octets()[1] & 0xc0) == 64)
+        }
+        IpAddr::V6(v6) => {
+            !(v6.is_loopback()
+                || v6.is_unspecified()
+                || (v6.segments()[0] & 0xfe00) == 0xfc00
+                || (v6.segments()[0] & 0xffc0) == 0xfe80)
+        }
+    }
+}
+
+pub fn header_str<'h>(headers: &'h HeaderMap, name: header::HeaderName) -> Option<&'h str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Compares secrets in time that does not depend on where they differ.
+pub fn same_secret(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forwarded_for_gives_the_first_public_address() {
+        let peer: SocketAddr = "127.0.0.1:5000".parse().expect("addr");
+        let mut headers = HeaderMap::new();
+        assert_eq!(client_ip(&headers, peer).to_string(), "127.0.0.1");
+        headers.insert(
+            "x-forwarded-for",
+            "10.0.0.1, 203.0.113.9, 8.8.8.8".parse().expect("hv"),
+        );
+        assert_eq!(client_ip(&headers, peer).to_string(), "8.8.8.8");
+        headers.insert(
+            "x-forwarded-for",
+            "10.0.0.1, 192.168.1.1".parse().expect("hv"),
+        );
+        assert_eq!(client_ip(&headers, peer).to_string(), "127.0.0.1");
+    }
+
+    #[test]
+    fn secrets_compare_whole() {
+        assert!(same_secret("abc", "abc"));
+        assert!(!same_secret("abc", "abd"));
+        assert!(!same_secret("abc", "abcd"));
+    }
+}

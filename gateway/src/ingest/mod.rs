@@ -1,0 +1,371 @@
+//! The ingest pipeline: events in, typed Avro records durably in the log.
+//!
+//! For each request: find the fields no schema has yet and infer their
+//! types, extend the schemas once per collection, coerce every value to its
+//! field's type (a value that cannot be coerced is stored as null and
+//! reported in `$invalid_schema`), encode, and append everything in one
+//! durable log write.
+
+mod event;
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde_json::Value as Json;
+
+pub use event::{Event, EventError};
+
+use crate::avro;
+use crate::infer::{coerce, infer};
+use crate::log::{self, EventLog, Record, TopicBatch};
+use crate::metadata;
+use crate::names::{INVALID_SCHEMA_COLLECTION, topic_name};
+use crate::schema::{CollectionSchema, SchemaRegistry, TIME_FIELD, USER_FIELD};
+use crate::types::{Field, FieldType};
+use crate::value::{Scalar, Value};
+
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error(transparent)]
+    Metadata(#[from] metadata::Error),
+    #[error(transparent)]
+    Log(#[from] log::Error),
+}
+
+/// What the request adds to its events.
+#[derive(Debug, Clone, Default)]
+pub struct Context {
+    pub project: String,
+    /// The client's address (first public `X-Forwarded-For` entry, or the peer).
+    pub client_ip: Option<IpAddr>,
+    pub user_agent: Option<String>,
+    pub referer: Option<String>,
+    /// The client's clock when it sent the request (ms since the epoch).
+    pub upload_time_ms: Option<i64>,
+    /// `api.uuid` of the request.
+    pub request_id: Option<String>,
+    /// The server's clock when the request arrived (ms since the epoch).
+    pub received_ms: i64,
+}
+
+/// The fields of a `$invalid_schema` row.
+fn invalid_schema_fields() -> Vec<Field> {
+    [
+        "collection",
+        "property",
+        "expected_type",
+        "event_id",
+        "error",
+        "encoded_value",
+    ]
+    .into_iter()
+    .map(|n| Field::new(n, FieldType::STRING))
+    .collect()
+}
+
+pub struct Ingestor {
+    registry: Arc<SchemaRegistry>,
+    log: Arc<dyn EventLog>,
+}
+
+struct InvalidRow {
+    collection: String,
+    property: String,
+    expected: FieldType,
+    event_id: String,
+    error: String,
+    encoded_value: String,
+}
+
+impl Ingestor {
+    pub fn new(registry: Arc<SchemaRegistry>, log: Arc<dyn EventLog>) -> Self {
+        Ingestor { registry, log }
+    }
+
+    pub fn registry(&self) -> &Arc<SchemaRegistry> {
+        &self.registry
+    }
+
+    /// Stores the events; returns once they are durable in the log.
+    pub async fn store(&self, ctx: &Context, mut events: Vec<Event>) -> Result<(), IngestError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        for e in &mut events {
+            resolve_request_values(e, ctx);
+        }
+        let schemas = self.prepare_schemas(ctx, &events).await?;
+        let mut batches: Vec<TopicBatch> = Vec::new();
+        let mut batch_of: HashMap<&str, usize> = HashMap::new();
+        let mut invalid = Vec::new();
+        let several = events.len() > 1;
+        for (i, e) in events.iter().enumerate() {
+            let schema = &schemas[e.collection.as_str()];
+            let event_id = || match &ctx.request_id {
+                Some(id) if several => format!("{id}-{i}"),
+                Some(id) => id.clone(),
+                None => uuid::Uuid::new_v4().to_string(),
+            };
+            let record = encode(ctx, e, schema, &mut invalid, event_id);
+            let b = *batch_of.entry(e.collection.as_str()).or_insert_with(|| {
+                batches.push(TopicBatch {
+                    topic: topic_name(&ctx.project, &e.collection),
+                    records: Vec::new(),
+                });
+                batches.len() - 1
+            });
+            batches[b].records.push(record);
+        }
+        if !invalid.is_empty() {
+            batches.push(self.invalid_rows(ctx, invalid).await?);
+        }
+        self.log.append(batches).await?;
+        Ok(())
+    }
+
+    /// The schema of every collection in the request, extended by the fields
+    /// seen for the first time (typed by their first value in the request).
+    async fn prepare_schemas<'e>(
+        &self,
+        ctx: &Context,
+        events: &'e [Event],
+    ) -> Result<HashMap<&'e str, Arc<CollectionSchema>>, IngestError> {
+        let project = ctx.project.as_str();
+        let mut known: HashMap<&str, Option<Arc<CollectionSchema>>> = HashMap::new();
+        let mut new_fields: HashMap<&str, Vec<Field>> = HashMap::new();
+        for e in events {
+            let collection = e.collection.as_str();
+            if !known.contains_key(collection) {
+                known.insert(
+                    collection,
+                    self.registry.current(project, collection).await?,
+                );
+            }
+            let schema = known[collection].as_ref();
+            for (name, value) in &e.properties {
+                if name == TIME_FIELD || schema.is_some_and(|s| s.position(name).is_some()) {
+                    continue;
+                }
+                let planned = new_fields.entry(collection).or_default();
+                if planned.iter().any(|f| f.name == *name) {
+                    continue;
+                }
+                let Some(mut field_type) = infer(value) else {
+                    continue;
+                };
+                if name == USER_FIELD {
+                    let first = if value.as_i64().is_some() {
+                        FieldType::LONG
+                    } else {
+                        FieldType::STRING
+                    };
+                    field_type = self.registry.user_type(project, first).await?;
+                }
+                planned.push(Field::new(name.clone(), field_type));
+            }
+        }
+        let mut schemas = HashMap::with_capacity(known.len());
+        for (collection, schema) in known {
+            let wanted = new_fields.remove(collection).unwrap_or_default();
+            let schema = match schema {
+                Some(s) if wanted.is_empty() => s,
+                _ => {
+                    self.registry
+                        .ensure_fields(project, collection, &wanted, ctx.received_ms)
+                        .await?
+                }
+            };
+            schemas.insert(collection, schema);
+        }
+        Ok(schemas)
+    }
+
+    async fn invalid_rows(
+        &self,
+        ctx: &Context,
+        rows: Vec<InvalidRow>,
+    ) -> Result<TopicBatch, IngestError> {
+        let schema = self
+            .registry
+            .ensure_fields(
+                &ctx.project,
+                INVALID_SCHEMA_COLLECTION,
+                &invalid_schema_fields(),
+                ctx.received_ms,
+            )
+            .await?;
+        let mut records = Vec::with_capacity(rows.len());
+        for row in rows {
+            let properties = vec![
+                ("collection".to_owned(), Json::String(row.collection)),
+                ("property".to_owned(), Json::String(row.property)),
+                (
+                    "expected_type".to_owned(),
+                    Json::String(row.expected.to_string()),
+                ),
+                ("event_id".to_owned(), Json::String(row.event_id)),
+                ("error".to_owned(), Json::String(row.error)),
+                ("encoded_value".to_owned(), Json::String(row.encoded_value)),
+            ];
+            let event = Event {
+                collection: INVALID_SCHEMA_COLLECTION.to_owned(),
+                properties,
+            };
+            let mut nested = Vec::new();
+            records.push(encode(ctx, &event, &schema, &mut nested, String::new));
+        }
+        Ok(TopicBatch {
+            topic: topic_name(&ctx.project, INVALID_SCHEMA_COLLECTION),
+            records,
+        })
+    }
+}
+
+/// `_ip`, `_user_agent` and `_referrer` set to `true` take the request's values.
+fn resolve_request_values(e: &mut Event, ctx: &Context) {
+    let wanted = |e: &Event, name: &str| matches!(e.get(name), Some(Json::Bool(true)));
+    if wanted(e, "_ip") {
+        e.set(
+            "_ip",
+            ctx.client_ip
+                .map_or(Json::Null, |ip| Json::String(ip.to_string())),
+        );
+    }
+    if wanted(e, "_user_agent") {
+        e.set(
+            "_user_agent",
+            ctx.user_agent.clone().map_or(Json::Null, Json::String),
+        );
+    }
+    if wanted(e, "_referrer") {
+        e.set(
+            "_referrer",
+            ctx.referer.clone().map_or(Json::Null, Json::String),
+        );
+    }
+}
+
+/// Encodes one event against its collection's schema.
+fn encode(
+    ctx: &Context,
+    e: &Event,
+    schema: &CollectionSchema,
+    invalid: &mut Vec<InvalidRow>,
+    event_id: impl Fn() -> String,
+) -> Record {
+    let mut slots: Vec<Option<&Json>> = vec![None; schema.fields.len()];
+    for (name, value) in &e.properties {
+        if let Some(p) = schema.position(name) {
+            slots[p] = Some(value);
+        }
+    }
+    let mut buf = Vec::with_capacity(64 + 16 * schema.fields.len());
+    avro::write_header(&mut buf, schema.id as u32);
+    let mut key = None;
+    for (field, slot) in schema.fields.iter().zip(&slots) {
+        if field.name == TIME_FIELD {
+            let micros = event_time(ctx, *slot).unwrap_or_else(|err| {
+                invalid.push(invalid_row(e, field, *slot, &event_id, err));
+                ctx.received_ms * 1000
+            });
+            avro::write_value(&mut buf, &Value::Scalar(Scalar::Timestamp(micros)));
+            continue;
+        }
+        let Some(json) = slot else {
+            avro::write_null(&mut buf);
+            continue;
+        };
+        match coerce(json, field.field_type) {
+            Ok(Some(value)) => {
+                if field.name == USER_FIELD {
+                    key = user_key(&value);
+                }
+                avro::write_value(&mut buf, &value);
+            }
+            Ok(None) => avro::write_null(&mut buf),
+            Err(err) => {
+                invalid.push(invalid_row(
+                    e,
+                    field,
+                    Some(json),
+                    &event_id,
+                    err.to_string(),
+                ));
+                avro::write_null(&mut buf);
+            }
+        }
+    }
+    Record {
+        key,
+        value: Bytes::from(buf),
+    }
+}
+
+fn invalid_row(
+    e: &Event,
+    field: &Field,
+    value: Option<&Json>,
+    event_id: impl Fn() -> String,
+    error: String,
+) -> InvalidRow {
+    InvalidRow {
+        collection: e.collection.clone(),
+        property: field.name.clone(),
+        expected: field.field_type,
+        event_id: event_id(),
+        error,
+        encoded_value: value.map_or_else(String::new, Json::to_string),
+    }
+}
+
+/// The event's `_time`: its own, shifted by the difference between the
+/// server's and the client's clocks when `api.upload_time` was given, or
+/// the server's time of arrival.
+fn event_time(ctx: &Context, value: Option<&Json>) -> Result<i64, String> {
+    let own = match value {
+        None | Some(Json::Null) => return Ok(ctx.received_ms * 1000),
+        Some(v) => coerce(v, FieldType::TIMESTAMP).map_err(|e| e.to_string())?,
+    };
+    let Some(Value::Scalar(Scalar::Timestamp(micros))) = own else {
+        return Ok(ctx.received_ms * 1000);
+    };
+    let skew_ms = ctx.upload_time_ms.map_or(0, |sent| ctx.received_ms - sent);
+    Ok(micros.saturating_add(skew_ms.saturating_mul(1000)))
+}
+
+/// The partitioning key of a record: its `_user`, as text.
+fn user_key(value: &Value<'_>) -> Option<Bytes> {
+    match value {
+        Value::Scalar(Scalar::String(s)) => Some(Bytes::copy_from_slice(s.as_bytes())),
+        Value::Scalar(Scalar::Long(v)) => Some(Bytes::from(v.to_string())),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn time_is_corrected_for_clock_skew() {
+        let ctx = Context {
+            received_ms: 10_000,
+            upload_time_ms: Some(9_000),
+            ..Context::default()
+        };
+        assert_eq!(event_time(&ctx, None), Ok(10_000_000));
+        assert_eq!(event_time(&ctx, Some(&json!(5_000))), Ok(6_000_000));
+        let no_upload = Context {
+            received_ms: 10_000,
+            ..Context::default()
+        };
+        assert_eq!(
+            event_time(&no_upload, Some(&json!("1970-01-01T00:00:05Z"))),
+            Ok(5_000_000)
+        );
+        assert!(event_time(&no_upload, Some(&json!("yesterday"))).is_err());
+    }
+}
