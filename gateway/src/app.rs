@@ -23,15 +23,9 @@ pub enum Error {
     #[error(transparent)]
     Log(#[from] log::Error),
     #[error("cannot listen on {addr}: {source}")]
-    Listen {
-        addr: String,
-        source: std::io::Error,
-    },
+    Listen { addr: String, source: std::io::Error },
     #[error("cannot create the data folder {path}: {source}")]
-    DataDir {
-        path: String,
-        source: std::io::Error,
-    },
+    DataDir { path: String, source: std::io::Error },
     #[error("server: {0}")]
     Serve(std::io::Error),
 }
@@ -48,25 +42,14 @@ pub struct App {
 
 impl App {
     pub async fn build(config: Config) -> Result<App> {
-        std::fs::create_dir_all(&config.data_dir).map_err(|source| Error::DataDir {
-            path: config.data_dir.display().to_string(),
-            source,
-        })?;
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(|source| Error::DataDir { path: config.data_dir.display().to_string(), source })?;
         let store = metadata::open(&config.metadata_url()).await?;
         let log = log::open(&config.log_url(), &config.file_log).await?;
-        let keys = KeyService::new(
-            store.clone(),
-            Duration::from_millis(config.projects.key_cache_ms),
-        );
+        let keys = KeyService::new(store.clone(), Duration::from_millis(config.projects.key_cache_ms));
         let registry = Arc::new(SchemaRegistry::new(store.clone()));
         let ingest = Ingestor::new(registry, log.clone());
-        Ok(App {
-            config,
-            store,
-            log,
-            keys,
-            ingest,
-        })
+        Ok(App { config, store, log, keys, ingest })
     }
 
     pub fn now_ms(&self) -> i64 {
@@ -78,9 +61,7 @@ impl App {
         self.store.delete_project(project).await?;
         self.keys.forget_project(project);
         self.ingest.registry().forget_project(project);
-        self.log
-            .delete_topics(&names::topic_name(project, ""))
-            .await?;
+        self.log.delete_topics(&names::topic_name(project, "")).await?;
         Ok(())
     }
 }
@@ -89,32 +70,20 @@ impl App {
 /// address on standard output once it accepts connections.
 pub async fn serve(config: Config) -> Result<()> {
     let addr = config.listen_addr()?;
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|source| Error::Listen {
-            addr: addr.to_string(),
-            source,
-        })?;
+    let listener = TcpListener::bind(addr).await.map_err(|source| Error::Listen { addr: addr.to_string(), source })?;
     let local = listener.local_addr().map_err(Error::Serve)?;
     if config.lock_key.is_none() {
-        tracing::warn!(
-            "no lock_key is set: projects can be created and listed from loopback clients only"
-        );
-        println!(
-            "weir: no lock_key is set; project creation is allowed from loopback clients only"
-        );
+        tracing::warn!("no lock_key is set: projects can be created and listed from loopback clients only");
+        println!("weir: no lock_key is set; project creation is allowed from loopback clients only");
     }
     let app = Arc::new(App::build(config).await?);
     tracing::info!(metadata = %app.config.metadata_url(), log = %app.config.log_url(), "backends ready");
     let router = crate::http::router(app);
     println!("weir listening on http://{local}");
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown_signal())
-    .await
-    .map_err(Error::Serve)
+    axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>())
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .map_err(Error::Serve)
 }
 
 async fn shutdown_signal() {

@@ -183,9 +183,7 @@ impl<'a> Reader<'a> {
             ScalarType::Timestamp => Scalar::Timestamp(self.long()?),
             ScalarType::Double => {
                 let b = self.take(8)?;
-                Scalar::Double(f64::from_le_bytes(
-                    b.try_into().map_err(|_| DecodeError::Truncated)?,
-                ))
+                Scalar::Double(f64::from_le_bytes(b.try_into().map_err(|_| DecodeError::Truncated)?))
             }
             ScalarType::Boolean => Scalar::Bool(self.take(1)?[0] != 0),
             ScalarType::Decimal => {
@@ -193,11 +191,7 @@ impl<'a> Reader<'a> {
                 if b.len() > 16 {
                     return Err(DecodeError::BadLength(b.len() as i64));
                 }
-                let fill = if b.first().is_some_and(|x| x & 0x80 != 0) {
-                    0xff
-                } else {
-                    0
-                };
+                let fill = if b.first().is_some_and(|x| x & 0x80 != 0) { 0xff } else { 0 };
                 let mut full = [fill; 16];
                 full[16 - b.len()..].copy_from_slice(b);
                 Scalar::Decimal(i128::from_be_bytes(full))
@@ -207,18 +201,11 @@ impl<'a> Reader<'a> {
     }
 
     fn optional_scalar(&mut self, t: ScalarType) -> Result<Option<Scalar<'a>>, DecodeError> {
-        if self.present()? {
-            self.scalar(t).map(Some)
-        } else {
-            Ok(None)
-        }
+        if self.present()? { self.scalar(t).map(Some) } else { Ok(None) }
     }
 
     /// Reads the blocks of an array or map, calling `item` for each entry.
-    fn blocks(
-        &mut self,
-        mut item: impl FnMut(&mut Self) -> Result<(), DecodeError>,
-    ) -> Result<(), DecodeError> {
+    fn blocks(&mut self, mut item: impl FnMut(&mut Self) -> Result<(), DecodeError>) -> Result<(), DecodeError> {
         loop {
             let mut count = self.long()?;
             if count == 0 {
@@ -292,13 +279,7 @@ mod tests {
 
     #[test]
     fn longs_are_zigzag_varints() {
-        for (v, bytes) in [
-            (0i64, vec![0u8]),
-            (-1, vec![1]),
-            (1, vec![2]),
-            (-64, vec![0x7f]),
-            (64, vec![0x80, 1]),
-        ] {
+        for (v, bytes) in [(0i64, vec![0u8]), (-1, vec![1]), (1, vec![2]), (-64, vec![0x7f]), (64, vec![0x80, 1])] {
             let mut buf = Vec::new();
             write_long(&mut buf, v);
             assert_eq!(buf, bytes, "{v}");
@@ -322,11 +303,7 @@ mod tests {
 
     #[test]
     fn records_round_trip_and_old_records_read_with_nulls() {
-        let v1 = vec![
-            f("_time", "TIMESTAMP"),
-            f("name", "STRING"),
-            f("tags", "ARRAY_STRING"),
-        ];
+        let v1 = vec![f("_time", "TIMESTAMP"), f("name", "STRING"), f("tags", "ARRAY_STRING")];
         let mut v2 = v1.clone();
         v2.push(f("price", "DECIMAL"));
         v2.push(f("attrs", "MAP_DOUBLE"));
@@ -354,45 +331,21 @@ mod tests {
         write_null(&mut buf);
         write_value(&mut buf, &Value::Array(vec![]));
         write_value(&mut buf, &Value::Scalar(Scalar::Decimal(-12_500_000_000)));
-        write_value(
-            &mut buf,
-            &Value::Map(vec![("k".into(), Some(Scalar::Double(1.5)))]),
-        );
+        write_value(&mut buf, &Value::Map(vec![("k".into(), Some(Scalar::Double(1.5)))]));
         let decoded = decode(&buf, &v2, &v2).expect("decode");
         assert_eq!(decoded[2], Some(Value::Array(vec![])));
-        assert_eq!(
-            decoded[3],
-            Some(Value::Scalar(Scalar::Decimal(-12_500_000_000)))
-        );
-        assert_eq!(
-            decoded[4],
-            Some(Value::Map(vec![("k".into(), Some(Scalar::Double(1.5)))]))
-        );
+        assert_eq!(decoded[3], Some(Value::Scalar(Scalar::Decimal(-12_500_000_000))));
+        assert_eq!(decoded[4], Some(Value::Map(vec![("k".into(), Some(Scalar::Double(1.5)))])));
     }
 
     #[test]
     fn corrupt_records_are_errors_not_panics() {
         let fields = vec![f("a", "STRING"), f("b", "ARRAY_DOUBLE")];
         assert_eq!(split_header(&[0, 0]), Err(DecodeError::ShortHeader));
-        assert_eq!(
-            split_header(&[1, 0, 0, 0, 0]),
-            Err(DecodeError::BadMagic(1))
-        );
-        assert_eq!(
-            decode(&[4], &fields, &fields),
-            Err(DecodeError::BadUnion(2))
-        );
-        assert_eq!(
-            decode(&[2, 20, b'a'], &fields, &fields),
-            Err(DecodeError::Truncated)
-        );
-        assert_eq!(
-            decode(&[0, 0, 9], &fields, &fields),
-            Err(DecodeError::TrailingBytes(1))
-        );
-        assert_eq!(
-            decode(&[2, 1], &fields, &fields),
-            Err(DecodeError::BadLength(-1))
-        );
+        assert_eq!(split_header(&[1, 0, 0, 0, 0]), Err(DecodeError::BadMagic(1)));
+        assert_eq!(decode(&[4], &fields, &fields), Err(DecodeError::BadUnion(2)));
+        assert_eq!(decode(&[2, 20, b'a'], &fields, &fields), Err(DecodeError::Truncated));
+        assert_eq!(decode(&[0, 0, 9], &fields, &fields), Err(DecodeError::TrailingBytes(1)));
+        assert_eq!(decode(&[2, 1], &fields, &fields), Err(DecodeError::BadLength(-1)));
     }
 }

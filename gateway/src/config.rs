@@ -115,10 +115,7 @@ impl Default for HttpConfig {
 
 impl Default for ProjectsConfig {
     fn default() -> Self {
-        ProjectsConfig {
-            allow_deletion: false,
-            key_cache_ms: default_key_cache_ms(),
-        }
+        ProjectsConfig { allow_deletion: false, key_cache_ms: default_key_cache_ms() }
     }
 }
 
@@ -144,10 +141,7 @@ impl Config {
         let mut figment = Figment::new();
         if let Some(file) = file {
             if !file.exists() {
-                return Err(Error::Invalid(format!(
-                    "config file {} does not exist",
-                    file.display()
-                )));
+                return Err(Error::Invalid(format!("config file {} does not exist", file.display())));
             }
             figment = figment.merge(Toml::file(file));
         }
@@ -162,47 +156,30 @@ impl Config {
     fn validate(&self) -> Result<()> {
         self.listen_addr()?;
         if self.lock_key.as_deref() == Some("") {
-            return Err(Error::Invalid(
-                "lock_key is empty; leave it unset instead".to_owned(),
-            ));
+            return Err(Error::Invalid("lock_key is empty; leave it unset instead".to_owned()));
         }
-        if self.http.batch_max_bytes == 0
-            || self.http.max_body_bytes == 0
-            || self.http.bulk_max_bytes == 0
-        {
-            return Err(Error::Invalid(
-                "http body limits must be above 0".to_owned(),
-            ));
+        if self.http.batch_max_bytes == 0 || self.http.max_body_bytes == 0 || self.http.bulk_max_bytes == 0 {
+            return Err(Error::Invalid("http body limits must be above 0".to_owned()));
         }
         if self.file_log.partitions == 0 || self.file_log.partitions > 1024 {
-            return Err(Error::Invalid(
-                "file_log.partitions must be between 1 and 1024".to_owned(),
-            ));
+            return Err(Error::Invalid("file_log.partitions must be between 1 and 1024".to_owned()));
         }
         if self.file_log.segment_bytes < 1024 {
-            return Err(Error::Invalid(
-                "file_log.segment_bytes must be at least 1024".to_owned(),
-            ));
+            return Err(Error::Invalid("file_log.segment_bytes must be at least 1024".to_owned()));
         }
         Ok(())
     }
 
     pub fn listen_addr(&self) -> Result<SocketAddr> {
-        self.listen
-            .parse()
-            .map_err(|e| Error::Invalid(format!("listen address {:?}: {e}", self.listen)))
+        self.listen.parse().map_err(|e| Error::Invalid(format!("listen address {:?}: {e}", self.listen)))
     }
 
     pub fn metadata_url(&self) -> String {
-        self.metadata
-            .clone()
-            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("metadata.db").display()))
+        self.metadata.clone().unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("metadata.db").display()))
     }
 
     pub fn log_url(&self) -> String {
-        self.log
-            .clone()
-            .unwrap_or_else(|| format!("file://{}", self.data_dir.join("log").display()))
+        self.log.clone().unwrap_or_else(|| format!("file://{}", self.data_dir.join("log").display()))
     }
 }
 
@@ -224,20 +201,13 @@ mod tests {
     fn files_are_checked_for_unknown_keys() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("weir.toml");
-        std::fs::write(
-            &path,
-            "listen = \"127.0.0.1:1\"\n[file_log]\nsegment_bytes = 4096\n",
-        )
-        .expect("write");
+        std::fs::write(&path, "listen = \"127.0.0.1:1\"\n[file_log]\nsegment_bytes = 4096\n").expect("write");
         let config = Config::load(Some(&path), &Overrides::default()).expect("load");
         assert_eq!(config.file_log.segment_bytes, 4096);
         std::fs::write(&path, "[file_log]\nsegment_size = 4096\n").expect("write");
         let err = Config::load(Some(&path), &Overrides::default()).expect_err("unknown key");
         assert!(err.to_string().contains("segment_size"), "{err}");
-        let overrides = Overrides {
-            listen: Some("nonsense".into()),
-            ..Overrides::default()
-        };
+        let overrides = Overrides { listen: Some("nonsense".into()), ..Overrides::default() };
         assert!(Config::load(None, &overrides).is_err());
     }
 }

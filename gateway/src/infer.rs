@@ -15,14 +15,8 @@ use crate::value::{Scalar, Value};
 pub fn infer(value: &Json) -> Option<FieldType> {
     match value {
         Json::Null => None,
-        Json::Array(items) => items
-            .iter()
-            .find(|v| !v.is_null())
-            .map(|v| FieldType::Array(infer_element(v))),
-        Json::Object(entries) => entries
-            .values()
-            .find(|v| !v.is_null())
-            .map(|v| FieldType::Map(infer_element(v))),
+        Json::Array(items) => items.iter().find(|v| !v.is_null()).map(|v| FieldType::Array(infer_element(v))),
+        Json::Object(entries) => entries.values().find(|v| !v.is_null()).map(|v| FieldType::Map(infer_element(v))),
         scalar => Some(FieldType::Scalar(infer_element(scalar))),
     }
 }
@@ -60,44 +54,27 @@ pub struct CoerceError {
 /// `"42"` into a DOUBLE, `42` into a STRING, a scalar into an array of its
 /// type. `Ok(None)` is a null.
 pub fn coerce(value: &Json, field_type: FieldType) -> Result<Option<Value<'_>>, CoerceError> {
-    let fail = || CoerceError {
-        expected: field_type,
-        found: describe(value),
-    };
+    let fail = || CoerceError { expected: field_type, found: describe(value) };
     if value.is_null() {
         return Ok(None);
     }
     match field_type {
-        FieldType::Scalar(t) => scalar(value, t)
-            .map(|s| Some(Value::Scalar(s)))
-            .ok_or_else(fail),
+        FieldType::Scalar(t) => scalar(value, t).map(|s| Some(Value::Scalar(s))).ok_or_else(fail),
         FieldType::Array(t) => match value {
             Json::Array(items) => items
                 .iter()
-                .map(|v| {
-                    if v.is_null() {
-                        Some(None)
-                    } else {
-                        element(v, t).map(Some)
-                    }
-                })
+                .map(|v| if v.is_null() { Some(None) } else { element(v, t).map(Some) })
                 .collect::<Option<Vec<_>>>()
                 .map(|items| Some(Value::Array(items)))
                 .ok_or_else(fail),
             Json::Object(_) => Err(fail()),
-            single => scalar(single, t)
-                .map(|s| Some(Value::Array(vec![Some(s)])))
-                .ok_or_else(fail),
+            single => scalar(single, t).map(|s| Some(Value::Array(vec![Some(s)]))).ok_or_else(fail),
         },
         FieldType::Map(t) => match value {
             Json::Object(entries) => entries
                 .iter()
                 .map(|(k, v)| {
-                    let v = if v.is_null() {
-                        Some(None)
-                    } else {
-                        element(v, t).map(Some)
-                    };
+                    let v = if v.is_null() { Some(None) } else { element(v, t).map(Some) };
                     v.map(|v| (Cow::Borrowed(k.as_str()), v))
                 })
                 .collect::<Option<Vec<_>>>()
@@ -112,9 +89,7 @@ pub fn coerce(value: &Json, field_type: FieldType) -> Result<Option<Value<'_>>, 
 /// objects are accepted as their JSON text where the type is STRING.
 fn element(value: &Json, t: ScalarType) -> Option<Scalar<'_>> {
     match (value, t) {
-        (Json::Array(_) | Json::Object(_), ScalarType::String) => {
-            Some(Scalar::String(Cow::Owned(value.to_string())))
-        }
+        (Json::Array(_) | Json::Object(_), ScalarType::String) => Some(Scalar::String(Cow::Owned(value.to_string()))),
         _ => scalar(value, t),
     }
 }
@@ -125,26 +100,15 @@ pub fn scalar(value: &Json, t: ScalarType) -> Option<Scalar<'_>> {
         ScalarType::String => match value {
             Json::String(s) => Some(Scalar::String(Cow::Borrowed(s))),
             Json::Number(n) => Some(Scalar::String(Cow::Owned(n.to_string()))),
-            Json::Bool(b) => Some(Scalar::String(Cow::Borrowed(if *b {
-                "true"
-            } else {
-                "false"
-            }))),
+            Json::Bool(b) => Some(Scalar::String(Cow::Borrowed(if *b { "true" } else { "false" }))),
             Json::Array(_) | Json::Object(_) => Some(Scalar::String(Cow::Owned(value.to_string()))),
             Json::Null => None,
         },
-        ScalarType::Integer => integer(value)
-            .and_then(|v| i32::try_from(v).ok())
-            .map(Scalar::Int),
+        ScalarType::Integer => integer(value).and_then(|v| i32::try_from(v).ok()).map(Scalar::Int),
         ScalarType::Long => integer(value).map(Scalar::Long),
         ScalarType::Double => match value {
             Json::Number(n) => n.as_f64().map(Scalar::Double),
-            Json::String(s) => s
-                .trim()
-                .parse::<f64>()
-                .ok()
-                .filter(|f| f.is_finite())
-                .map(Scalar::Double),
+            Json::String(s) => s.trim().parse::<f64>().ok().filter(|f| f.is_finite()).map(Scalar::Double),
             _ => None,
         },
         ScalarType::Decimal => match value {
@@ -158,20 +122,12 @@ pub fn scalar(value: &Json, t: ScalarType) -> Option<Scalar<'_>> {
             Json::String(s) if s.eq_ignore_ascii_case("false") => Some(Scalar::Bool(false)),
             _ => None,
         },
-        ScalarType::Date => value
-            .as_str()
-            .and_then(timefmt::parse_date)
-            .map(Scalar::Date),
-        ScalarType::Time => value
-            .as_str()
-            .and_then(timefmt::parse_time)
-            .map(Scalar::Time),
+        ScalarType::Date => value.as_str().and_then(timefmt::parse_date).map(Scalar::Date),
+        ScalarType::Time => value.as_str().and_then(timefmt::parse_time).map(Scalar::Time),
         ScalarType::Timestamp => match value {
             Json::String(s) => timefmt::parse_date_or_timestamp(s).map(Scalar::Timestamp),
             // A number is milliseconds since the epoch.
-            Json::Number(_) => integer(value)
-                .and_then(|ms| ms.checked_mul(1000))
-                .map(Scalar::Timestamp),
+            Json::Number(_) => integer(value).and_then(|ms| ms.checked_mul(1000)).map(Scalar::Timestamp),
             _ => None,
         },
         ScalarType::Binary => value
@@ -190,9 +146,7 @@ pub fn scalar(value: &Json, t: ScalarType) -> Option<Scalar<'_>> {
 fn integer(value: &Json) -> Option<i64> {
     match value {
         Json::Number(n) => n.as_i64().or_else(|| {
-            n.as_f64()
-                .filter(|f| f.fract() == 0.0 && f.abs() < 9.007_199_254_740_992e15)
-                .map(|f| f as i64)
+            n.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 9.007_199_254_740_992e15).map(|f| f as i64)
         }),
         Json::String(s) => s.trim().parse::<i64>().ok(),
         _ => None,
@@ -210,10 +164,7 @@ fn describe(value: &Json) -> String {
     };
     let mut text = value.to_string();
     if text.len() > 64 {
-        let cut = (0..=64)
-            .rev()
-            .find(|i| text.is_char_boundary(*i))
-            .unwrap_or(0);
+        let cut = (0..=64).rev().find(|i| text.is_char_boundary(*i)).unwrap_or(0);
         text.truncate(cut);
         text.push('…');
     }
@@ -259,20 +210,11 @@ mod tests {
         assert_eq!(s(&json!(42.0), "LONG"), Ok(Some(json!(42))));
         assert_eq!(s(&json!("7"), "INTEGER"), Ok(Some(json!(7))));
         assert_eq!(s(&json!("TRUE"), "BOOLEAN"), Ok(Some(json!(true))));
-        assert_eq!(
-            s(&json!(0), "TIMESTAMP"),
-            Ok(Some(json!("1970-01-01T00:00:00.000000Z")))
-        );
-        assert_eq!(
-            s(&json!("2024-01-02"), "TIMESTAMP"),
-            Ok(Some(json!("2024-01-02T00:00:00.000000Z")))
-        );
+        assert_eq!(s(&json!(0), "TIMESTAMP"), Ok(Some(json!("1970-01-01T00:00:00.000000Z"))));
+        assert_eq!(s(&json!("2024-01-02"), "TIMESTAMP"), Ok(Some(json!("2024-01-02T00:00:00.000000Z"))));
         assert_eq!(s(&json!("12.25"), "DECIMAL"), Ok(Some(json!("12.25"))));
         assert_eq!(s(&json!("aGk="), "BINARY"), Ok(Some(json!("aGk="))));
-        assert_eq!(
-            s(&json!({"a": 1, "b": null}), "MAP_DOUBLE"),
-            Ok(Some(json!({"a": 1.0, "b": null})))
-        );
+        assert_eq!(s(&json!({"a": 1, "b": null}), "MAP_DOUBLE"), Ok(Some(json!({"a": 1.0, "b": null}))));
         assert_eq!(s(&json!(null), "DOUBLE"), Ok(None));
     }
 

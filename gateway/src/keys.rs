@@ -22,11 +22,7 @@ pub struct ProjectKeys {
 }
 
 pub fn generate_key() -> String {
-    rand::rng()
-        .sample_iter(&Alphanumeric)
-        .take(KEY_LEN)
-        .map(char::from)
-        .collect()
+    rand::rng().sample_iter(&Alphanumeric).take(KEY_LEN).map(char::from).collect()
 }
 
 pub fn hash_key(key: &str) -> String {
@@ -41,32 +37,18 @@ pub struct KeyService {
 
 impl KeyService {
     pub fn new(store: Arc<dyn MetadataStore>, ttl: Duration) -> Self {
-        KeyService {
-            store,
-            cache: RwLock::new(HashMap::new()),
-            ttl,
-        }
+        KeyService { store, cache: RwLock::new(HashMap::new()), ttl }
     }
 
-    pub async fn create_key_set(
-        &self,
-        project: &str,
-        now_ms: i64,
-    ) -> metadata::Result<ProjectKeys> {
-        let keys = ProjectKeys {
-            master_key: generate_key(),
-            read_key: generate_key(),
-            write_key: generate_key(),
-        };
+    pub async fn create_key_set(&self, project: &str, now_ms: i64) -> metadata::Result<ProjectKeys> {
+        let keys = ProjectKeys { master_key: generate_key(), read_key: generate_key(), write_key: generate_key() };
         let key_set: String = generate_key().chars().take(24).collect();
         let hashes = [
             (KeyKind::Master, hash_key(&keys.master_key)),
             (KeyKind::Read, hash_key(&keys.read_key)),
             (KeyKind::Write, hash_key(&keys.write_key)),
         ];
-        self.store
-            .insert_keys(project, &key_set, &hashes, now_ms)
-            .await?;
+        self.store.insert_keys(project, &key_set, &hashes, now_ms).await?;
         Ok(keys)
     }
 
@@ -76,11 +58,7 @@ impl KeyService {
             return Ok(None);
         }
         let hash = hash_key(key);
-        if let Some((stored, at)) = self
-            .cache
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&hash)
+        if let Some((stored, at)) = self.cache.read().unwrap_or_else(|e| e.into_inner()).get(&hash)
             && at.elapsed() < self.ttl
         {
             return Ok(Some(stored.clone()));
@@ -102,16 +80,8 @@ impl KeyService {
     }
 
     /// The project a key of one of `kinds` opens.
-    pub async fn project_of(
-        &self,
-        key: &str,
-        kinds: &[KeyKind],
-    ) -> metadata::Result<Option<String>> {
-        Ok(self
-            .lookup(key)
-            .await?
-            .filter(|k| kinds.contains(&k.kind))
-            .map(|k| k.project))
+    pub async fn project_of(&self, key: &str, kinds: &[KeyKind]) -> metadata::Result<Option<String>> {
+        Ok(self.lookup(key).await?.filter(|k| kinds.contains(&k.kind)).map(|k| k.project))
     }
 
     /// Deletes the key set that `master_key` belongs to, if it is a master
@@ -133,10 +103,7 @@ impl KeyService {
 
     /// Forgets every cached key of a deleted project.
     pub fn forget_project(&self, project: &str) {
-        self.cache
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .retain(|_, (k, _)| k.project != project);
+        self.cache.write().unwrap_or_else(|e| e.into_inner()).retain(|_, (k, _)| k.project != project);
     }
 }
 

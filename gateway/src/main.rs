@@ -7,11 +7,7 @@ use clap::{Parser, Subcommand};
 use weir_gateway::config::{Config, Overrides};
 
 #[derive(Parser)]
-#[command(
-    name = "weir",
-    version,
-    about = "Weir: an analytics event gateway that speaks Rakam's HTTP API"
-)]
+#[command(name = "weir", version, about = "Weir: an analytics event gateway that speaks Rakam's HTTP API")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -57,20 +53,10 @@ enum Command {
         #[arg(long, env = "WEIR_DATA_DIR", value_name = "DIR")]
         data_dir: Option<PathBuf>,
         /// Key that guards /project/create and /project/list.
-        #[arg(
-            long,
-            env = "WEIR_LOCK_KEY",
-            value_name = "KEY",
-            hide_env_values = true
-        )]
+        #[arg(long, env = "WEIR_LOCK_KEY", value_name = "KEY", hide_env_values = true)]
         lock_key: Option<String>,
         /// Metadata store URL: sqlite://, postgres:// or mysql://.
-        #[arg(
-            long,
-            env = "WEIR_METADATA",
-            value_name = "URL",
-            hide_env_values = true
-        )]
+        #[arg(long, env = "WEIR_METADATA", value_name = "URL", hide_env_values = true)]
         metadata: Option<String>,
         /// Event log URL: file://<folder>.
         #[arg(long, env = "WEIR_LOG", value_name = "URL")]
@@ -81,34 +67,15 @@ enum Command {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
         .init();
     match cli.command {
-        Command::Serve {
-            config,
-            listen,
-            data_dir,
-            lock_key,
-            metadata,
-            log,
-        } => {
-            let overrides = Overrides {
-                listen,
-                data_dir,
-                lock_key,
-                metadata,
-                log,
-            };
+        Command::Serve { config, listen, data_dir, lock_key, metadata, log } => {
+            let overrides = Overrides { listen, data_dir, lock_key, metadata, log };
             let config = Config::load(config.as_deref(), &overrides)?;
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()?;
-            runtime
-                .block_on(weir_gateway::app::serve(config))
-                .context("weir serve")?;
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            runtime.block_on(weir_gateway::app::serve(config)).context("weir serve")?;
         }
     }
     Ok(())

@@ -49,10 +49,7 @@ pub fn collection_name(raw: &str) -> Result<String, NameError> {
         return Err(NameError::CollectionTooLong);
     }
     let lower = raw.to_ascii_lowercase();
-    if !lower
-        .bytes()
-        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
-    {
+    if !lower.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-') {
         return Err(NameError::InvalidCollection(raw.to_owned()));
     }
     Ok(lower)
@@ -112,9 +109,7 @@ pub fn is_normal_field_name(name: &str) -> bool {
     !bytes.is_empty()
         && bytes.len() <= MAX_NAME_LEN
         && !bytes[0].is_ascii_digit()
-        && bytes
-            .iter()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_')
+        && bytes.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_')
         && bytes.iter().any(|b| b.is_ascii_alphanumeric())
 }
 
@@ -127,10 +122,7 @@ mod tests {
         assert_eq!(project_name("My_Shop1").as_deref(), Ok("my_shop1"));
         assert_eq!(project_name(""), Err(NameError::EmptyProject));
         assert_eq!(project_name("a-b"), Err(NameError::InvalidProject));
-        assert_eq!(
-            project_name(&"a".repeat(101)),
-            Err(NameError::InvalidProject)
-        );
+        assert_eq!(project_name(&"a".repeat(101)), Err(NameError::InvalidProject));
     }
 
     #[test]
@@ -138,34 +130,19 @@ mod tests {
         assert_eq!(collection_name("PageView").as_deref(), Ok("pageview"));
         assert_eq!(collection_name("sign-up_2").as_deref(), Ok("sign-up_2"));
         assert_eq!(collection_name(""), Err(NameError::EmptyCollection));
-        assert_eq!(
-            collection_name(&"a".repeat(101)),
-            Err(NameError::CollectionTooLong)
-        );
+        assert_eq!(collection_name(&"a".repeat(101)), Err(NameError::CollectionTooLong));
         assert!(collection_name(&"a".repeat(100)).is_ok());
         for bad in ["../etc", "a/b", "a.b", "$invalid_schema", "a b", "é", "a\0"] {
-            assert!(
-                matches!(collection_name(bad), Err(NameError::InvalidCollection(_))),
-                "{bad}"
-            );
+            assert!(matches!(collection_name(bad), Err(NameError::InvalidCollection(_))), "{bad}");
         }
     }
 
     #[test]
     fn topics_round_trip() {
         assert_eq!(topic_name("shop", "pageview"), "shop.pageview");
-        assert_eq!(
-            topic_name("shop", "$invalid_schema"),
-            "shop..invalid_schema"
-        );
-        assert_eq!(
-            split_topic("shop..invalid_schema"),
-            Some(("shop", "$invalid_schema".to_owned()))
-        );
-        assert_eq!(
-            split_topic("shop.pageview"),
-            Some(("shop", "pageview".to_owned()))
-        );
+        assert_eq!(topic_name("shop", "$invalid_schema"), "shop..invalid_schema");
+        assert_eq!(split_topic("shop..invalid_schema"), Some(("shop", "$invalid_schema".to_owned())));
+        assert_eq!(split_topic("shop.pageview"), Some(("shop", "pageview".to_owned())));
     }
 
     #[test]

@@ -28,18 +28,8 @@ pub struct CollectionSchema {
 
 impl CollectionSchema {
     fn new(v: SchemaVersion) -> Self {
-        let index = v
-            .fields
-            .iter()
-            .enumerate()
-            .map(|(i, f)| (f.name.clone(), i))
-            .collect();
-        CollectionSchema {
-            id: v.id,
-            version: v.version,
-            fields: v.fields,
-            index,
-        }
+        let index = v.fields.iter().enumerate().map(|(i, f)| (f.name.clone(), i)).collect();
+        CollectionSchema { id: v.id, version: v.version, fields: v.fields, index }
     }
 
     /// The position of a field.
@@ -80,17 +70,11 @@ impl SchemaRegistry {
     /// The cached schema of a collection, without asking the store.
     pub fn cached(&self, project: &str, collection: &str) -> Option<Arc<CollectionSchema>> {
         let current = self.current.read().unwrap_or_else(|e| e.into_inner());
-        current
-            .get(&(project.to_owned(), collection.to_owned()))
-            .cloned()
+        current.get(&(project.to_owned(), collection.to_owned())).cloned()
     }
 
     /// The newest known schema of a collection, or `None` if it has none yet.
-    pub async fn current(
-        &self,
-        project: &str,
-        collection: &str,
-    ) -> metadata::Result<Option<Arc<CollectionSchema>>> {
+    pub async fn current(&self, project: &str, collection: &str) -> metadata::Result<Option<Arc<CollectionSchema>>> {
         if let Some(s) = self.cached(project, collection) {
             return Ok(Some(s));
         }
@@ -101,9 +85,7 @@ impl SchemaRegistry {
     fn remember(&self, project: &str, collection: &str, v: SchemaVersion) -> Arc<CollectionSchema> {
         let schema = Arc::new(CollectionSchema::new(v));
         let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
-        let entry = current
-            .entry((project.to_owned(), collection.to_owned()))
-            .or_insert_with(|| schema.clone());
+        let entry = current.entry((project.to_owned(), collection.to_owned())).or_insert_with(|| schema.clone());
         if entry.version < schema.version {
             *entry = schema;
         }
@@ -120,13 +102,7 @@ impl SchemaRegistry {
         now_ms: i64,
     ) -> metadata::Result<Arc<CollectionSchema>> {
         let key = (project.to_owned(), collection.to_owned());
-        let lock = self
-            .evolving
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(key.clone())
-            .or_default()
-            .clone();
+        let lock = self.evolving.lock().unwrap_or_else(|e| e.into_inner()).entry(key.clone()).or_default().clone();
         let _guard = lock.lock().await;
         for _ in 0..MAX_ATTEMPTS {
             let latest = self.store.latest_schema(project, collection).await?;
@@ -171,68 +147,36 @@ impl SchemaRegistry {
     }
 
     /// The type of `_user` in a project: chosen once, by the first value seen.
-    pub async fn user_type(
-        &self,
-        project: &str,
-        first_value: FieldType,
-    ) -> metadata::Result<FieldType> {
-        if let Some(t) = self
-            .user_types
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(project)
-        {
+    pub async fn user_type(&self, project: &str, first_value: FieldType) -> metadata::Result<FieldType> {
+        if let Some(t) = self.user_types.read().unwrap_or_else(|e| e.into_inner()).get(project) {
             return Ok(*t);
         }
         let chosen = match self.store.user_type(project).await? {
             Some(t) => t,
             None => self.store.choose_user_type(project, first_value).await?,
         };
-        self.user_types
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(project.to_owned(), chosen);
+        self.user_types.write().unwrap_or_else(|e| e.into_inner()).insert(project.to_owned(), chosen);
         Ok(chosen)
     }
 
     /// A schema version by its global id, as written in a record's header.
     pub async fn by_id(&self, id: i64) -> metadata::Result<Option<Arc<SchemaVersion>>> {
-        if let Some(v) = self
-            .by_id
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&id)
-        {
+        if let Some(v) = self.by_id.read().unwrap_or_else(|e| e.into_inner()).get(&id) {
             return Ok(Some(v.clone()));
         }
         let Some(v) = self.store.schema_by_id(id).await? else {
             return Ok(None);
         };
         let v = Arc::new(v);
-        self.by_id
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(id, v.clone());
+        self.by_id.write().unwrap_or_else(|e| e.into_inner()).insert(id, v.clone());
         Ok(Some(v))
     }
 
     /// Forgets everything cached about a deleted project.
     pub fn forget_project(&self, project: &str) {
-        self.current
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .retain(|(p, _), _| p != project);
-        self.user_types
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(project);
-        self.evolving
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .retain(|(p, _), _| p != project);
-        self.by_id
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .retain(|_, v| v.project != project);
+        self.current.write().unwrap_or_else(|e| e.into_inner()).retain(|(p, _), _| p != project);
+        self.user_types.write().unwrap_or_else(|e| e.into_inner()).remove(project);
+        self.evolving.lock().unwrap_or_else(|e| e.into_inner()).retain(|(p, _), _| p != project);
+        self.by_id.write().unwrap_or_else(|e| e.into_inner()).retain(|_, v| v.project != project);
     }
 }

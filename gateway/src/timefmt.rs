@@ -43,12 +43,7 @@ pub fn parse_timestamp(s: &str) -> Option<i64> {
             return Some(dt.timestamp_micros());
         }
     }
-    for format in [
-        "%Y-%m-%dT%H:%M:%S%.f",
-        "%Y-%m-%d %H:%M:%S%.f",
-        "%Y-%m-%dT%H:%M",
-        "%Y-%m-%d %H:%M",
-    ] {
+    for format in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M"] {
         if let Ok(dt) = NaiveDateTime::parse_from_str(s, format) {
             return Some(dt.and_utc().timestamp_micros());
         }
@@ -67,9 +62,7 @@ pub fn parse_time(s: &str) -> Option<i64> {
     if b.len() < 4 || b.len() > 18 || !b[0].is_ascii_digit() {
         return None;
     }
-    let t = NaiveTime::parse_from_str(s, "%H:%M:%S%.f")
-        .or_else(|_| NaiveTime::parse_from_str(s, "%H:%M"))
-        .ok()?;
+    let t = NaiveTime::parse_from_str(s, "%H:%M:%S%.f").or_else(|_| NaiveTime::parse_from_str(s, "%H:%M")).ok()?;
     Some(i64::from(t.num_seconds_from_midnight()) * 1_000_000 + i64::from(t.nanosecond() / 1000))
 }
 
@@ -81,17 +74,13 @@ pub fn format_date(days: i32) -> String {
 pub fn format_time(micros: i64) -> String {
     let secs = u32::try_from(micros.div_euclid(1_000_000)).unwrap_or(0);
     let nanos = u32::try_from(micros.rem_euclid(1_000_000) * 1000).unwrap_or(0);
-    NaiveTime::from_num_seconds_from_midnight_opt(secs, nanos).map_or_else(
-        || micros.to_string(),
-        |t| t.format("%H:%M:%S%.f").to_string(),
-    )
+    NaiveTime::from_num_seconds_from_midnight_opt(secs, nanos)
+        .map_or_else(|| micros.to_string(), |t| t.format("%H:%M:%S%.f").to_string())
 }
 
 pub fn format_timestamp(micros: i64) -> String {
-    DateTime::from_timestamp_micros(micros).map_or_else(
-        || micros.to_string(),
-        |t| t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string(),
-    )
+    DateTime::from_timestamp_micros(micros)
+        .map_or_else(|| micros.to_string(), |t| t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string())
 }
 
 /// A decimal number (`-12.5`, `3`, `1e-3`) as an integer scaled by
@@ -111,19 +100,14 @@ pub fn parse_decimal(s: &str) -> Option<i128> {
     if int_part.is_empty() && frac_part.is_empty() {
         return None;
     }
-    if !int_part
-        .bytes()
-        .chain(frac_part.bytes())
-        .all(|b| b.is_ascii_digit())
-    {
+    if !int_part.bytes().chain(frac_part.bytes()).all(|b| b.is_ascii_digit()) {
         return None;
     }
     let frac_trimmed = frac_part.trim_end_matches('0');
     // Value = 0.<digits> scaled: digits * 10^(exponent - frac_len + scale)
     let all_digits = format!("{int_part}{frac_trimmed}");
     let all_digits = all_digits.trim_start_matches('0');
-    let shift =
-        exponent - i32::try_from(frac_trimmed.len()).ok()? + i32::try_from(DECIMAL_SCALE).ok()?;
+    let shift = exponent - i32::try_from(frac_trimmed.len()).ok()? + i32::try_from(DECIMAL_SCALE).ok()?;
     if all_digits.is_empty() {
         return Some(0);
     }
@@ -171,10 +155,7 @@ mod tests {
         assert_eq!(parse_timestamp("2024-01-02 03:04:05"), Some(t));
         assert_eq!(parse_timestamp("2024-1-2 3:4:5"), Some(t));
         assert_eq!(parse_timestamp("2024-1-2 3:4"), Some(t - 5_000_000));
-        assert_eq!(
-            parse_timestamp("2024-01-02T03:04:05.250Z"),
-            Some(t + 250_000)
-        );
+        assert_eq!(parse_timestamp("2024-01-02T03:04:05.250Z"), Some(t + 250_000));
         assert_eq!(parse_timestamp("2024-1-2 3:4:5.250"), Some(t + 250_000));
         assert_eq!(parse_timestamp("2024-01-02"), None);
         assert_eq!(parse_timestamp("hello world, how are you"), None);
@@ -196,11 +177,7 @@ mod tests {
         assert_eq!(parse_decimal("-0.000000001"), Some(-1));
         assert_eq!(parse_decimal("1e-3"), Some(1_000_000));
         assert_eq!(parse_decimal("1.5E2"), Some(150_000_000_000));
-        assert_eq!(
-            parse_decimal("0.0000000001"),
-            None,
-            "more digits than the scale"
-        );
+        assert_eq!(parse_decimal("0.0000000001"), None, "more digits than the scale");
         assert_eq!(parse_decimal("abc"), None);
         assert_eq!(parse_decimal("."), None);
         assert_eq!(format_decimal(-12_500_000_000), "-12.5");

@@ -96,12 +96,8 @@ impl FieldType {
         let nullable = |t: Json| json!(["null", t]);
         match self {
             FieldType::Scalar(s) => nullable(s.avro_schema()),
-            FieldType::Array(s) => {
-                nullable(json!({"type": "array", "items": nullable(s.avro_schema())}))
-            }
-            FieldType::Map(s) => {
-                nullable(json!({"type": "map", "values": nullable(s.avro_schema())}))
-            }
+            FieldType::Array(s) => nullable(json!({"type": "array", "items": nullable(s.avro_schema())})),
+            FieldType::Map(s) => nullable(json!({"type": "map", "values": nullable(s.avro_schema())})),
         }
     }
 }
@@ -160,24 +156,15 @@ pub struct Field {
 
 impl Field {
     pub fn new(name: impl Into<String>, field_type: FieldType) -> Self {
-        Field {
-            name: name.into(),
-            field_type,
-        }
+        Field { name: name.into(), field_type }
     }
 }
 
 /// The Avro record schema of a collection with these fields, as JSON text.
 pub fn avro_record_schema(project: &str, collection: &str, fields: &[Field]) -> String {
-    let record_name: String = collection
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-        .collect();
-    let record_name = if record_name.starts_with(|c: char| c.is_ascii_digit()) {
-        format!("_{record_name}")
-    } else {
-        record_name
-    };
+    let record_name: String = collection.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
+    let record_name =
+        if record_name.starts_with(|c: char| c.is_ascii_digit()) { format!("_{record_name}") } else { record_name };
     let fields: Vec<Json> = fields
         .iter()
         .map(|f| json!({"name": f.name, "type": f.field_type.avro_field_schema(), "default": null}))
@@ -202,10 +189,7 @@ mod tests {
                 assert_eq!(t.to_string().parse::<FieldType>().ok(), Some(t));
             }
         }
-        assert_eq!(
-            "array_string".parse::<FieldType>().ok(),
-            Some(FieldType::Array(ScalarType::String))
-        );
+        assert_eq!("array_string".parse::<FieldType>().ok(), Some(FieldType::Array(ScalarType::String)));
         assert!("ARRAY_ARRAY_STRING".parse::<FieldType>().is_err());
         assert!("TEXT".parse::<FieldType>().is_err());
     }
@@ -215,20 +199,14 @@ mod tests {
         let schema = avro_record_schema(
             "shop",
             "page-view",
-            &[
-                Field::new("_time", FieldType::TIMESTAMP),
-                Field::new("tags", FieldType::Array(ScalarType::String)),
-            ],
+            &[Field::new("_time", FieldType::TIMESTAMP), Field::new("tags", FieldType::Array(ScalarType::String))],
         );
         let v: Json = serde_json::from_str(&schema).expect("json");
         assert_eq!(v["name"], "page_view");
         assert_eq!(v["namespace"], "weir.shop");
         assert_eq!(v["fields"][0]["type"][0], "null");
         assert_eq!(v["fields"][0]["type"][1]["logicalType"], "timestamp-micros");
-        assert_eq!(
-            v["fields"][1]["type"][1]["items"],
-            json!(["null", "string"])
-        );
+        assert_eq!(v["fields"][1]["type"][1]["items"], json!(["null", "string"]));
         assert_eq!(v["fields"][1]["default"], Json::Null);
     }
 }

@@ -72,12 +72,7 @@ impl Value<'_> {
         match self {
             Value::Scalar(s) => s.to_json(),
             Value::Array(items) => J::Array(items.iter().map(opt).collect()),
-            Value::Map(entries) => J::Object(
-                entries
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), opt(v)))
-                    .collect(),
-            ),
+            Value::Map(entries) => J::Object(entries.iter().map(|(k, v)| (k.to_string(), opt(v))).collect()),
         }
     }
 }

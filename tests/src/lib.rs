@@ -1,1 +1,354 @@
+//! Harness for end-to-end tests: the real `weir` binary, started on each
+//! metadata backend against real servers, driven over HTTP, and its event
+//! log read back through the [`EventLog`] trait once it has stopped.
+//!
+//! PostgreSQL and MariaDB come from `WEIRTEST_POSTGRES_URL` and
+//! `WEIRTEST_MYSQL_URL` (admin URLs; each test gets a database of its own),
+//! which `scripts/test.sh` sets after starting the servers.
 
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::{Map, Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use weir_gateway::avro;
+use weir_gateway::log::EventLog;
+use weir_gateway::log::file::{FileLog, FileLogConfig};
+use weir_gateway::metadata::{self, MetadataStore};
+pub use weir_sdk::{BatchOutcome, Client, Response};
+
+/// A metadata backend to run a suite on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+    MySql,
+}
+
+/// Generates one `#[tokio::test]` per backend for each named test function,
+/// each of which takes a [`Backend`]: `on_every_backend!(a, b);`.
+#[macro_export]
+macro_rules! on_every_backend {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+               async fn $name() { super::$name($crate::Backend::Sqlite).await } )*
+        }
+        mod postgres {
+            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+               async fn $name() { super::$name($crate::Backend::Postgres).await } )*
+        }
+        mod mysql {
+            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+               async fn $name() { super::$name($crate::Backend::MySql).await } )*
+        }
+    };
+}
+
+fn random_suffix() -> String {
+    use rand::Rng as _;
+    rand::rng().sample_iter(rand::distr::Alphanumeric).take(12).map(|c| char::from(c).to_ascii_lowercase()).collect()
+}
+
+impl Backend {
+    /// A fresh, empty metadata database for one test.
+    pub async fn fresh_metadata_url(self, dir: &Path) -> String {
+        match self {
+            Backend::Sqlite => format!("sqlite://{}", dir.join("metadata.db").display()),
+            Backend::Postgres => create_database("WEIRTEST_POSTGRES_URL").await,
+            Backend::MySql => create_database("WEIRTEST_MYSQL_URL").await,
+        }
+    }
+}
+
+async fn create_database(var: &str) -> String {
+    let admin = std::env::var(var).unwrap_or_else(|_| {
+        panic!("{var} is not set: run the suite with scripts/test.sh, which starts PostgreSQL and MariaDB")
+    });
+    sqlx::any::install_default_drivers();
+    let name = format!("weir_{}", random_suffix());
+    let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&admin)
+        .await
+        .unwrap_or_else(|e| panic!("connect to {var}: {e}"));
+    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.expect("create database");
+    let (base, _) = admin.rsplit_once('/').expect("admin URL ends in /<database>");
+    format!("{base}/{name}")
+}
+
+/// The `weir` binary built beside this test.
+pub fn weir_binary() -> PathBuf {
+    if let Ok(path) = std::env::var("WEIR_BIN") {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().expect("current_exe");
+    let dir = exe.parent().and_then(Path::parent).expect("target folder");
+    let bin = dir.join("weir");
+    assert!(bin.exists(), "{} is missing: run `cargo build -p weir-gateway --bin weir` first", bin.display());
+    bin
+}
+
+/// Options for starting a gateway.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Extra `WEIR_*` settings.
+    pub env: Vec<(String, String)>,
+    /// Extra command-line arguments.
+    pub args: Vec<String>,
+}
+
+/// A running `weir serve`.
+pub struct Gateway {
+    child: Option<Child>,
+    pub client: Client,
+    pub data_dir: PathBuf,
+    pub metadata_url: String,
+    options: Options,
+    _dir: Option<tempfile::TempDir>,
+}
+
+/// A project's keys.
+#[derive(Debug, Clone)]
+pub struct Keys {
+    pub master: String,
+    pub read: String,
+    pub write: String,
+}
+
+impl Gateway {
+    /// Starts a gateway with a fresh data folder and metadata database.
+    pub async fn start(backend: Backend) -> Gateway {
+        Self::start_with(backend, Options::default()).await
+    }
+
+    pub async fn start_with(backend: Backend, options: Options) -> Gateway {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let metadata_url = backend.fresh_metadata_url(dir.path()).await;
+        let data_dir = dir.path().to_owned();
+        let mut gw = Self::spawn(data_dir, metadata_url, options).await;
+        gw._dir = Some(dir);
+        gw
+    }
+
+    /// Starts another gateway on the same metadata store, with a data folder
+    /// of its own.
+    pub async fn sibling(&self, options: Options) -> Gateway {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut gw = Self::spawn(dir.path().to_owned(), self.metadata_url.clone(), options).await;
+        gw._dir = Some(dir);
+        gw
+    }
+
+    async fn spawn(data_dir: PathBuf, metadata_url: String, options: Options) -> Gateway {
+        let child = launch(&data_dir, &metadata_url, &options, "127.0.0.1:0").await;
+        let (child, base) = child;
+        Gateway {
+            child: Some(child),
+            client: Client::new(&base).expect("client"),
+            data_dir,
+            metadata_url,
+            options,
+            _dir: None,
+        }
+    }
+
+    pub fn base(&self) -> &str {
+        self.client.base()
+    }
+
+    /// `kill -9`: no chance to flush or clean up.
+    pub async fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().await.expect("kill -9");
+        }
+    }
+
+    /// SIGTERM, and wait for a clean exit.
+    pub async fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            if let Some(pid) = child.id() {
+                let _ = std::process::Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
+            }
+            match tokio::time::timeout(Duration::from_secs(20), child.wait()).await {
+                Ok(status) => assert!(status.expect("wait").success(), "weir exited with an error"),
+                Err(_) => {
+                    child.kill().await.expect("kill");
+                    panic!("weir did not stop within 20 s of SIGTERM");
+                }
+            }
+        }
+    }
+
+    /// Starts the gateway again on the same data folder and metadata store,
+    /// on the same address.
+    pub async fn restart(&mut self) {
+        assert!(self.child.is_none(), "stop or kill the gateway before restarting it");
+        let addr = self.base().trim_start_matches("http://").to_owned();
+        let (child, _) = launch(&self.data_dir, &self.metadata_url, &self.options, &addr).await;
+        self.child = Some(child);
+    }
+
+    pub async fn post(&self, path: &str, headers: &[(&str, &str)], body: &Value) -> Response {
+        self.client.post(path, headers, body).await.expect("request")
+    }
+
+    pub async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<bytes::Bytes>,
+    ) -> Response {
+        self.client.send(method, path, headers, body).await.expect("request")
+    }
+
+    /// Creates a project from loopback (no lock key configured).
+    pub async fn create_project(&self, name: &str) -> Keys {
+        let r = self.post("/project/create", &[], &json!({"name": name})).await;
+        assert_eq!(r.status, 200, "create project: {}", r.text());
+        keys_of(&r.json())
+    }
+
+    /// Stops the gateway and reads every event in its log.
+    pub async fn stop_and_read(&mut self) -> Vec<LoggedEvent> {
+        self.stop().await;
+        read_log(&self.data_dir, &self.metadata_url).await
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.start_kill();
+        }
+    }
+}
+
+pub fn keys_of(v: &Value) -> Keys {
+    let get = |k: &str| v[k].as_str().unwrap_or_else(|| panic!("no {k} in {v}")).to_owned();
+    Keys { master: get("master_key"), read: get("read_key"), write: get("write_key") }
+}
+
+async fn launch(data_dir: &Path, metadata_url: &str, options: &Options, listen: &str) -> (Child, String) {
+    let mut command = Command::new(weir_binary());
+    command
+        .arg("serve")
+        .arg("--listen")
+        .arg(listen)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .arg("--metadata")
+        .arg(metadata_url)
+        .args(&options.args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(data_dir.join("weir.stderr"))
+                .expect("stderr file"),
+        )
+        .kill_on_drop(true);
+    for (key, _) in std::env::vars() {
+        if key.starts_with("WEIR_") {
+            command.env_remove(key);
+        }
+    }
+    command.env("RUST_LOG", std::env::var("WEIRTEST_LOG").unwrap_or_else(|_| "warn".into()));
+    for (k, v) in &options.env {
+        command.env(k, v);
+    }
+    let mut child = command.spawn().expect("spawn weir");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let base = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(line) = lines.next_line().await.expect("read stdout") {
+            if let Some(addr) = line.strip_prefix("weir listening on ") {
+                return addr.to_owned();
+            }
+        }
+        let log = std::fs::read_to_string(data_dir.join("weir.stderr")).unwrap_or_default();
+        panic!("weir exited before listening:\n{log}");
+    })
+    .await
+    .expect("weir did not start listening within 60 s");
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    // Wait until it answers.
+    let client = Client::new(&base).expect("client");
+    for _ in 0..100 {
+        if client.send("GET", "/health", &[], "").await.is_ok_and(|r| r.status == 200) {
+            return (child, base);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("weir at {base} does not answer /health");
+}
+
+/// An event read back from the log.
+#[derive(Debug, Clone)]
+pub struct LoggedEvent {
+    pub topic: String,
+    pub collection: String,
+    pub partition: u32,
+    pub offset: u64,
+    pub schema_id: u32,
+    /// Every field of the collection's newest schema, as JSON.
+    pub fields: Map<String, Value>,
+}
+
+/// Reads every record of a stopped gateway's file log, decoded with the
+/// schemas in its metadata store.
+pub async fn read_log(data_dir: &Path, metadata_url: &str) -> Vec<LoggedEvent> {
+    let log = FileLog::open(data_dir.join("log"), FileLogConfig::default()).await.expect("open log");
+    let store = metadata::open(metadata_url).await.expect("open metadata");
+    let mut events = Vec::new();
+    for topic in log.topics().await.expect("topics") {
+        let (project, collection) = weir_gateway::names::split_topic(&topic.name).expect("topic name");
+        let latest = store.latest_schema(project, &collection).await.expect("schema").expect("a schema for the topic");
+        for partition in 0..topic.partitions {
+            let mut from = 0;
+            loop {
+                let batch = log.read(&topic.name, partition, from, 10_000).await.expect("read");
+                if batch.records.is_empty() {
+                    break;
+                }
+                for record in &batch.records {
+                    events.push(decode(&*store, &topic.name, &collection, partition, record, &latest.fields).await);
+                    from = record.offset + 1;
+                }
+            }
+        }
+    }
+    events
+}
+
+async fn decode(
+    store: &dyn MetadataStore,
+    topic: &str,
+    collection: &str,
+    partition: u32,
+    record: &weir_gateway::log::StoredRecord,
+    reader: &[weir_gateway::types::Field],
+) -> LoggedEvent {
+    let (schema_id, body) = avro::split_header(&record.value).expect("wire header");
+    let writer = store.schema_by_id(i64::from(schema_id)).await.expect("schema").expect("writer schema");
+    assert_eq!(writer.collection, collection, "record of {topic} written with another collection's schema");
+    let values = avro::decode(body, &writer.fields, reader).expect("avro");
+    let fields =
+        reader.iter().zip(values).map(|(f, v)| (f.name.clone(), v.map_or(Value::Null, |v| v.to_json()))).collect();
+    LoggedEvent {
+        topic: topic.to_owned(),
+        collection: collection.to_owned(),
+        partition,
+        offset: record.offset,
+        schema_id,
+        fields,
+    }
+}
+
+/// The events of one collection.
+pub fn of(events: &[LoggedEvent], collection: &str) -> Vec<Map<String, Value>> {
+    events.iter().filter(|e| e.collection == collection).map(|e| e.fields.clone()).collect()
+}

@@ -40,9 +40,7 @@ impl Api {
             None | Some(Json::Null) => Ok(None),
             Some(Json::Number(n)) if n.as_i64().is_some() => Ok(n.as_i64()),
             Some(Json::String(s)) if s.parse::<i64>().is_ok() => Ok(s.parse().ok()),
-            Some(_) => Err(ApiError::bad_request(
-                "api.upload_time must be milliseconds since the epoch",
-            )),
+            Some(_) => Err(ApiError::bad_request("api.upload_time must be milliseconds since the epoch")),
         }
     }
 
@@ -69,9 +67,7 @@ impl Api {
         md5.update(events);
         let expected = hex::encode_upper(md5.finalize());
         if !given.eq_ignore_ascii_case(&expected) {
-            return Err(ApiError::bad_request(
-                "api.checksum does not match the events",
-            ));
+            return Err(ApiError::bad_request("api.checksum does not match the events"));
         }
         Ok(())
     }
@@ -135,9 +131,7 @@ fn context(
         user_agent: header_str(headers, header::USER_AGENT).map(str::to_owned),
         referer: header_str(headers, header::REFERER).map(str::to_owned),
         upload_time_ms: api.map(Api::upload_time_ms).transpose()?.flatten(),
-        request_id: api
-            .and_then(|a| a.uuid.as_ref())
-            .map(|u| Api::text(&Some(u.clone()))),
+        request_id: api.and_then(|a| a.uuid.as_ref()).map(|u| Api::text(&Some(u.clone()))),
         received_ms,
     })
 }
@@ -161,8 +155,7 @@ pub async fn collect(
     let bytes = read_body(&headers, body, app.config.http.max_body_bytes, "").await?;
     let req: CollectBody = parse(utf8(&bytes)?)?;
     let project = write_project(&app, req.api.api_key.clone()).await?;
-    let event = Event::new(&req.collection, req.properties)
-        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let event = Event::new(&req.collection, req.properties).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let ctx = context(project, Some(&req.api), &headers, peer, received)?;
     app.ingest.store(&ctx, vec![event]).await?;
     Ok(one())
@@ -198,11 +191,7 @@ pub async fn batch(
     }
     let ctx = context(project, Some(&req.api), &headers, peer, received)?;
     app.ingest.store(&ctx, events).await?;
-    if failed.is_empty() {
-        Ok(one())
-    } else {
-        Ok(json_response(StatusCode::CONFLICT, &failed))
-    }
+    if failed.is_empty() { Ok(one()) } else { Ok(json_response(StatusCode::CONFLICT, &failed)) }
 }
 
 /// Bulk loads are all or nothing: any bad event refuses the whole body.
@@ -219,39 +208,26 @@ pub async fn bulk(
     let query = uri.query();
     let header_key = key_from(&headers, query, "master_key");
     let content_type = header_str(&headers, header::CONTENT_TYPE)
-        .map(|c| {
-            c.split(';')
-                .next()
-                .unwrap_or_default()
-                .trim()
-                .to_ascii_lowercase()
-        })
+        .map(|c| c.split(';').next().unwrap_or_default().trim().to_ascii_lowercase())
         .unwrap_or_default();
     let collection = query_param(query, "collection");
     let (project, events, api) = match content_type.as_str() {
         "text/csv" => {
             let project = app.authorize(header_key, &[KeyKind::Master]).await?;
-            let collection = collection
-                .ok_or_else(|| ApiError::bad_request("CSV bulk loads need ?collection="))?;
+            let collection = collection.ok_or_else(|| ApiError::bad_request("CSV bulk loads need ?collection="))?;
             let events = csv_events(&app, &project, &collection, text, query).await?;
             (project, events, None)
         }
-        "application/x-ndjson"
-        | "application/ndjson"
-        | "application/jsonlines"
-        | "application/x-jsonlines" => {
+        "application/x-ndjson" | "application/ndjson" | "application/jsonlines" | "application/x-jsonlines" => {
             let project = app.authorize(header_key, &[KeyKind::Master]).await?;
             (project, ndjson_events(text, collection.as_deref())?, None)
         }
         _ => {
             let req: BatchBody<'_> = parse(text)?;
-            let project = app
-                .authorize(header_key.or(req.api.api_key.clone()), &[KeyKind::Master])
-                .await?;
+            let project = app.authorize(header_key.or(req.api.api_key.clone()), &[KeyKind::Master]).await?;
             req.api.verify_checksum(req.events.get())?;
-            let items: Vec<EventBody> = serde_json::from_str(req.events.get()).map_err(|e| {
-                ApiError::bad_request(format!("events must be a JSON array of events: {e}"))
-            })?;
+            let items: Vec<EventBody> = serde_json::from_str(req.events.get())
+                .map_err(|e| ApiError::bad_request(format!("events must be a JSON array of events: {e}")))?;
             let events = items
                 .into_iter()
                 .enumerate()
@@ -276,11 +252,7 @@ fn ndjson_events(text: &str, collection: Option<&str>) -> ApiResult<Vec<Event>> 
         }
         let bad = |msg: String| ApiError::bad_request(format!("line {}: {msg}", n + 1));
         let body: LineBody = serde_json::from_str(line).map_err(|e| bad(e.to_string()))?;
-        let name = body
-            .collection
-            .as_deref()
-            .or(collection)
-            .ok_or_else(|| bad("no collection".to_owned()))?;
+        let name = body.collection.as_deref().or(collection).ok_or_else(|| bad("no collection".to_owned()))?;
         events.push(Event::new(name, body.properties).map_err(|e| bad(e.to_string()))?);
     }
     Ok(events)
@@ -301,26 +273,20 @@ async fn csv_events(
         Some("\\t" | "tab") => b'\t',
         Some(s) if s.len() == 1 => s.as_bytes()[0],
         Some(s) => {
-            return Err(ApiError::bad_request(format!(
-                "column_separator must be one character, not {s:?}"
-            )));
+            return Err(ApiError::bad_request(format!("column_separator must be one character, not {s:?}")));
         }
     };
     let use_header = match query_param(query, "use_header").as_deref() {
         None | Some("true") => true,
         Some("false") => false,
         Some(other) => {
-            return Err(ApiError::bad_request(format!(
-                "use_header must be true or false, not {other:?}"
-            )));
+            return Err(ApiError::bad_request(format!("use_header must be true or false, not {other:?}")));
         }
     };
-    let collection_name = crate::names::collection_name(collection)
-        .map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let mut reader = csv::ReaderBuilder::new()
-        .delimiter(separator)
-        .has_headers(use_header)
-        .from_reader(text.as_bytes());
+    let collection_name =
+        crate::names::collection_name(collection).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let mut reader =
+        csv::ReaderBuilder::new().delimiter(separator).has_headers(use_header).from_reader(text.as_bytes());
     let columns: Vec<String> = if use_header {
         reader
             .headers()
@@ -345,11 +311,8 @@ async fn csv_events(
                 columns.len()
             )));
         }
-        let properties: serde_json::Map<String, Json> = columns
-            .iter()
-            .zip(row.iter())
-            .map(|(c, v)| (c.clone(), sniff(v)))
-            .collect();
+        let properties: serde_json::Map<String, Json> =
+            columns.iter().zip(row.iter()).map(|(c, v)| (c.clone(), sniff(v))).collect();
         events.push(
             Event::new(&collection_name, Some(Json::Object(properties)))
                 .map_err(|e| ApiError::bad_request(format!("CSV row {}: {e}", n + 1)))?,
@@ -367,22 +330,13 @@ fn sniff(text: &str) -> Json {
     if text == "true" || text == "false" {
         return Json::Bool(text == "true");
     }
-    let numeric = text
-        .bytes()
-        .next()
-        .is_some_and(|b| b.is_ascii_digit() || b == b'-' || b == b'.')
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_digit() || matches!(b, b'-' | b'+' | b'.' | b'e' | b'E'));
+    let numeric = text.bytes().next().is_some_and(|b| b.is_ascii_digit() || b == b'-' || b == b'.')
+        && text.bytes().all(|b| b.is_ascii_digit() || matches!(b, b'-' | b'+' | b'.' | b'e' | b'E'));
     if numeric {
         if let Ok(i) = text.parse::<i64>() {
             return Json::from(i);
         }
-        if let Some(n) = text
-            .parse::<f64>()
-            .ok()
-            .and_then(serde_json::Number::from_f64)
-        {
+        if let Some(n) = text.parse::<f64>().ok().and_then(serde_json::Number::from_f64) {
             return Json::Number(n);
         }
     }
@@ -391,9 +345,9 @@ fn sniff(text: &str) -> Json {
 
 /// A transparent 1x1 GIF.
 const PIXEL: &[u8] = &[
-    0x47, 0x49, 0x46, 0x38, 0x39, 0x61, 0x01, 0x00, 0x01, 0x00, 0x80, 0x00, 0x00, 0x00, 0x00, 0x00,
-    0xff, 0xff, 0xff, 0x21, 0xf9, 0x04, 0x01, 0x00, 0x00, 0x00, 0x00, 0x2c, 0x00, 0x00, 0x00, 0x00,
-    0x01, 0x00, 0x01, 0x00, 0x00, 0x02, 0x02, 0x44, 0x01, 0x00, 0x3b,
+    0x47, 0x49, 0x46, 0x38, 0x39, 0x61, 0x01, 0x00, 0x01, 0x00, 0x80, 0x00, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff,
+    0x21, 0xf9, 0x04, 0x01, 0x00, 0x00, 0x00, 0x00, 0x2c, 0x00, 0x00, 0x00, 0x00, 0x01, 0x00, 0x01, 0x00, 0x00, 0x02,
+    0x02, 0x44, 0x01, 0x00, 0x3b,
 ];
 
 /// `?collection=&api.api_key=&prop.X=…`, answered with a 1x1 GIF.
@@ -406,10 +360,7 @@ pub async fn pixel(
     let received = app.now_ms();
     let query = uri.query().unwrap_or_default();
     if query.len() > app.config.http.max_body_bytes {
-        return Err(ApiError::new(
-            StatusCode::URI_TOO_LONG,
-            "the query string is too long",
-        ));
+        return Err(ApiError::new(StatusCode::URI_TOO_LONG, "the query string is too long"));
     }
     let mut api = Api::default();
     let mut collection = None;
@@ -426,26 +377,21 @@ pub async fn pixel(
                     properties.insert(name.to_owned(), sniff(&v));
                 }
                 None => {
-                    return Err(ApiError::bad_request(format!(
-                        "unknown pixel parameter {other:?}"
-                    )));
+                    return Err(ApiError::bad_request(format!("unknown pixel parameter {other:?}")));
                 }
             },
         }
     }
     let project = write_project(&app, api.api_key.clone()).await?;
     let collection = collection.ok_or_else(|| ApiError::bad_request("collection is missing"))?;
-    let event = Event::new(&collection, Some(Json::Object(properties)))
-        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let event =
+        Event::new(&collection, Some(Json::Object(properties))).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let ctx = context(project, Some(&api), &headers, peer, received)?;
     app.ingest.store(&ctx, vec![event]).await?;
     let mut response = (StatusCode::OK, PIXEL).into_response();
     let h = response.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("image/gif"));
-    h.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("no-cache, no-store, must-revalidate"),
-    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, no-store, must-revalidate"));
     Ok(response)
 }
 

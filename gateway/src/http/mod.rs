@@ -27,10 +27,7 @@ pub fn router(app: AppState) -> Router {
     Router::new()
         .route("/project/create", post(project::create))
         .route("/project/list", post(project::list))
-        .route(
-            "/project/delete",
-            post(project::delete).delete(project::delete),
-        )
+        .route("/project/delete", post(project::delete).delete(project::delete))
         .route("/project/schema", post(project::schema))
         .route("/project/collection", post(project::collection))
         .route("/project/create-api-keys", post(project::create_api_keys))
@@ -44,12 +41,7 @@ pub fn router(app: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(CatchPanicLayer::custom(panic_response))
-        .layer(
-            CorsLayer::new()
-                .allow_origin(Any)
-                .allow_methods(Any)
-                .allow_headers(Any),
-        )
+        .layer(CorsLayer::new().allow_origin(Any).allow_methods(Any).allow_headers(Any))
         .with_state(app)
 }
 
@@ -62,10 +54,7 @@ async fn not_found() -> ApiError {
 }
 
 async fn method_not_allowed() -> ApiError {
-    ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method not allowed on this endpoint",
-    )
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this endpoint")
 }
 
 fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
@@ -77,10 +66,7 @@ pub fn json_response<T: Serialize + ?Sized>(status: StatusCode, value: &T) -> Re
     match serde_json::to_vec(value) {
         Ok(body) => {
             let mut response = (status, body).into_response();
-            response.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            );
+            response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
             response
         }
         Err(e) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
@@ -95,17 +81,10 @@ fn success() -> Response {
 impl App {
     /// The project a key opens, if it is of one of `kinds`. A missing key is
     /// 401; a wrong one 403, saying nothing of whether the project exists.
-    pub(crate) async fn authorize(
-        &self,
-        key: Option<String>,
-        kinds: &[KeyKind],
-    ) -> ApiResult<String> {
+    pub(crate) async fn authorize(&self, key: Option<String>, kinds: &[KeyKind]) -> ApiResult<String> {
         let name = kinds[0].name();
         let key = key.ok_or_else(|| ApiError::unauthorized(format!("{name} is missing")))?;
-        self.keys
-            .project_of(&key, kinds)
-            .await?
-            .ok_or_else(|| ApiError::forbidden(format!("{name} is invalid")))
+        self.keys.project_of(&key, kinds).await?.ok_or_else(|| ApiError::forbidden(format!("{name} is invalid")))
     }
 
     /// Project creation and listing: the lock key when one is configured,

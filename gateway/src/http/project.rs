@@ -13,11 +13,7 @@ use super::{ApiError, ApiResult, AppState, json_response, success};
 use crate::metadata::KeyKind;
 use crate::names;
 
-async fn body_of<T: serde::de::DeserializeOwned>(
-    app: &AppState,
-    headers: &HeaderMap,
-    body: Body,
-) -> ApiResult<T> {
+async fn body_of<T: serde::de::DeserializeOwned>(app: &AppState, headers: &HeaderMap, body: Body) -> ApiResult<T> {
     let bytes = read_body(headers, body, app.config.http.max_body_bytes, "").await?;
     json(&bytes)
 }
@@ -41,10 +37,7 @@ pub async fn create(
     let name = names::project_name(&req.name).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let now = app.now_ms();
     if !app.store.create_project(&name, now).await? {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "the project already exists",
-        ));
+        return Err(ApiError::new(StatusCode::CONFLICT, "the project already exists"));
     }
     let keys = app.keys.create_key_set(&name, now).await?;
     Ok(json_response(StatusCode::OK, &keys))
@@ -68,17 +61,8 @@ pub async fn list(
     Ok(json_response(StatusCode::OK, &app.store.projects().await?))
 }
 
-pub async fn delete(
-    State(app): State<AppState>,
-    uri: Uri,
-    headers: HeaderMap,
-) -> ApiResult<Response> {
-    let project = app
-        .authorize(
-            key_from(&headers, uri.query(), "master_key"),
-            &[KeyKind::Master],
-        )
-        .await?;
+pub async fn delete(State(app): State<AppState>, uri: Uri, headers: HeaderMap) -> ApiResult<Response> {
+    let project = app.authorize(key_from(&headers, uri.query(), "master_key"), &[KeyKind::Master]).await?;
     if !app.config.projects.allow_deletion {
         return Err(ApiError::forbidden(
             "project deletion is disabled on this server; enable it with projects.allow_deletion",
@@ -95,22 +79,10 @@ pub struct SchemaRequest {
     names: Option<Vec<String>>,
 }
 
-pub async fn schema(
-    State(app): State<AppState>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Body,
-) -> ApiResult<Response> {
-    let project = app
-        .authorize(
-            key_from(&headers, uri.query(), "read_key"),
-            &[KeyKind::Read],
-        )
-        .await?;
+pub async fn schema(State(app): State<AppState>, uri: Uri, headers: HeaderMap, body: Body) -> ApiResult<Response> {
+    let project = app.authorize(key_from(&headers, uri.query(), "read_key"), &[KeyKind::Read]).await?;
     let req: SchemaRequest = body_of(&app, &headers, body).await?;
-    let wanted: Option<Vec<String>> = req
-        .names
-        .map(|n| n.iter().map(|c| c.to_ascii_lowercase()).collect());
+    let wanted: Option<Vec<String>> = req.names.map(|n| n.iter().map(|c| c.to_ascii_lowercase()).collect());
     let collections: Vec<serde_json::Value> = app
         .store
         .latest_schemas(&project)
@@ -122,38 +94,14 @@ pub async fn schema(
     Ok(json_response(StatusCode::OK, &collections))
 }
 
-pub async fn collection(
-    State(app): State<AppState>,
-    uri: Uri,
-    headers: HeaderMap,
-) -> ApiResult<Response> {
-    let project = app
-        .authorize(
-            key_from(&headers, uri.query(), "read_key"),
-            &[KeyKind::Read],
-        )
-        .await?;
-    let names: Vec<String> = app
-        .store
-        .latest_schemas(&project)
-        .await?
-        .into_iter()
-        .map(|s| s.collection)
-        .collect();
+pub async fn collection(State(app): State<AppState>, uri: Uri, headers: HeaderMap) -> ApiResult<Response> {
+    let project = app.authorize(key_from(&headers, uri.query(), "read_key"), &[KeyKind::Read]).await?;
+    let names: Vec<String> = app.store.latest_schemas(&project).await?.into_iter().map(|s| s.collection).collect();
     Ok(json_response(StatusCode::OK, &names))
 }
 
-pub async fn create_api_keys(
-    State(app): State<AppState>,
-    uri: Uri,
-    headers: HeaderMap,
-) -> ApiResult<Response> {
-    let project = app
-        .authorize(
-            key_from(&headers, uri.query(), "master_key"),
-            &[KeyKind::Master],
-        )
-        .await?;
+pub async fn create_api_keys(State(app): State<AppState>, uri: Uri, headers: HeaderMap) -> ApiResult<Response> {
+    let project = app.authorize(key_from(&headers, uri.query(), "master_key"), &[KeyKind::Master]).await?;
     let keys = app.keys.create_key_set(&project, app.now_ms()).await?;
     Ok(json_response(StatusCode::OK, &keys))
 }
@@ -178,24 +126,17 @@ pub struct CheckKeys {
 
 /// One answer per key set: whether every key given in it is a key of its
 /// kind for the project.
-pub async fn check_api_keys(
-    State(app): State<AppState>,
-    headers: HeaderMap,
-    body: Body,
-) -> ApiResult<Response> {
+pub async fn check_api_keys(State(app): State<AppState>, headers: HeaderMap, body: Body) -> ApiResult<Response> {
     let req: CheckKeys = body_of(&app, &headers, body).await?;
     let project = req.project.to_ascii_lowercase();
     let mut answers = Vec::with_capacity(req.keys.len());
     for set in &req.keys {
         let mut valid = true;
-        for (key, kind) in [
-            (&set.master_key, KeyKind::Master),
-            (&set.read_key, KeyKind::Read),
-            (&set.write_key, KeyKind::Write),
-        ] {
+        for (key, kind) in
+            [(&set.master_key, KeyKind::Master), (&set.read_key, KeyKind::Read), (&set.write_key, KeyKind::Write)]
+        {
             if let Some(key) = key {
-                valid &=
-                    app.keys.project_of(key, &[kind]).await?.as_deref() == Some(project.as_str());
+                valid &= app.keys.project_of(key, &[kind]).await?.as_deref() == Some(project.as_str());
             }
         }
         answers.push(valid);
@@ -211,17 +152,9 @@ pub struct RevokeKeys {
 }
 
 /// Deletes the key set that the given master key belongs to.
-pub async fn revoke_api_keys(
-    State(app): State<AppState>,
-    headers: HeaderMap,
-    body: Body,
-) -> ApiResult<Response> {
+pub async fn revoke_api_keys(State(app): State<AppState>, headers: HeaderMap, body: Body) -> ApiResult<Response> {
     let req: RevokeKeys = body_of(&app, &headers, body).await?;
-    if !app
-        .keys
-        .revoke(&req.project.to_ascii_lowercase(), &req.master_key)
-        .await?
-    {
+    if !app.keys.revoke(&req.project.to_ascii_lowercase(), &req.master_key).await? {
         return Err(ApiError::forbidden("master_key is invalid"));
     }
     Ok(success())

@@ -11,37 +11,23 @@ use serde::de::DeserializeOwned;
 use super::error::{ApiError, ApiResult};
 
 /// Reads the whole body, refusing it with 413 past `limit` bytes.
-pub async fn read_body(
-    headers: &HeaderMap,
-    body: Body,
-    limit: usize,
-    hint: &str,
-) -> ApiResult<Bytes> {
-    let too_large = || {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("the body is larger than {limit} bytes{hint}"),
-        )
-    };
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+pub async fn read_body(headers: &HeaderMap, body: Body, limit: usize, hint: &str) -> ApiResult<Bytes> {
+    let too_large =
+        || ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("the body is larger than {limit} bytes{hint}"));
+    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(too_large());
     }
     match Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
-        Err(e) => Err(ApiError::bad_request(format!(
-            "could not read the body: {e}"
-        ))),
+        Err(e) => Err(ApiError::bad_request(format!("could not read the body: {e}"))),
     }
 }
 
 /// Checks that the body is UTF-8 text.
 pub fn utf8(body: &[u8]) -> ApiResult<&str> {
-    std::str::from_utf8(body)
-        .map_err(|e| ApiError::bad_request(format!("the body is not valid UTF-8: {e}")))
+    std::str::from_utf8(body).map_err(|e| ApiError::bad_request(format!("the body is not valid UTF-8: {e}")))
 }
 
 /// Parses a JSON body; an empty body reads as `{}`.
@@ -62,9 +48,7 @@ pub fn key_from(headers: &HeaderMap, query: Option<&str>, name: &str) -> Option<
 }
 
 pub fn query_param(query: Option<&str>, name: &str) -> Option<String> {
-    form_urlencoded::parse(query?.as_bytes())
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.into_owned())
+    form_urlencoded::parse(query?.as_bytes()).find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
 }
 
 /// The client's address: the first public address in `X-Forwarded-For`, or
@@ -119,15 +103,9 @@ mod tests {
         let peer: SocketAddr = "127.0.0.1:5000".parse().expect("addr");
         let mut headers = HeaderMap::new();
         assert_eq!(client_ip(&headers, peer).to_string(), "127.0.0.1");
-        headers.insert(
-            "x-forwarded-for",
-            "10.0.0.1, 203.0.113.9, 8.8.8.8".parse().expect("hv"),
-        );
+        headers.insert("x-forwarded-for", "10.0.0.1, 203.0.113.9, 8.8.8.8".parse().expect("hv"));
         assert_eq!(client_ip(&headers, peer).to_string(), "8.8.8.8");
-        headers.insert(
-            "x-forwarded-for",
-            "10.0.0.1, 192.168.1.1".parse().expect("hv"),
-        );
+        headers.insert("x-forwarded-for", "10.0.0.1, 192.168.1.1".parse().expect("hv"));
         assert_eq!(client_ip(&headers, peer).to_string(), "127.0.0.1");
     }
 

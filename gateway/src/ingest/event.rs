@@ -31,17 +31,11 @@ impl Event {
             Some(Json::Object(map)) => normalize(map)?,
             Some(_) => return Err(EventError::PropertiesNotObject),
         };
-        Ok(Event {
-            collection,
-            properties,
-        })
+        Ok(Event { collection, properties })
     }
 
     pub fn get(&self, name: &str) -> Option<&Json> {
-        self.properties
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v)
+        self.properties.iter().find(|(n, _)| n == name).map(|(_, v)| v)
     }
 
     pub fn set(&mut self, name: &str, value: Json) {
@@ -80,31 +74,12 @@ mod tests {
 
     #[test]
     fn names_are_normalized() {
-        let e = Event::new(
-            "PageView",
-            Some(json!({"userId": 1, "Plan": "pro", "user_id": 2})),
-        )
-        .expect("event");
+        let e = Event::new("PageView", Some(json!({"userId": 1, "Plan": "pro", "user_id": 2}))).expect("event");
         assert_eq!(e.collection, "pageview");
-        assert_eq!(
-            e.properties,
-            vec![
-                ("user_id".to_owned(), json!(2)),
-                ("plan".to_owned(), json!("pro"))
-            ]
-        );
-        assert_eq!(
-            Event::new("a", Some(json!([1]))),
-            Err(EventError::PropertiesNotObject)
-        );
+        assert_eq!(e.properties, vec![("user_id".to_owned(), json!(2)), ("plan".to_owned(), json!("pro"))]);
+        assert_eq!(Event::new("a", Some(json!([1]))), Err(EventError::PropertiesNotObject));
         assert_eq!(Event::new("a", None).map(|e| e.properties.len()), Ok(0));
-        assert!(matches!(
-            Event::new("", None),
-            Err(EventError::Name(NameError::EmptyCollection))
-        ));
-        assert!(matches!(
-            Event::new("a", Some(json!({"--": 1}))),
-            Err(EventError::Name(NameError::InvalidField(_)))
-        ));
+        assert!(matches!(Event::new("", None), Err(EventError::Name(NameError::EmptyCollection))));
+        assert!(matches!(Event::new("a", Some(json!({"--": 1}))), Err(EventError::Name(NameError::InvalidField(_)))));
     }
 }

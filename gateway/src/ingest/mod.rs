@@ -52,17 +52,10 @@ pub struct Context {
 
 /// The fields of a `$invalid_schema` row.
 fn invalid_schema_fields() -> Vec<Field> {
-    [
-        "collection",
-        "property",
-        "expected_type",
-        "event_id",
-        "error",
-        "encoded_value",
-    ]
-    .into_iter()
-    .map(|n| Field::new(n, FieldType::STRING))
-    .collect()
+    ["collection", "property", "expected_type", "event_id", "error", "encoded_value"]
+        .into_iter()
+        .map(|n| Field::new(n, FieldType::STRING))
+        .collect()
 }
 
 pub struct Ingestor {
@@ -110,10 +103,7 @@ impl Ingestor {
             };
             let record = encode(ctx, e, schema, &mut invalid, event_id);
             let b = *batch_of.entry(e.collection.as_str()).or_insert_with(|| {
-                batches.push(TopicBatch {
-                    topic: topic_name(&ctx.project, &e.collection),
-                    records: Vec::new(),
-                });
+                batches.push(TopicBatch { topic: topic_name(&ctx.project, &e.collection), records: Vec::new() });
                 batches.len() - 1
             });
             batches[b].records.push(record);
@@ -138,10 +128,7 @@ impl Ingestor {
         for e in events {
             let collection = e.collection.as_str();
             if !known.contains_key(collection) {
-                known.insert(
-                    collection,
-                    self.registry.current(project, collection).await?,
-                );
+                known.insert(collection, self.registry.current(project, collection).await?);
             }
             let schema = known[collection].as_ref();
             for (name, value) in &e.properties {
@@ -156,11 +143,7 @@ impl Ingestor {
                     continue;
                 };
                 if name == USER_FIELD {
-                    let first = if value.as_i64().is_some() {
-                        FieldType::LONG
-                    } else {
-                        FieldType::STRING
-                    };
+                    let first = if value.as_i64().is_some() { FieldType::LONG } else { FieldType::STRING };
                     field_type = self.registry.user_type(project, first).await?;
                 }
                 planned.push(Field::new(name.clone(), field_type));
@@ -171,55 +154,33 @@ impl Ingestor {
             let wanted = new_fields.remove(collection).unwrap_or_default();
             let schema = match schema {
                 Some(s) if wanted.is_empty() => s,
-                _ => {
-                    self.registry
-                        .ensure_fields(project, collection, &wanted, ctx.received_ms)
-                        .await?
-                }
+                _ => self.registry.ensure_fields(project, collection, &wanted, ctx.received_ms).await?,
             };
             schemas.insert(collection, schema);
         }
         Ok(schemas)
     }
 
-    async fn invalid_rows(
-        &self,
-        ctx: &Context,
-        rows: Vec<InvalidRow>,
-    ) -> Result<TopicBatch, IngestError> {
+    async fn invalid_rows(&self, ctx: &Context, rows: Vec<InvalidRow>) -> Result<TopicBatch, IngestError> {
         let schema = self
             .registry
-            .ensure_fields(
-                &ctx.project,
-                INVALID_SCHEMA_COLLECTION,
-                &invalid_schema_fields(),
-                ctx.received_ms,
-            )
+            .ensure_fields(&ctx.project, INVALID_SCHEMA_COLLECTION, &invalid_schema_fields(), ctx.received_ms)
             .await?;
         let mut records = Vec::with_capacity(rows.len());
         for row in rows {
             let properties = vec![
                 ("collection".to_owned(), Json::String(row.collection)),
                 ("property".to_owned(), Json::String(row.property)),
-                (
-                    "expected_type".to_owned(),
-                    Json::String(row.expected.to_string()),
-                ),
+                ("expected_type".to_owned(), Json::String(row.expected.to_string())),
                 ("event_id".to_owned(), Json::String(row.event_id)),
                 ("error".to_owned(), Json::String(row.error)),
                 ("encoded_value".to_owned(), Json::String(row.encoded_value)),
             ];
-            let event = Event {
-                collection: INVALID_SCHEMA_COLLECTION.to_owned(),
-                properties,
-            };
+            let event = Event { collection: INVALID_SCHEMA_COLLECTION.to_owned(), properties };
             let mut nested = Vec::new();
             records.push(encode(ctx, &event, &schema, &mut nested, String::new));
         }
-        Ok(TopicBatch {
-            topic: topic_name(&ctx.project, INVALID_SCHEMA_COLLECTION),
-            records,
-        })
+        Ok(TopicBatch { topic: topic_name(&ctx.project, INVALID_SCHEMA_COLLECTION), records })
     }
 }
 
@@ -227,23 +188,13 @@ impl Ingestor {
 fn resolve_request_values(e: &mut Event, ctx: &Context) {
     let wanted = |e: &Event, name: &str| matches!(e.get(name), Some(Json::Bool(true)));
     if wanted(e, "_ip") {
-        e.set(
-            "_ip",
-            ctx.client_ip
-                .map_or(Json::Null, |ip| Json::String(ip.to_string())),
-        );
+        e.set("_ip", ctx.client_ip.map_or(Json::Null, |ip| Json::String(ip.to_string())));
     }
     if wanted(e, "_user_agent") {
-        e.set(
-            "_user_agent",
-            ctx.user_agent.clone().map_or(Json::Null, Json::String),
-        );
+        e.set("_user_agent", ctx.user_agent.clone().map_or(Json::Null, Json::String));
     }
     if wanted(e, "_referrer") {
-        e.set(
-            "_referrer",
-            ctx.referer.clone().map_or(Json::Null, Json::String),
-        );
+        e.set("_referrer", ctx.referer.clone().map_or(Json::Null, Json::String));
     }
 }
 
@@ -286,21 +237,12 @@ fn encode(
             }
             Ok(None) => avro::write_null(&mut buf),
             Err(err) => {
-                invalid.push(invalid_row(
-                    e,
-                    field,
-                    Some(json),
-                    &event_id,
-                    err.to_string(),
-                ));
+                invalid.push(invalid_row(e, field, Some(json), &event_id, err.to_string()));
                 avro::write_null(&mut buf);
             }
         }
     }
-    Record {
-        key,
-        value: Bytes::from(buf),
-    }
+    Record { key, value: Bytes::from(buf) }
 }
 
 fn invalid_row(
@@ -351,21 +293,11 @@ mod tests {
 
     #[test]
     fn time_is_corrected_for_clock_skew() {
-        let ctx = Context {
-            received_ms: 10_000,
-            upload_time_ms: Some(9_000),
-            ..Context::default()
-        };
+        let ctx = Context { received_ms: 10_000, upload_time_ms: Some(9_000), ..Context::default() };
         assert_eq!(event_time(&ctx, None), Ok(10_000_000));
         assert_eq!(event_time(&ctx, Some(&json!(5_000))), Ok(6_000_000));
-        let no_upload = Context {
-            received_ms: 10_000,
-            ..Context::default()
-        };
-        assert_eq!(
-            event_time(&no_upload, Some(&json!("1970-01-01T00:00:05Z"))),
-            Ok(5_000_000)
-        );
+        let no_upload = Context { received_ms: 10_000, ..Context::default() };
+        assert_eq!(event_time(&no_upload, Some(&json!("1970-01-01T00:00:05Z"))), Ok(5_000_000));
         assert!(event_time(&no_upload, Some(&json!("yesterday"))).is_err());
     }
 }

@@ -17,10 +17,7 @@ pub enum Error {
     #[error("unsupported log URL {0:?}: use file://<folder>")]
     UnsupportedUrl(String),
     #[error("event log I/O on {path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
     #[error("the event log is in use by another process ({0})")]
     Locked(PathBuf),
     #[error("the event log stopped accepting writes after an I/O error and needs a restart: {0}")]
@@ -32,11 +29,7 @@ pub enum Error {
     #[error("topic {topic:?} has no partition {partition}")]
     NoPartition { topic: String, partition: u32 },
     #[error("corrupt record in {path} at byte {position}: {reason}")]
-    Corrupt {
-        path: PathBuf,
-        position: u64,
-        reason: String,
-    },
+    Corrupt { path: PathBuf, position: u64, reason: String },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -103,13 +96,7 @@ pub trait EventLog: Send + Sync + 'static {
 
     /// Reads durable records of a partition from offset `from` up to the
     /// partition's end, at most `max_records` of them.
-    async fn read(
-        &self,
-        topic: &str,
-        partition: u32,
-        from: u64,
-        max_records: usize,
-    ) -> Result<ReadBatch>;
+    async fn read(&self, topic: &str, partition: u32, from: u64, max_records: usize) -> Result<ReadBatch>;
 
     /// Every topic with its partition count.
     async fn topics(&self) -> Result<Vec<TopicInfo>>;

@@ -95,13 +95,7 @@ pub trait MetadataStore: Send + Sync + 'static {
     async fn delete_project(&self, name: &str) -> Result<bool>;
 
     /// Stores the hashes of a new key set.
-    async fn insert_keys(
-        &self,
-        project: &str,
-        key_set: &str,
-        hashes: &[(KeyKind, String)],
-        now_ms: i64,
-    ) -> Result<()>;
+    async fn insert_keys(&self, project: &str, key_set: &str, hashes: &[(KeyKind, String)], now_ms: i64) -> Result<()>;
     async fn find_key(&self, key_hash: &str) -> Result<Option<StoredKey>>;
     /// Deletes every key of a key set; returns how many there were.
     async fn delete_key_set(&self, project: &str, key_set: &str) -> Result<u64>;
@@ -113,8 +107,7 @@ pub trait MetadataStore: Send + Sync + 'static {
     async fn choose_user_type(&self, project: &str, wanted: FieldType) -> Result<FieldType>;
 
     /// The newest schema version of a collection.
-    async fn latest_schema(&self, project: &str, collection: &str)
-    -> Result<Option<SchemaVersion>>;
+    async fn latest_schema(&self, project: &str, collection: &str) -> Result<Option<SchemaVersion>>;
     /// The newest schema version of every collection of a project.
     async fn latest_schemas(&self, project: &str) -> Result<Vec<SchemaVersion>>;
     /// Every version of a collection, oldest first.
@@ -122,11 +115,7 @@ pub trait MetadataStore: Send + Sync + 'static {
     async fn schema_by_id(&self, id: i64) -> Result<Option<SchemaVersion>>;
     /// Inserts a version; `None` when that version number exists already
     /// (another writer got there first), else the new version's id.
-    async fn insert_schema_version(
-        &self,
-        new: NewSchemaVersion<'_>,
-        now_ms: i64,
-    ) -> Result<Option<i64>>;
+    async fn insert_schema_version(&self, new: NewSchemaVersion<'_>, now_ms: i64) -> Result<Option<i64>>;
 }
 
 /// Opens (and migrates) the metadata store named by `url`.

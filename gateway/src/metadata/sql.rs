@@ -147,31 +147,22 @@ impl SqlMetadataStore {
         if dialect == Dialect::Sqlite {
             options = options.after_connect(|conn, _| {
                 Box::pin(async move {
-                    sqlx::query("PRAGMA journal_mode = WAL")
-                        .execute(&mut *conn)
-                        .await?;
-                    sqlx::query("PRAGMA busy_timeout = 10000")
-                        .execute(&mut *conn)
-                        .await?;
-                    sqlx::query("PRAGMA foreign_keys = ON")
-                        .execute(&mut *conn)
-                        .await?;
+                    sqlx::query("PRAGMA journal_mode = WAL").execute(&mut *conn).await?;
+                    sqlx::query("PRAGMA busy_timeout = 10000").execute(&mut *conn).await?;
+                    sqlx::query("PRAGMA foreign_keys = ON").execute(&mut *conn).await?;
                     Ok(())
                 })
             });
         }
         let pool = options.connect(&url).await?;
         dialect.migrator().run(&pool).await?;
-        Ok(SqlMetadataStore {
-            pool,
-            sql: Statements::new(dialect),
-        })
+        Ok(SqlMetadataStore { pool, sql: Statements::new(dialect) })
     }
 
     fn schema_row(row: &AnyRow) -> Result<SchemaVersion> {
         let fields: String = row.try_get("fields")?;
-        let fields: Vec<Field> = serde_json::from_str(&fields)
-            .map_err(|e| Error::Corrupt(format!("schema fields: {e}")))?;
+        let fields: Vec<Field> =
+            serde_json::from_str(&fields).map_err(|e| Error::Corrupt(format!("schema fields: {e}")))?;
         Ok(SchemaVersion {
             id: row.try_get("id")?,
             project: row.try_get("project")?,
@@ -190,48 +181,25 @@ fn kind_of(name: &str) -> Result<KeyKind> {
 #[async_trait]
 impl MetadataStore for SqlMetadataStore {
     async fn create_project(&self, name: &str, now_ms: i64) -> Result<bool> {
-        let done = sqlx::query(&self.sql.create_project)
-            .bind(name)
-            .bind(now_ms)
-            .execute(&self.pool)
-            .await?;
+        let done = sqlx::query(&self.sql.create_project).bind(name).bind(now_ms).execute(&self.pool).await?;
         Ok(done.rows_affected() == 1)
     }
 
     async fn projects(&self) -> Result<Vec<String>> {
-        let rows = sqlx::query(&self.sql.list_projects)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter()
-            .map(|r| r.try_get::<String, _>(0).map_err(Error::from))
-            .collect()
+        let rows = sqlx::query(&self.sql.list_projects).fetch_all(&self.pool).await?;
+        rows.iter().map(|r| r.try_get::<String, _>(0).map_err(Error::from)).collect()
     }
 
     async fn delete_project(&self, name: &str) -> Result<bool> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query(&self.sql.delete_project_keys)
-            .bind(name)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query(&self.sql.delete_project_schemas)
-            .bind(name)
-            .execute(&mut *tx)
-            .await?;
-        let done = sqlx::query(&self.sql.delete_project)
-            .bind(name)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(&self.sql.delete_project_keys).bind(name).execute(&mut *tx).await?;
+        sqlx::query(&self.sql.delete_project_schemas).bind(name).execute(&mut *tx).await?;
+        let done = sqlx::query(&self.sql.delete_project).bind(name).execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(done.rows_affected() == 1)
     }
 
-    async fn insert_keys(
-        &self,
-        project: &str,
-        key_set: &str,
-        hashes: &[(KeyKind, String)],
-        now_ms: i64,
-    ) -> Result<()> {
+    async fn insert_keys(&self, project: &str, key_set: &str, hashes: &[(KeyKind, String)], now_ms: i64) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         for (kind, hash) in hashes {
             sqlx::query(&self.sql.insert_key)
@@ -248,10 +216,7 @@ impl MetadataStore for SqlMetadataStore {
     }
 
     async fn find_key(&self, key_hash: &str) -> Result<Option<StoredKey>> {
-        let row = sqlx::query(&self.sql.find_key)
-            .bind(key_hash)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(&self.sql.find_key).bind(key_hash).fetch_optional(&self.pool).await?;
         row.map(|row| {
             Ok(StoredKey {
                 project: row.try_get("project")?,
@@ -263,82 +228,45 @@ impl MetadataStore for SqlMetadataStore {
     }
 
     async fn delete_key_set(&self, project: &str, key_set: &str) -> Result<u64> {
-        let done = sqlx::query(&self.sql.delete_key_set)
-            .bind(project)
-            .bind(key_set)
-            .execute(&self.pool)
-            .await?;
+        let done = sqlx::query(&self.sql.delete_key_set).bind(project).bind(key_set).execute(&self.pool).await?;
         Ok(done.rows_affected())
     }
 
     async fn user_type(&self, project: &str) -> Result<Option<FieldType>> {
-        let row = sqlx::query(&self.sql.user_type)
-            .bind(project)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(&self.sql.user_type).bind(project).fetch_optional(&self.pool).await?;
         let Some(row) = row else { return Ok(None) };
         let name: Option<String> = row.try_get(0)?;
-        name.map(|n| {
-            n.parse::<FieldType>()
-                .map_err(|e| Error::Corrupt(e.to_string()))
-        })
-        .transpose()
+        name.map(|n| n.parse::<FieldType>().map_err(|e| Error::Corrupt(e.to_string()))).transpose()
     }
 
     async fn choose_user_type(&self, project: &str, wanted: FieldType) -> Result<FieldType> {
-        sqlx::query(&self.sql.choose_user_type)
-            .bind(wanted.to_string())
-            .bind(project)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(&self.sql.choose_user_type).bind(wanted.to_string()).bind(project).execute(&self.pool).await?;
         Ok(self.user_type(project).await?.unwrap_or(wanted))
     }
 
-    async fn latest_schema(
-        &self,
-        project: &str,
-        collection: &str,
-    ) -> Result<Option<SchemaVersion>> {
-        let row = sqlx::query(&self.sql.latest_schema)
-            .bind(project)
-            .bind(collection)
-            .fetch_optional(&self.pool)
-            .await?;
+    async fn latest_schema(&self, project: &str, collection: &str) -> Result<Option<SchemaVersion>> {
+        let row =
+            sqlx::query(&self.sql.latest_schema).bind(project).bind(collection).fetch_optional(&self.pool).await?;
         row.as_ref().map(Self::schema_row).transpose()
     }
 
     async fn latest_schemas(&self, project: &str) -> Result<Vec<SchemaVersion>> {
-        let rows = sqlx::query(&self.sql.latest_schemas)
-            .bind(project)
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(&self.sql.latest_schemas).bind(project).fetch_all(&self.pool).await?;
         rows.iter().map(Self::schema_row).collect()
     }
 
     async fn schema_versions(&self, project: &str, collection: &str) -> Result<Vec<SchemaVersion>> {
-        let rows = sqlx::query(&self.sql.schema_versions)
-            .bind(project)
-            .bind(collection)
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(&self.sql.schema_versions).bind(project).bind(collection).fetch_all(&self.pool).await?;
         rows.iter().map(Self::schema_row).collect()
     }
 
     async fn schema_by_id(&self, id: i64) -> Result<Option<SchemaVersion>> {
-        let row = sqlx::query(&self.sql.schema_by_id)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(&self.sql.schema_by_id).bind(id).fetch_optional(&self.pool).await?;
         row.as_ref().map(Self::schema_row).transpose()
     }
 
-    async fn insert_schema_version(
-        &self,
-        new: NewSchemaVersion<'_>,
-        now_ms: i64,
-    ) -> Result<Option<i64>> {
-        let fields =
-            serde_json::to_string(new.fields).map_err(|e| Error::Corrupt(e.to_string()))?;
+    async fn insert_schema_version(&self, new: NewSchemaVersion<'_>, now_ms: i64) -> Result<Option<i64>> {
+        let fields = serde_json::to_string(new.fields).map_err(|e| Error::Corrupt(e.to_string()))?;
         let done = sqlx::query(&self.sql.insert_schema)
             .bind(new.project)
             .bind(new.collection)
@@ -367,15 +295,9 @@ mod tests {
 
     #[test]
     fn postgres_gets_numbered_placeholders() {
-        assert_eq!(
-            Dialect::Postgres.sql("a = ? AND b = ?"),
-            "a = $1 AND b = $2"
-        );
+        assert_eq!(Dialect::Postgres.sql("a = ? AND b = ?"), "a = $1 AND b = $2");
         assert_eq!(Dialect::MySql.sql("a = ?"), "a = ?");
-        assert!(matches!(
-            Dialect::of("redis://x"),
-            Err(Error::UnsupportedUrl(_))
-        ));
+        assert!(matches!(Dialect::of("redis://x"), Err(Error::UnsupportedUrl(_))));
         assert_eq!(Dialect::of("postgresql://x").ok(), Some(Dialect::Postgres));
     }
 }

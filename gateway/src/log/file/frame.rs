@@ -59,9 +59,7 @@ pub fn read_next(reader: &mut impl Read, scratch: &mut Vec<u8>) -> std::io::Resu
         return Ok(Next::End);
     }
     if got < HEADER_LEN {
-        return Ok(Next::Bad(format!(
-            "frame header cut short after {got} bytes"
-        )));
+        return Ok(Next::Bad(format!("frame header cut short after {got} bytes")));
     }
     let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
     let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
@@ -89,12 +87,7 @@ pub fn read_next(reader: &mut impl Read, scratch: &mut Vec<u8>) -> std::io::Resu
         };
         (Some(Bytes::copy_from_slice(k)), v)
     };
-    let record = StoredRecord {
-        offset,
-        timestamp_ms,
-        key,
-        value: Bytes::copy_from_slice(value),
-    };
+    let record = StoredRecord { offset, timestamp_ms, key, value: Bytes::copy_from_slice(value) };
     Ok(Next::Record(record, HEADER_LEN + len))
 }
 
@@ -121,28 +114,18 @@ mod tests {
         let mut buf = Vec::new();
         encode(&mut buf, 7, 1234, Some(b"user"), b"value");
         encode(&mut buf, 8, 1235, None, b"");
-        assert_eq!(
-            buf.len(),
-            framed_len(Some(b"user"), b"value") + framed_len(None, b"")
-        );
+        assert_eq!(buf.len(), framed_len(Some(b"user"), b"value") + framed_len(None, b""));
         let mut reader = &buf[..];
         let mut scratch = Vec::new();
-        let Ok(Next::Record(r, n)) = read_next(&mut reader, &mut scratch) else {
-            panic!("first")
-        };
+        let Ok(Next::Record(r, n)) = read_next(&mut reader, &mut scratch) else { panic!("first") };
         assert_eq!(
             (r.offset, r.timestamp_ms, r.key.as_deref(), &r.value[..]),
             (7, 1234, Some(&b"user"[..]), &b"value"[..])
         );
         assert_eq!(n, framed_len(Some(b"user"), b"value"));
-        let Ok(Next::Record(r, _)) = read_next(&mut reader, &mut scratch) else {
-            panic!("second")
-        };
+        let Ok(Next::Record(r, _)) = read_next(&mut reader, &mut scratch) else { panic!("second") };
         assert_eq!((r.offset, r.key), (8, None));
-        assert!(matches!(
-            read_next(&mut reader, &mut scratch),
-            Ok(Next::End)
-        ));
+        assert!(matches!(read_next(&mut reader, &mut scratch), Ok(Next::End)));
 
         for cut in 1..buf.len() - 1 {
             let mut damaged = &buf[..cut];
@@ -170,9 +153,6 @@ mod tests {
 
         let mut flipped = buf.clone();
         flipped[HEADER_LEN + 3] ^= 1;
-        assert!(matches!(
-            read_next(&mut &flipped[..], &mut scratch),
-            Ok(Next::Bad(_))
-        ));
+        assert!(matches!(read_next(&mut &flipped[..], &mut scratch), Ok(Next::Bad(_))));
     }
 }

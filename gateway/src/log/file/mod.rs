@@ -18,6 +18,7 @@ use async_trait::async_trait;
 use serde::Deserialize;
 use tokio::sync::oneshot;
 
+pub use self::writer::Stats;
 use self::writer::{Command, TopicShared, Topics, Writer};
 use super::{Error, EventLog, Position, ReadBatch, Result, TopicBatch, TopicInfo};
 
@@ -78,6 +79,7 @@ pub struct FileLog {
 
 struct Inner {
     topics: Arc<Topics>,
+    stats: Arc<Stats>,
     commands: mpsc::Sender<Command>,
     /// Held for the log's lifetime: one process per log folder.
     _lock: File,
@@ -106,6 +108,11 @@ impl FileLog {
         Ok(FileLog { inner })
     }
 
+    /// Counters of the writer's work.
+    pub fn stats(&self) -> &Stats {
+        &self.inner.stats
+    }
+
     /// Runs retention now (it also runs on its own every `retention_check_ms`).
     pub async fn run_retention(&self) -> Result<()> {
         self.inner.call(|reply| Command::Retain { reply }).await
@@ -113,16 +120,11 @@ impl FileLog {
 
     fn partition(&self, topic: &str, partition: u32) -> Result<Arc<partition::PartitionShared>> {
         let topics = self.inner.topics.read().unwrap_or_else(|e| e.into_inner());
-        let t = topics
-            .get(topic)
-            .ok_or_else(|| Error::NoTopic(topic.to_owned()))?;
+        let t = topics.get(topic).ok_or_else(|| Error::NoTopic(topic.to_owned()))?;
         t.partitions
             .get(partition as usize)
             .cloned()
-            .ok_or_else(|| Error::NoPartition {
-                topic: topic.to_owned(),
-                partition,
-            })
+            .ok_or_else(|| Error::NoPartition { topic: topic.to_owned(), partition })
     }
 }
 
@@ -167,17 +169,14 @@ impl Inner {
             topics.insert(name.clone(), Arc::new(TopicShared::new(name, shared)));
         }
         let topics = Arc::new(std::sync::RwLock::new(topics));
-        let writer = Writer::new(root, config, topics.clone(), recovered)?;
+        let stats = Arc::new(Stats::default());
+        let writer = Writer::new(root, config, topics.clone(), recovered, stats.clone())?;
         let (tx, rx) = mpsc::channel();
         std::thread::Builder::new()
             .name("weir-log-writer".into())
             .spawn(move || writer.run(rx))
             .map_err(|e| Error::Poisoned(e.to_string()))?;
-        Ok(Inner {
-            topics,
-            commands: tx,
-            _lock: lock,
-        })
+        Ok(Inner { topics, stats, commands: tx, _lock: lock })
     }
 
     async fn call<T>(&self, make: impl FnOnce(oneshot::Sender<Result<T>>) -> Command) -> Result<T> {
@@ -193,18 +192,10 @@ impl EventLog for FileLog {
         if batches.iter().all(|b| b.records.is_empty()) {
             return Ok(batches.iter().map(|_| Vec::new()).collect());
         }
-        self.inner
-            .call(|reply| Command::Append { batches, reply })
-            .await
+        self.inner.call(|reply| Command::Append { batches, reply }).await
     }
 
-    async fn read(
-        &self,
-        topic: &str,
-        partition: u32,
-        from: u64,
-        max_records: usize,
-    ) -> Result<ReadBatch> {
+    async fn read(&self, topic: &str, partition: u32, from: u64, max_records: usize) -> Result<ReadBatch> {
         let shared = self.partition(topic, partition)?;
         let topic = topic.to_owned();
         tokio::task::spawn_blocking(move || shared.read(&topic, partition, from, max_records))
@@ -221,16 +212,12 @@ impl EventLog for FileLog {
 
     async fn release(&self, topic: &str, partition: u32, offset: u64) -> Result<()> {
         let shared = self.partition(topic, partition)?;
-        shared
-            .released
-            .fetch_max(offset, std::sync::atomic::Ordering::AcqRel);
+        shared.released.fetch_max(offset, std::sync::atomic::Ordering::AcqRel);
         Ok(())
     }
 
     async fn delete_topics(&self, prefix: &str) -> Result<()> {
         let prefix = prefix.to_owned();
-        self.inner
-            .call(|reply| Command::DeleteTopics { prefix, reply })
-            .await
+        self.inner.call(|reply| Command::DeleteTopics { prefix, reply }).await
     }
 }

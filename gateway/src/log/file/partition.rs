@@ -25,11 +25,7 @@ pub struct Segment {
 
 impl Segment {
     pub fn new(dir: &Path, base: u64) -> Segment {
-        Segment {
-            base,
-            path: segment_path(dir, base),
-            index: Mutex::new(Vec::new()),
-        }
+        Segment { base, path: segment_path(dir, base), index: Mutex::new(Vec::new()) }
     }
 
     /// The byte position to start scanning from to find `offset`.
@@ -88,12 +84,8 @@ pub fn recover(dir: &Path) -> Result<Recovered> {
             if let Some(reason) = &scan.bad {
                 tracing::warn!(path = %segment.path.display(), position = scan.valid_len, %reason,
                     "cutting a torn tail off the event log");
-                let file = fs::OpenOptions::new()
-                    .write(true)
-                    .open(&segment.path)
-                    .map_err(Error::io(&segment.path))?;
-                file.set_len(scan.valid_len)
-                    .map_err(Error::io(&segment.path))?;
+                let file = fs::OpenOptions::new().write(true).open(&segment.path).map_err(Error::io(&segment.path))?;
+                file.set_len(scan.valid_len).map_err(Error::io(&segment.path))?;
                 file.sync_all().map_err(Error::io(&segment.path))?;
             }
             active_len = scan.valid_len;
@@ -110,10 +102,7 @@ pub fn recover(dir: &Path) -> Result<Recovered> {
         released: AtomicU64::new(0),
         segments: RwLock::new(segments),
     };
-    Ok(Recovered {
-        shared: Arc::new(shared),
-        active_len,
-    })
+    Ok(Recovered { shared: Arc::new(shared), active_len })
 }
 
 struct Scan {
@@ -138,8 +127,7 @@ fn scan(segment: &Segment) -> Result<Scan> {
             Next::Bad(reason) => return Ok(finish(segment, index, pos, next_offset, Some(reason))),
             Next::Record(record, len) => {
                 if record.offset != next_offset {
-                    let reason =
-                        format!("offset {} where {next_offset} was expected", record.offset);
+                    let reason = format!("offset {} where {next_offset} was expected", record.offset);
                     return Ok(finish(segment, index, pos, next_offset, Some(reason)));
                 }
                 if pos == 0 || pos - last_indexed >= INDEX_INTERVAL {
@@ -153,61 +141,32 @@ fn scan(segment: &Segment) -> Result<Scan> {
     }
 }
 
-fn finish(
-    segment: &Segment,
-    index: Vec<(u64, u64)>,
-    pos: u64,
-    next_offset: u64,
-    bad: Option<String>,
-) -> Scan {
+fn finish(segment: &Segment, index: Vec<(u64, u64)>, pos: u64, next_offset: u64, bad: Option<String>) -> Scan {
     *segment.index.lock().unwrap_or_else(|e| e.into_inner()) = index;
-    Scan {
-        valid_len: pos,
-        next_offset,
-        bad,
-    }
+    Scan { valid_len: pos, next_offset, bad }
 }
 
 /// Creates an empty segment file and makes its name durable.
 pub fn create_segment_file(dir: &Path, base: u64) -> Result<File> {
     let path = segment_path(dir, base);
-    let file = fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
-        .map_err(Error::io(&path))?;
+    let file = fs::OpenOptions::new().create(true).append(true).open(&path).map_err(Error::io(&path))?;
     sync_dir(dir)?;
     Ok(file)
 }
 
 pub fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(Error::io(dir))
+    File::open(dir).and_then(|d| d.sync_all()).map_err(Error::io(dir))
 }
 
 impl PartitionShared {
     /// Reads durable records from `from`, at most `max_records`.
-    pub fn read(
-        &self,
-        topic: &str,
-        partition: u32,
-        from: u64,
-        max_records: usize,
-    ) -> Result<ReadBatch> {
+    pub fn read(&self, topic: &str, partition: u32, from: u64, max_records: usize) -> Result<ReadBatch> {
         let end = self.durable_end.load(Ordering::Acquire);
-        let mut batch = ReadBatch {
-            records: Vec::new(),
-            end_offset: end,
-        };
+        let mut batch = ReadBatch { records: Vec::new(), end_offset: end };
         if from >= end || max_records == 0 {
             return Ok(batch);
         }
-        let segments: Vec<Arc<Segment>> = self
-            .segments
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let segments: Vec<Arc<Segment>> = self.segments.read().unwrap_or_else(|e| e.into_inner()).clone();
         let first = segments.partition_point(|s| s.base <= from);
         if first == 0 {
             return Err(Error::Corrupt {
@@ -221,24 +180,17 @@ impl PartitionShared {
         for segment in &segments[first - 1..] {
             let (_, pos) = segment.seek_position(want);
             let mut file = File::open(&segment.path).map_err(Error::io(&segment.path))?;
-            file.seek(SeekFrom::Start(pos))
-                .map_err(Error::io(&segment.path))?;
+            file.seek(SeekFrom::Start(pos)).map_err(Error::io(&segment.path))?;
             let mut reader = BufReader::with_capacity(256 << 10, file);
             let mut position = pos;
             loop {
                 if want >= end || batch.records.len() >= max_records {
                     return Ok(batch);
                 }
-                match frame::read_next(&mut reader, &mut scratch)
-                    .map_err(Error::io(&segment.path))?
-                {
+                match frame::read_next(&mut reader, &mut scratch).map_err(Error::io(&segment.path))? {
                     Next::End => break,
                     Next::Bad(reason) => {
-                        return Err(Error::Corrupt {
-                            path: segment.path.clone(),
-                            position,
-                            reason,
-                        });
+                        return Err(Error::Corrupt { path: segment.path.clone(), position, reason });
                     }
                     Next::Record(record, len) => {
                         position += len as u64;

@@ -23,27 +23,17 @@ use super::partition::{self, INDEX_INTERVAL, PartitionShared, Segment};
 use crate::log::{Error, Position, Result, TopicBatch, TopicInfo};
 
 pub enum Command {
-    Append {
-        batches: Vec<TopicBatch>,
-        reply: oneshot::Sender<Result<Vec<Vec<Position>>>>,
-    },
-    Retain {
-        reply: oneshot::Sender<Result<()>>,
-    },
-    DeleteTopics {
-        prefix: String,
-        reply: oneshot::Sender<Result<()>>,
-    },
+    Append { batches: Vec<TopicBatch>, reply: oneshot::Sender<Result<Vec<Vec<Position>>>> },
+    Retain { reply: oneshot::Sender<Result<()>> },
+    DeleteTopics { prefix: String, reply: oneshot::Sender<Result<()>> },
 }
 
 impl Command {
     fn bytes(&self) -> usize {
         match self {
-            Command::Append { batches, .. } => batches
-                .iter()
-                .flat_map(|b| &b.records)
-                .map(|r| frame::framed_len(r.key.as_deref(), &r.value))
-                .sum(),
+            Command::Append { batches, .. } => {
+                batches.iter().flat_map(|b| &b.records).map(|r| frame::framed_len(r.key.as_deref(), &r.value)).sum()
+            }
             _ => 0,
         }
     }
@@ -59,18 +49,11 @@ pub struct TopicShared {
 
 impl TopicShared {
     pub fn new(name: String, partitions: Vec<Arc<PartitionShared>>) -> Self {
-        TopicShared {
-            name,
-            partitions,
-            round_robin: AtomicU32::new(0),
-        }
+        TopicShared { name, partitions, round_robin: AtomicU32::new(0) }
     }
 
     pub fn info(&self) -> TopicInfo {
-        TopicInfo {
-            name: self.name.clone(),
-            partitions: self.partitions.len() as u32,
-        }
+        TopicInfo { name: self.name.clone(), partitions: self.partitions.len() as u32 }
     }
 
     /// Records with a key go where the key's hash says, so one key's records
@@ -103,27 +86,12 @@ struct PartitionWriter {
 
 impl PartitionWriter {
     fn open(shared: Arc<PartitionShared>, active_len: u64) -> Result<Self> {
-        let segment = shared
-            .segments
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .last()
-            .cloned();
-        let segment = segment.ok_or_else(|| Error::NoPartition {
-            topic: shared.dir.display().to_string(),
-            partition: 0,
-        })?;
-        let file = fs::OpenOptions::new()
-            .append(true)
-            .open(&segment.path)
-            .map_err(Error::io(&segment.path))?;
+        let segment = shared.segments.read().unwrap_or_else(|e| e.into_inner()).last().cloned();
+        let segment =
+            segment.ok_or_else(|| Error::NoPartition { topic: shared.dir.display().to_string(), partition: 0 })?;
+        let file = fs::OpenOptions::new().append(true).open(&segment.path).map_err(Error::io(&segment.path))?;
         let next_offset = shared.durable_end.load(Ordering::Acquire);
-        let last_indexed = segment
-            .index
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .last()
-            .map_or(0, |(_, p)| *p);
+        let last_indexed = segment.index.lock().unwrap_or_else(|e| e.into_inner()).last().map_or(0, |(_, p)| *p);
         Ok(PartitionWriter {
             shared,
             file,
@@ -146,11 +114,7 @@ impl PartitionWriter {
         if self.len >= segment_bytes && self.next_offset > self.segment.base {
             let file = partition::create_segment_file(&self.shared.dir, self.next_offset)?;
             let segment = Arc::new(Segment::new(&self.shared.dir, self.next_offset));
-            self.shared
-                .segments
-                .write()
-                .unwrap_or_else(|e| e.into_inner())
-                .push(segment.clone());
+            self.shared.segments.write().unwrap_or_else(|e| e.into_inner()).push(segment.clone());
             self.file = file;
             self.segment = segment;
             self.len = 0;
@@ -165,11 +129,7 @@ impl PartitionWriter {
         let offset = self.next_offset;
         let pos = self.len + self.buf.len() as u64;
         if pos == 0 || pos - self.last_indexed >= INDEX_INTERVAL {
-            self.segment
-                .index
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push((offset, pos));
+            self.segment.index.lock().unwrap_or_else(|e| e.into_inner()).push((offset, pos));
             self.last_indexed = pos;
         }
         frame::encode(&mut self.buf, offset, timestamp_ms, key, value);
@@ -182,10 +142,7 @@ impl PartitionWriter {
         let Some((start_len, start_offset)) = self.group_start else {
             return Ok(());
         };
-        let result = self
-            .file
-            .write_all(&self.buf)
-            .map_err(Error::io(&self.segment.path));
+        let result = self.file.write_all(&self.buf).map_err(Error::io(&self.segment.path));
         match result {
             Ok(()) => {
                 self.len += self.buf.len() as u64;
@@ -197,27 +154,16 @@ impl PartitionWriter {
                 let _ = self.file.set_len(start_len);
                 self.next_offset = start_offset;
                 self.len = start_len;
-                self.segment
-                    .index
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .retain(|(o, _)| *o < start_offset);
-                self.last_indexed = self
-                    .segment
-                    .index
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .last()
-                    .map_or(0, |(_, p)| *p);
+                self.segment.index.lock().unwrap_or_else(|e| e.into_inner()).retain(|(o, _)| *o < start_offset);
+                self.last_indexed =
+                    self.segment.index.lock().unwrap_or_else(|e| e.into_inner()).last().map_or(0, |(_, p)| *p);
                 Err(e)
             }
         }
     }
 
     fn sync(&mut self) -> Result<()> {
-        self.file
-            .sync_data()
-            .map_err(Error::io(&self.segment.path))?;
+        self.file.sync_data().map_err(Error::io(&self.segment.path))?;
         if self.dir_dirty {
             partition::sync_dir(&self.shared.dir)?;
             self.dir_dirty = false;
@@ -227,9 +173,7 @@ impl PartitionWriter {
 
     fn end_group(&mut self, durable: bool) {
         if durable {
-            self.shared
-                .durable_end
-                .store(self.next_offset, Ordering::Release);
+            self.shared.durable_end.store(self.next_offset, Ordering::Release);
         }
         self.buf.clear();
         if self.buf.capacity() > 4 << 20 {
@@ -239,7 +183,17 @@ impl PartitionWriter {
     }
 }
 
+/// Counters of the writer's work.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Append requests answered.
+    pub appends: std::sync::atomic::AtomicU64,
+    /// Group commits: each syncs every partition it wrote once.
+    pub commits: std::sync::atomic::AtomicU64,
+}
+
 pub struct Writer {
+    pub stats: Arc<Stats>,
     pub root: PathBuf,
     pub config: FileLogConfig,
     pub topics: Arc<Topics>,
@@ -253,18 +207,13 @@ impl Writer {
         config: FileLogConfig,
         topics: Arc<Topics>,
         recovered: Vec<(String, u32, partition::Recovered)>,
+        stats: Arc<Stats>,
     ) -> Result<Self> {
         let mut partitions = HashMap::new();
         for (topic, p, r) in recovered {
             partitions.insert((topic, p), PartitionWriter::open(r.shared, r.active_len)?);
         }
-        Ok(Writer {
-            root,
-            config,
-            topics,
-            partitions,
-            poisoned: None,
-        })
+        Ok(Writer { stats, root, config, topics, partitions, poisoned: None })
     }
 
     /// Serves commands until every sender is gone.
@@ -304,10 +253,7 @@ impl Writer {
     }
 
     /// Writes and syncs a group of appends, then answers them.
-    fn commit(
-        &mut self,
-        appends: Vec<(Vec<TopicBatch>, oneshot::Sender<Result<Vec<Vec<Position>>>>)>,
-    ) {
+    fn commit(&mut self, appends: Vec<(Vec<TopicBatch>, oneshot::Sender<Result<Vec<Vec<Position>>>>)>) {
         if appends.is_empty() {
             return;
         }
@@ -317,6 +263,8 @@ impl Writer {
             }
             return;
         }
+        self.stats.commits.fetch_add(1, Ordering::Relaxed);
+        self.stats.appends.fetch_add(appends.len() as u64, Ordering::Relaxed);
         let now = now_ms();
         let mut staged = Vec::with_capacity(appends.len());
         for (batches, reply) in appends {
@@ -351,9 +299,7 @@ impl Writer {
                 Err(e) => Err(e),
                 Ok((positions, touched)) => match touched.iter().find_map(|k| failed.get(k)) {
                     Some(e) => Err(Error::Poisoned(e.to_string())),
-                    None if self.poisoned.is_some() => {
-                        Err(Error::Poisoned(self.poisoned.clone().unwrap_or_default()))
-                    }
+                    None if self.poisoned.is_some() => Err(Error::Poisoned(self.poisoned.clone().unwrap_or_default())),
                     None => Ok(positions),
                 },
             };
@@ -363,11 +309,7 @@ impl Writer {
 
     /// Buffers one request's records and hands out their offsets.
     #[allow(clippy::type_complexity)]
-    fn stage(
-        &mut self,
-        batches: &[TopicBatch],
-        now: i64,
-    ) -> Result<(Vec<Vec<Position>>, Vec<(String, u32)>)> {
+    fn stage(&mut self, batches: &[TopicBatch], now: i64) -> Result<(Vec<Vec<Position>>, Vec<(String, u32)>)> {
         let mut all = Vec::with_capacity(batches.len());
         let mut touched = Vec::new();
         for batch in batches {
@@ -379,10 +321,7 @@ impl Writer {
                 let writer = self
                     .partitions
                     .get_mut(&key)
-                    .ok_or_else(|| Error::NoPartition {
-                        topic: topic.name.clone(),
-                        partition,
-                    })?;
+                    .ok_or_else(|| Error::NoPartition { topic: topic.name.clone(), partition })?;
                 writer.begin_group(self.config.segment_bytes)?;
                 let offset = writer.push(now, record.key.as_deref(), &record.value);
                 positions.push(crate::log::Position { partition, offset });
@@ -397,12 +336,7 @@ impl Writer {
 
     /// The topic, created with its partition folders on first use.
     fn topic(&mut self, name: &str) -> Result<Arc<TopicShared>> {
-        if let Some(t) = self
-            .topics
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(name)
-        {
+        if let Some(t) = self.topics.read().unwrap_or_else(|e| e.into_inner()).get(name) {
             return Ok(t.clone());
         }
         let dir = self.root.join(name);
@@ -412,18 +346,13 @@ impl Writer {
             fs::create_dir_all(&pdir).map_err(Error::io(&pdir))?;
             let recovered = partition::recover(&pdir)?;
             shared.push(recovered.shared.clone());
-            self.partitions.insert(
-                (name.to_owned(), p),
-                PartitionWriter::open(recovered.shared, recovered.active_len)?,
-            );
+            self.partitions
+                .insert((name.to_owned(), p), PartitionWriter::open(recovered.shared, recovered.active_len)?);
         }
         partition::sync_dir(&dir)?;
         partition::sync_dir(&self.root)?;
         let topic = Arc::new(TopicShared::new(name.to_owned(), shared));
-        self.topics
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(name.to_owned(), topic.clone());
+        self.topics.write().unwrap_or_else(|e| e.into_inner()).insert(name.to_owned(), topic.clone());
         Ok(topic)
     }
 
@@ -433,11 +362,7 @@ impl Writer {
         let keep_after = SystemTime::now() - Duration::from_millis(self.config.retention_ms);
         for writer in self.partitions.values() {
             let released = writer.shared.released.load(Ordering::Acquire);
-            let mut segments = writer
-                .shared
-                .segments
-                .write()
-                .unwrap_or_else(|e| e.into_inner());
+            let mut segments = writer.shared.segments.write().unwrap_or_else(|e| e.into_inner());
             let mut deleted = 0;
             while segments.len() > 1 + deleted {
                 let (segment, next) = (&segments[deleted], &segments[deleted + 1]);
@@ -470,10 +395,7 @@ impl Writer {
             .cloned()
             .collect();
         for name in doomed {
-            self.topics
-                .write()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(&name);
+            self.topics.write().unwrap_or_else(|e| e.into_inner()).remove(&name);
             self.partitions.retain(|(t, _), _| *t != name);
             let dir = self.root.join(&name);
             fs::remove_dir_all(&dir).map_err(Error::io(&dir))?;
@@ -483,7 +405,5 @@ impl Writer {
 }
 
 pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
+    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }

@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Runs every test of the workspace on a Debian machine with Rust: installs
+# PostgreSQL and MariaDB when they are missing, starts private instances on
+# free loopback ports, and points the end-to-end suites at them.
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/weir-target}
+work=$(mktemp -d /tmp/weir-test.XXXXXX)
+chmod 755 "$work"
+pids=()
+
+cleanup() {
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    [ -n "${pg_bin:-}" ] && runuser -u postgres -- "$pg_bin/pg_ctl" -D "$work/pg" -m immediate stop >/dev/null 2>&1 || true
+    wait 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+apt_updated=
+need_package() {
+    if ! dpkg -s "$1" >/dev/null 2>&1; then
+        if [ -z "$apt_updated" ]; then as_root apt-get update -qq; apt_updated=1; fi
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$1" >/dev/null
+    fi
+}
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+wait_for() { # command, what
+    for _ in $(seq 1 120); do
+        if "$@" >/dev/null 2>&1; then return 0; fi
+        sleep 0.5
+    done
+    echo "gave up waiting for: $*" >&2
+    return 1
+}
+
+need_package postgresql
+need_package mariadb-server
+need_package mariadb-client
+
+# PostgreSQL, as the postgres user, in a private folder.
+pg_bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+pg_port=$(free_port)
+mkdir -p "$work/pg" && chown postgres "$work/pg"
+runuser -u postgres -- "$pg_bin/initdb" -D "$work/pg" -U weir --auth=trust >/dev/null
+runuser -u postgres -- "$pg_bin/pg_ctl" -D "$work/pg" -l "$work/pg.log" -w \
+    -o "-p $pg_port -k $work/pg -c listen_addresses=127.0.0.1 -c max_connections=300 -c fsync=off" start >/dev/null
+export WEIRTEST_POSTGRES_URL="postgres://weir@127.0.0.1:$pg_port/postgres"
+
+# MariaDB, in a private folder.
+my_port=$(free_port)
+mariadb-install-db --no-defaults --datadir="$work/my" --user=root --auth-root-authentication-method=normal \
+    --skip-test-db >/dev/null 2>&1
+mariadbd --no-defaults --datadir="$work/my" --user=root --port="$my_port" --bind-address=127.0.0.1 \
+    --socket="$work/my.sock" --pid-file="$work/my.pid" --max-connections=500 --innodb-flush-log-at-trx-commit=2 \
+    --log-error="$work/my.log" &
+pids+=($!)
+wait_for mariadb --no-defaults -uroot --socket="$work/my.sock" -e "SELECT 1"
+mariadb --no-defaults -uroot --socket="$work/my.sock" -e \
+    "CREATE USER 'weir'@'%' IDENTIFIED BY 'weir'; GRANT ALL ON *.* TO 'weir'@'%';"
+export WEIRTEST_MYSQL_URL="mysql://weir:weir@127.0.0.1:$my_port/mysql"
+
+cd "$root"
+cargo build --workspace --bins --tests
+cargo test --workspace -- --test-threads "${WEIRTEST_THREADS:-4}" "$@"
