@@ -48,7 +48,7 @@ pg_bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
 pg_port=$(free_port)
 mkdir -p "$work/pg" && chown postgres "$work/pg"
 runuser -u postgres -- "$pg_bin/initdb" -D "$work/pg" -U weir --auth=trust >/dev/null
-runuser -u postgres -- "$pg_bin/pg_ctl" -D "$work/pg" -l "$work/pg.log" -w \
+runuser -u postgres -- "$pg_bin/pg_ctl" -D "$work/pg" -l "$work/pg/server.log" -w \
     -o "-p $pg_port -k $work/pg -c listen_addresses=127.0.0.1 -c max_connections=300 -c fsync=off" start >/dev/null
 export WEIRTEST_POSTGRES_URL="postgres://weir@127.0.0.1:$pg_port/postgres"
 
@@ -67,4 +67,5 @@ export WEIRTEST_MYSQL_URL="mysql://weir:weir@127.0.0.1:$my_port/mysql"
 
 cd "$root"
 cargo build --workspace --bins --tests
-cargo test --workspace -- --test-threads "${WEIRTEST_THREADS:-4}" "$@"
+export RUST_TEST_THREADS=${RUST_TEST_THREADS:-4}
+cargo test --workspace "$@"

@@ -32,10 +32,8 @@ fn segment_files(dir: &Path) -> Vec<std::path::PathBuf> {
 async fn appends_get_offsets_and_read_back() {
     let dir = tempfile::tempdir().expect("tempdir");
     let log = FileLog::open(dir.path().into(), FileLogConfig::default()).await.expect("open");
-    let positions = log
-        .append(vec![batch("p.a", ["a0".into(), "a1".into()]), batch("p.b", ["b0".into()])])
-        .await
-        .expect("append");
+    let positions =
+        log.append(vec![batch("p.a", ["a0".into(), "a1".into()]), batch("p.b", ["b0".into()])]).await.expect("append");
     assert_eq!(positions[0].iter().map(|p| p.offset).collect::<Vec<_>>(), [0, 1]);
     assert_eq!(positions[1][0].offset, 0);
     log.append(vec![batch("p.a", ["a2".into()])]).await.expect("append");
@@ -56,8 +54,9 @@ async fn keyed_records_stay_in_one_partition_and_the_rest_spread() {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = FileLogConfig { partitions: 4, ..FileLogConfig::default() };
     let log = FileLog::open(dir.path().into(), config).await.expect("open");
-    let keyed: Vec<Record> =
-        (0..20).map(|i| Record { key: Some(Bytes::from_static(b"user-7")), value: Bytes::from(format!("k{i}")) }).collect();
+    let keyed: Vec<Record> = (0..20)
+        .map(|i| Record { key: Some(Bytes::from_static(b"user-7")), value: Bytes::from(format!("k{i}")) })
+        .collect();
     let positions = log.append(vec![TopicBatch { topic: "p.e".into(), records: keyed }]).await.expect("append");
     let partitions: HashSet<u32> = positions[0].iter().map(|p| p.partition).collect();
     assert_eq!(partitions.len(), 1, "one key, one partition");

@@ -18,8 +18,8 @@ CREATE TABLE schema_versions (
     project VARCHAR(100) NOT NULL,
     collection VARCHAR(100) NOT NULL,
     version BIGINT NOT NULL,
-    fields MEDIUMTEXT NOT NULL,
-    avro_schema MEDIUMTEXT NOT NULL,
+    fields MEDIUMTEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci NOT NULL,
+    avro_schema MEDIUMTEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci NOT NULL,
     created_at BIGINT NOT NULL,
     UNIQUE KEY schema_versions_unique (project, collection, version)
 ) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin;

@@ -160,7 +160,7 @@ impl SqlMetadataStore {
     }
 
     fn schema_row(row: &AnyRow) -> Result<SchemaVersion> {
-        let fields: String = row.try_get("fields")?;
+        let fields = long_text(row, "fields")?;
         let fields: Vec<Field> =
             serde_json::from_str(&fields).map_err(|e| Error::Corrupt(format!("schema fields: {e}")))?;
         Ok(SchemaVersion {
@@ -169,8 +169,20 @@ impl SqlMetadataStore {
             collection: row.try_get("collection")?,
             version: row.try_get("version")?,
             fields,
-            avro_schema: row.try_get("avro_schema")?,
+            avro_schema: long_text(row, "avro_schema")?,
         })
+    }
+}
+
+/// A TEXT column. Through sqlx's `Any` driver MySQL reports every TEXT
+/// column as a BLOB, so the bytes are accepted too.
+fn long_text(row: &AnyRow, column: &str) -> Result<String> {
+    match row.try_get::<String, _>(column) {
+        Ok(text) => Ok(text),
+        Err(_) => {
+            let bytes: Vec<u8> = row.try_get(column)?;
+            String::from_utf8(bytes).map_err(|e| Error::Corrupt(format!("{column} is not UTF-8: {e}")))
+        }
     }
 }
 

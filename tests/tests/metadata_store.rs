@@ -1,0 +1,139 @@
+//! The metadata store through its trait, written once and run on SQLite,
+//! PostgreSQL and MariaDB.
+
+use std::sync::Arc;
+
+use weir_gateway::metadata::{self, KeyKind, MetadataStore, NewSchemaVersion};
+use weir_gateway::schema::SchemaRegistry;
+use weir_gateway::types::{Field, FieldType};
+use weir_tests::{Backend, on_every_backend};
+
+async fn store(backend: Backend) -> (Arc<dyn MetadataStore>, String, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = backend.fresh_metadata_url(dir.path()).await;
+    let store = metadata::open(&url).await.expect("open");
+    (store, url, dir)
+}
+
+fn field(name: &str, t: &str) -> Field {
+    Field::new(name, t.parse().expect("type"))
+}
+
+async fn projects_are_created_once_listed_and_deleted(backend: Backend) {
+    let (store, _, _dir) = store(backend).await;
+    assert!(store.create_project("b", 1).await.expect("create"));
+    assert!(store.create_project("a", 1).await.expect("create"));
+    assert!(!store.create_project("a", 2).await.expect("create again"), "second create of a name is refused");
+    assert_eq!(store.projects().await.expect("list"), ["a", "b"]);
+    store.insert_keys("a", "set1", &[(KeyKind::Master, "h1".into())], 1).await.expect("keys");
+    let v = NewSchemaVersion { project: "a", collection: "c", version: 1, fields: &[], avro_schema: "{}" };
+    store.insert_schema_version(v, 1).await.expect("schema");
+    assert!(store.delete_project("a").await.expect("delete"));
+    assert!(!store.delete_project("a").await.expect("delete again"));
+    assert_eq!(store.projects().await.expect("list"), ["b"]);
+    assert_eq!(store.find_key("h1").await.expect("find"), None, "keys go with the project");
+    assert!(store.latest_schemas("a").await.expect("schemas").is_empty(), "schemas go with the project");
+}
+
+async fn keys_are_found_by_hash_and_revoked_by_set(backend: Backend) {
+    let (store, _, _dir) = store(backend).await;
+    store.create_project("p", 1).await.expect("create");
+    let set1 =
+        [(KeyKind::Master, "m1".to_owned()), (KeyKind::Read, "r1".to_owned()), (KeyKind::Write, "w1".to_owned())];
+    let set2 = [(KeyKind::Master, "m2".to_owned()), (KeyKind::Read, "r2".to_owned())];
+    store.insert_keys("p", "s1", &set1, 1).await.expect("keys");
+    store.insert_keys("p", "s2", &set2, 1).await.expect("keys");
+    let found = store.find_key("r1").await.expect("find").expect("r1");
+    assert_eq!((found.project.as_str(), found.kind, found.key_set.as_str()), ("p", KeyKind::Read, "s1"));
+    assert_eq!(store.find_key("nope").await.expect("find"), None);
+    assert_eq!(store.delete_key_set("p", "s1").await.expect("revoke"), 3);
+    assert_eq!(store.find_key("w1").await.expect("find"), None);
+    assert!(store.find_key("m2").await.expect("find").is_some(), "other key sets stay");
+}
+
+async fn the_user_type_is_chosen_once(backend: Backend) {
+    let (store, _, _dir) = store(backend).await;
+    store.create_project("p", 1).await.expect("create");
+    assert_eq!(store.user_type("p").await.expect("type"), None);
+    assert_eq!(store.choose_user_type("p", FieldType::LONG).await.expect("choose"), FieldType::LONG);
+    assert_eq!(store.choose_user_type("p", FieldType::STRING).await.expect("choose"), FieldType::LONG);
+    assert_eq!(store.user_type("p").await.expect("type"), Some(FieldType::LONG));
+}
+
+async fn schema_versions_are_unique_and_ids_global(backend: Backend) {
+    let (store, _, _dir) = store(backend).await;
+    let f1 = [field("_time", "TIMESTAMP")];
+    let f2 = [field("_time", "TIMESTAMP"), field("price", "DOUBLE")];
+    let new =
+        |collection, version, fields| NewSchemaVersion { project: "p", collection, version, fields, avro_schema: "{}" };
+    let id1 = store.insert_schema_version(new("c", 1, &f1), 1).await.expect("v1").expect("inserted");
+    let id2 = store.insert_schema_version(new("c", 2, &f2), 1).await.expect("v2").expect("inserted");
+    let other = store.insert_schema_version(new("d", 1, &f1), 1).await.expect("d1").expect("inserted");
+    assert!(id1 != id2 && id2 != other && id1 != other);
+    assert_eq!(
+        store.insert_schema_version(new("c", 2, &f1), 1).await.expect("again"),
+        None,
+        "a taken version is refused"
+    );
+    let latest = store.latest_schema("p", "c").await.expect("latest").expect("c");
+    assert_eq!((latest.id, latest.version, latest.fields.as_slice()), (id2, 2, &f2[..]));
+    let all: Vec<(String, i64)> =
+        store.latest_schemas("p").await.expect("all").into_iter().map(|s| (s.collection, s.version)).collect();
+    assert_eq!(all, [("c".to_owned(), 2), ("d".to_owned(), 1)]);
+    let versions: Vec<i64> = store.schema_versions("p", "c").await.expect("versions").iter().map(|v| v.id).collect();
+    assert_eq!(versions, [id1, id2]);
+    assert_eq!(store.schema_by_id(id1).await.expect("by id").expect("v1").fields, f1);
+    assert_eq!(store.schema_by_id(-5).await.expect("by id"), None);
+}
+
+/// Two registries (as in two gateways) on one store add fields to the same
+/// collection at once: both end on one schema holding every field.
+async fn racing_schema_changes_end_on_one_schema(backend: Backend) {
+    let (store, url, _dir) = store(backend).await;
+    let other = metadata::open(&url).await.expect("second connection");
+    let a = Arc::new(SchemaRegistry::new(store.clone()));
+    let b = Arc::new(SchemaRegistry::new(other));
+    let mut tasks = Vec::new();
+    for i in 0..12 {
+        let registry = if i % 2 == 0 { a.clone() } else { b.clone() };
+        tasks.push(tokio::spawn(async move {
+            let wanted = [field("shared", "STRING"), field(&format!("f{i}"), "DOUBLE")];
+            registry.ensure_fields("p", "c", &wanted, 1).await.expect("ensure fields")
+        }));
+    }
+    for t in tasks {
+        let schema = t.await.expect("task");
+        assert!(schema.position("shared").is_some());
+    }
+    let latest = store.latest_schema("p", "c").await.expect("latest").expect("schema");
+    let mut names: Vec<&str> = latest.fields.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(names.remove(0), "_time");
+    names.sort_unstable();
+    let mut expected: Vec<String> = (0..12).map(|i| format!("f{i}")).collect();
+    expected.push("shared".into());
+    expected.sort();
+    assert_eq!(names, expected);
+    assert_eq!(latest.fields.iter().filter(|f| f.name == "shared").count(), 1);
+    // Versions are consecutive and each extends the one before.
+    let versions = store.schema_versions("p", "c").await.expect("versions");
+    for pair in versions.windows(2) {
+        assert_eq!(pair[1].version, pair[0].version + 1);
+        assert_eq!(&pair[1].fields[..pair[0].fields.len()], &pair[0].fields[..]);
+    }
+}
+
+async fn migrations_run_once(backend: Backend) {
+    let (store, url, _dir) = store(backend).await;
+    store.create_project("kept", 1).await.expect("create");
+    let reopened = metadata::open(&url).await.expect("reopen runs no migration twice");
+    assert_eq!(reopened.projects().await.expect("list"), ["kept"]);
+}
+
+on_every_backend!(
+    projects_are_created_once_listed_and_deleted,
+    keys_are_found_by_hash_and_revoked_by_set,
+    the_user_type_is_chosen_once,
+    schema_versions_are_unique_and_ids_global,
+    racing_schema_changes_end_on_one_schema,
+    migrations_run_once,
+);
