@@ -90,13 +90,35 @@ impl App {
     /// Project creation and listing: the lock key when one is configured,
     /// else loopback clients only.
     pub(crate) fn check_lock_key(&self, given: Option<&str>, peer: SocketAddr) -> ApiResult<()> {
-        match &self.config.lock_key {
-            Some(lock) if given.is_some_and(|g| request::same_secret(g, lock)) => Ok(()),
-            Some(_) => Err(ApiError::forbidden("lock_key is invalid")),
-            None if peer.ip().is_loopback() => Ok(()),
-            None => Err(ApiError::forbidden(
-                "no lock_key is configured on this server, so projects can be created and listed from loopback clients only",
-            )),
-        }
+        lock_key_allows(self.config.lock_key.as_deref(), given, peer).map_err(ApiError::forbidden)
+    }
+}
+
+fn lock_key_allows(configured: Option<&str>, given: Option<&str>, peer: SocketAddr) -> Result<(), &'static str> {
+    match configured {
+        Some(lock) if given.is_some_and(|g| request::same_secret(g, lock)) => Ok(()),
+        Some(_) => Err("lock_key is invalid"),
+        None if peer.ip().is_loopback() => Ok(()),
+        None => Err(
+            "no lock_key is configured on this server, so projects can be created and listed from loopback clients only",
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn without_a_lock_key_only_loopback_clients_pass() {
+        let local: SocketAddr = "127.0.0.1:1".parse().expect("addr");
+        let local6: SocketAddr = "[::1]:1".parse().expect("addr");
+        let remote: SocketAddr = "203.0.113.5:1".parse().expect("addr");
+        assert!(lock_key_allows(None, None, local).is_ok());
+        assert!(lock_key_allows(None, None, local6).is_ok());
+        assert!(lock_key_allows(None, Some("anything"), remote).is_err());
+        assert!(lock_key_allows(Some("k"), Some("k"), remote).is_ok());
+        assert!(lock_key_allows(Some("k"), None, local).is_err(), "a configured key binds loopback too");
+        assert!(lock_key_allows(Some("k"), Some("x"), local).is_err());
     }
 }
