@@ -137,7 +137,9 @@ async fn schema_and_collection_list_what_was_collected(backend: Backend) {
     let gw = Gateway::start(backend).await;
     let k = gw.create_project("shop").await;
     for (c, p) in [("PageView", json!({"url": "/"})), ("click", json!({"x": 1}))] {
-        let r = gw.post("/event/collect", &[], &json!({"collection": c, "api": {"api_key": k.write}, "properties": p})).await;
+        let r = gw
+            .post("/event/collect", &[], &json!({"collection": c, "api": {"api_key": k.write}, "properties": p}))
+            .await;
         assert_eq!(r.status, 200);
     }
     let r = gw.post("/project/collection", &[("read_key", &k.read)], &json!({})).await;

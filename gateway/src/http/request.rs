@@ -3,26 +3,42 @@
 use std::net::{IpAddr, SocketAddr};
 
 use axum::body::Body;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, StatusCode, header};
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use http_body_util::BodyExt;
 use serde::de::DeserializeOwned;
 
 use super::error::{ApiError, ApiResult};
 
+/// An oversized body is still read (and dropped) up to this many bytes past
+/// the limit, so that a client that writes its whole body before reading
+/// the answer gets the 413 rather than a reset connection.
+const DRAIN_BYTES: usize = 16 << 20;
+
 /// Reads the whole body, refusing it with 413 past `limit` bytes.
-pub async fn read_body(headers: &HeaderMap, body: Body, limit: usize, hint: &str) -> ApiResult<Bytes> {
+pub async fn read_body(headers: &HeaderMap, mut body: Body, limit: usize, hint: &str) -> ApiResult<Bytes> {
     let too_large =
         || ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("the body is larger than {limit} bytes{hint}"));
     let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
+    if declared.is_some_and(|n| n > (limit + DRAIN_BYTES) as u64) {
         return Err(too_large());
     }
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
-        Err(e) => Err(ApiError::bad_request(format!("could not read the body: {e}"))),
+    let mut buf = BytesMut::with_capacity(declared.map_or(8 << 10, |n| (n as usize).min(limit)));
+    let mut total = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| ApiError::bad_request(format!("could not read the body: {e}")))?;
+        let Ok(data) = frame.into_data() else { continue };
+        total += data.len();
+        if total <= limit {
+            buf.extend_from_slice(&data);
+        } else if total > limit + DRAIN_BYTES {
+            break;
+        }
     }
+    if total > limit {
+        return Err(too_large());
+    }
+    Ok(buf.freeze())
 }
 
 /// Checks that the body is UTF-8 text.
