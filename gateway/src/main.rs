@@ -6,6 +6,11 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use weir_gateway::config::{Config, Overrides};
 
+/// Request handling allocates many small, short-lived objects; mimalloc
+/// serves them several times faster than the system allocator.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "weir", version, about = "Weir: an analytics event gateway that speaks Rakam's HTTP API")]
 struct Cli {

@@ -23,7 +23,8 @@ pub struct CollectionSchema {
     pub id: i64,
     pub version: i64,
     pub fields: Vec<Field>,
-    index: HashMap<String, usize>,
+    /// Looked up for every property of every event: a fast seeded hasher.
+    index: HashMap<String, usize, foldhash::fast::RandomState>,
 }
 
 impl CollectionSchema {

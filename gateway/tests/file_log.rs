@@ -104,6 +104,22 @@ async fn a_torn_tail_is_cut_off_and_everything_acknowledged_survives() {
     std::fs::write(&segment, &bytes).expect("write");
     let log = FileLog::open(dir.path().into(), FileLogConfig::default()).await.expect("reopen");
     assert_eq!(read_all(&log, "p.t", 0).await.len(), 10);
+    drop(log);
+
+    // What a kill -9 leaves: the zeros written ahead of the records, with a
+    // frame torn inside them.
+    let data_len = std::fs::metadata(&segment).expect("segment").len();
+    let mut bytes = std::fs::read(&segment).expect("read");
+    bytes.extend_from_slice(&[60, 0, 0, 0, 7, 7, 7, 7, 1, 2, 3]);
+    bytes.resize(bytes.len() + (1 << 20), 0);
+    std::fs::write(&segment, &bytes).expect("write");
+    let log = FileLog::open(dir.path().into(), FileLogConfig::default()).await.expect("reopen");
+    assert_eq!(std::fs::metadata(&segment).expect("segment").len(), data_len, "torn frame and zeros cut off");
+    assert_eq!(read_all(&log, "p.t", 0).await.len(), 10);
+    assert_eq!(log.append(vec![batch("p.t", ["again".into()])]).await.expect("append")[0][0].offset, 10);
+    drop(log);
+    let log = FileLog::open(dir.path().into(), FileLogConfig::default()).await.expect("reopen");
+    assert_eq!(read_all(&log, "p.t", 0).await.last(), Some(&(10, "again".into())));
 }
 
 #[tokio::test]

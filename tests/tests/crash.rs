@@ -25,9 +25,8 @@ async fn stream(client: Client, key: String, id: u64, acked: Arc<Mutex<Vec<u64>>
 }
 
 async fn load_then_kill(gw: &mut Gateway, key: &str, round: u64, acked: &Arc<Mutex<Vec<u64>>>) {
-    let clients: Vec<_> = (0..2)
-        .map(|c| tokio::spawn(stream(gw.client.clone(), key.to_owned(), round * 2 + c, acked.clone())))
-        .collect();
+    let clients: Vec<_> =
+        (0..2).map(|c| tokio::spawn(stream(gw.client.clone(), key.to_owned(), round * 2 + c, acked.clone()))).collect();
     tokio::time::sleep(Duration::from_millis(1500)).await;
     gw.kill9().await;
     for c in clients {

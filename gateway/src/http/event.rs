@@ -85,11 +85,101 @@ struct CollectBody {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct BatchBody<'a> {
+struct BatchBody {
     #[serde(default)]
     api: Api,
+    events: Items,
+}
+
+/// The events array once more, as raw text, for the checksum.
+#[derive(Deserialize)]
+struct RawEvents<'a> {
     #[serde(borrow)]
     events: &'a RawValue,
+}
+
+/// The events of a batch, parsed in the same pass as the body; an element
+/// that is not a well-formed event becomes an error of its own instead of
+/// failing the whole body.
+struct Items(Vec<Result<EventBody, String>>);
+
+impl<'de> Deserialize<'de> for Items {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ItemsVisitor;
+        impl<'de> serde::de::Visitor<'de> for ItemsVisitor {
+            type Value = Items;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON array of events")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Items, A::Error> {
+                let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(16));
+                while let Some(Item(item)) = seq.next_element()? {
+                    items.push(item);
+                }
+                Ok(Items(items))
+            }
+        }
+        deserializer.deserialize_seq(ItemsVisitor)
+    }
+}
+
+struct Item(Result<EventBody, String>);
+
+const NOT_AN_OBJECT: &str = "an event must be a JSON object";
+
+impl<'de> Deserialize<'de> for Item {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
+        struct ItemVisitor;
+        impl<'de> Visitor<'de> for ItemVisitor {
+            type Value = Item;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an event")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Item, A::Error> {
+                let (mut collection, mut properties, mut problem) = (None, None, None);
+                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                    match key.as_ref() {
+                        "collection" => collection = Some(map.next_value::<Json>()?),
+                        "properties" => properties = Some(map.next_value::<Json>()?),
+                        other => {
+                            problem.get_or_insert_with(|| format!("unknown field `{other}`"));
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(Item(match (problem, collection) {
+                    (Some(problem), _) => Err(problem),
+                    (None, Some(Json::String(collection))) => Ok(EventBody { collection, properties }),
+                    (None, Some(_)) => Err("collection must be a string".to_owned()),
+                    (None, None) => Err("missing field `collection`".to_owned()),
+                }))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Item, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Item(Err(NOT_AN_OBJECT.to_owned())))
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Item, E> {
+                Ok(Item(Err(NOT_AN_OBJECT.to_owned())))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Item, E> {
+                Ok(Item(Err(NOT_AN_OBJECT.to_owned())))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Item, E> {
+                Ok(Item(Err(NOT_AN_OBJECT.to_owned())))
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Item, E> {
+                Ok(Item(Err(NOT_AN_OBJECT.to_owned())))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Item, E> {
+                Ok(Item(Err(NOT_AN_OBJECT.to_owned())))
+            }
+            fn visit_unit<E>(self) -> Result<Item, E> {
+                Ok(Item(Err(NOT_AN_OBJECT.to_owned())))
+            }
+        }
+        deserializer.deserialize_any(ItemVisitor)
+    }
 }
 
 #[derive(Deserialize)]
@@ -161,6 +251,36 @@ pub async fn collect(
     Ok(one())
 }
 
+/// A parsed `/event/batch` body.
+pub struct ParsedBatch {
+    pub api: Api,
+    pub events: Vec<Event>,
+    /// Indexes of the events that were refused.
+    pub failed: Vec<usize>,
+}
+
+/// Parses an `/event/batch` body and checks its checksum; events that are
+/// not well formed are listed in `failed` rather than failing the batch.
+pub fn parse_batch(text: &str) -> ApiResult<ParsedBatch> {
+    let req: BatchBody = parse(text)?;
+    if req.api.checksum.is_some() {
+        let raw: RawEvents<'_> = parse(text)?;
+        req.api.verify_checksum(raw.events.get())?;
+    }
+    let mut events = Vec::with_capacity(req.events.0.len());
+    let mut failed = Vec::new();
+    for (i, item) in req.events.0.into_iter().enumerate() {
+        match item.and_then(|b| Event::new(&b.collection, b.properties).map_err(|e| e.to_string())) {
+            Ok(event) => events.push(event),
+            Err(reason) => {
+                tracing::debug!(index = i, %reason, "refused an event of a batch");
+                failed.push(i);
+            }
+        }
+    }
+    Ok(ParsedBatch { api: req.api, events, failed })
+}
+
 pub async fn batch(
     State(app): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -170,28 +290,11 @@ pub async fn batch(
     let received = app.now_ms();
     let hint = "; send larger loads to /event/bulk";
     let bytes = read_body(&headers, body, app.config.http.batch_max_bytes, hint).await?;
-    let req: BatchBody<'_> = parse(utf8(&bytes)?)?;
-    let project = write_project(&app, req.api.api_key.clone()).await?;
-    req.api.verify_checksum(req.events.get())?;
-    let items: Vec<&RawValue> = serde_json::from_str(req.events.get())
-        .map_err(|_| ApiError::bad_request("events must be a JSON array of events"))?;
-    let mut events = Vec::with_capacity(items.len());
-    let mut failed = Vec::new();
-    for (i, item) in items.into_iter().enumerate() {
-        let event = serde_json::from_str::<EventBody>(item.get())
-            .map_err(|e| e.to_string())
-            .and_then(|b| Event::new(&b.collection, b.properties).map_err(|e| e.to_string()));
-        match event {
-            Ok(event) => events.push(event),
-            Err(reason) => {
-                tracing::debug!(index = i, %reason, "refused an event of a batch");
-                failed.push(i);
-            }
-        }
-    }
-    let ctx = context(project, Some(&req.api), &headers, peer, received)?;
-    app.ingest.store(&ctx, events).await?;
-    if failed.is_empty() { Ok(one()) } else { Ok(json_response(StatusCode::CONFLICT, &failed)) }
+    let batch = parse_batch(utf8(&bytes)?)?;
+    let project = write_project(&app, batch.api.api_key.clone()).await?;
+    let ctx = context(project, Some(&batch.api), &headers, peer, received)?;
+    app.ingest.store(&ctx, batch.events).await?;
+    if batch.failed.is_empty() { Ok(one()) } else { Ok(json_response(StatusCode::CONFLICT, &batch.failed)) }
 }
 
 /// Bulk loads are all or nothing: any bad event refuses the whole body.
@@ -223,20 +326,12 @@ pub async fn bulk(
             (project, ndjson_events(text, collection.as_deref())?, None)
         }
         _ => {
-            let req: BatchBody<'_> = parse(text)?;
-            let project = app.authorize(header_key.or(req.api.api_key.clone()), &[KeyKind::Master]).await?;
-            req.api.verify_checksum(req.events.get())?;
-            let items: Vec<EventBody> = serde_json::from_str(req.events.get())
-                .map_err(|e| ApiError::bad_request(format!("events must be a JSON array of events: {e}")))?;
-            let events = items
-                .into_iter()
-                .enumerate()
-                .map(|(i, b)| {
-                    Event::new(&b.collection, b.properties)
-                        .map_err(|e| ApiError::bad_request(format!("event {i}: {e}")))
-                })
-                .collect::<ApiResult<Vec<_>>>()?;
-            (project, events, Some(req.api))
+            let batch = parse_batch(text)?;
+            let project = app.authorize(header_key.or(batch.api.api_key.clone()), &[KeyKind::Master]).await?;
+            if let Some(i) = batch.failed.first() {
+                return Err(ApiError::bad_request(format!("event {i} is not a valid event; nothing was stored")));
+            }
+            (project, batch.events, Some(batch.api))
         }
     };
     let ctx = context(project, api.as_ref(), &headers, peer, received)?;
@@ -311,10 +406,9 @@ async fn csv_events(
                 columns.len()
             )));
         }
-        let properties: serde_json::Map<String, Json> =
-            columns.iter().zip(row.iter()).map(|(c, v)| (c.clone(), sniff(v))).collect();
+        let pairs = columns.iter().zip(row.iter()).map(|(c, v)| (c.clone(), sniff(v))).collect();
         events.push(
-            Event::new(&collection_name, Some(Json::Object(properties)))
+            Event::from_pairs(&collection_name, pairs)
                 .map_err(|e| ApiError::bad_request(format!("CSV row {}: {e}", n + 1)))?,
         );
     }
@@ -364,7 +458,7 @@ pub async fn pixel(
     }
     let mut api = Api::default();
     let mut collection = None;
-    let mut properties = serde_json::Map::new();
+    let mut properties = Vec::new();
     for (k, v) in form_urlencoded::parse(query.as_bytes()) {
         match k.as_ref() {
             "collection" => collection = Some(v.into_owned()),
@@ -373,9 +467,7 @@ pub async fn pixel(
             "api.uuid" => api.uuid = Some(Json::String(v.into_owned())),
             "api.api_version" | "api.library.name" | "api.library.version" => {}
             other => match other.strip_prefix("prop.") {
-                Some(name) => {
-                    properties.insert(name.to_owned(), sniff(&v));
-                }
+                Some(name) => properties.push((name.to_owned(), sniff(&v))),
                 None => {
                     return Err(ApiError::bad_request(format!("unknown pixel parameter {other:?}")));
                 }
@@ -384,8 +476,7 @@ pub async fn pixel(
     }
     let project = write_project(&app, api.api_key.clone()).await?;
     let collection = collection.ok_or_else(|| ApiError::bad_request("collection is missing"))?;
-    let event =
-        Event::new(&collection, Some(Json::Object(properties))).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let event = Event::from_pairs(&collection, properties).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let ctx = context(project, Some(&api), &headers, peer, received)?;
     app.ingest.store(&ctx, vec![event]).await?;
     let mut response = (StatusCode::OK, PIXEL).into_response();

@@ -17,6 +17,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{Any, CorsLayer};
 
 pub use error::{ApiError, ApiResult, error_body};
+pub use event::{ParsedBatch, parse_batch};
 
 use crate::app::App;
 use crate::metadata::KeyKind;

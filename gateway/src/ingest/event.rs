@@ -1,7 +1,7 @@
 //! An event as it enters the pipeline: a checked collection name and
 //! properties with normalized names.
 
-use serde_json::{Map, Value as Json};
+use serde_json::Value as Json;
 
 use crate::names::{self, NameError};
 
@@ -34,6 +34,13 @@ impl Event {
         Ok(Event { collection, properties })
     }
 
+    /// An event from name and value pairs in a meaningful order (CSV
+    /// columns, query parameters), normalized like [`Event::new`].
+    pub fn from_pairs(collection: &str, pairs: Vec<(String, Json)>) -> Result<Event, EventError> {
+        let collection = names::collection_name(collection)?;
+        Ok(Event { collection, properties: normalize(pairs)? })
+    }
+
     pub fn get(&self, name: &str) -> Option<&Json> {
         self.properties.iter().find(|(n, _)| n == name).map(|(_, v)| v)
     }
@@ -48,8 +55,9 @@ impl Event {
 
 /// Two names that normalize alike (`userId`, `user_id`) keep the later value,
 /// as a repeated JSON key would.
-fn normalize(map: Map<String, Json>) -> Result<Vec<(String, Json)>, NameError> {
-    let mut out: Vec<(String, Json)> = Vec::with_capacity(map.len());
+fn normalize(map: impl IntoIterator<Item = (String, Json)>) -> Result<Vec<(String, Json)>, NameError> {
+    let map = map.into_iter();
+    let mut out: Vec<(String, Json)> = Vec::with_capacity(map.size_hint().0);
     let mut renamed = false;
     for (name, value) in map {
         let name = if names::is_normal_field_name(&name) {
@@ -76,7 +84,9 @@ mod tests {
     fn names_are_normalized() {
         let e = Event::new("PageView", Some(json!({"userId": 1, "Plan": "pro", "user_id": 2}))).expect("event");
         assert_eq!(e.collection, "pageview");
-        assert_eq!(e.properties, vec![("user_id".to_owned(), json!(2)), ("plan".to_owned(), json!("pro"))]);
+        assert_eq!(e.properties, vec![("plan".to_owned(), json!("pro")), ("user_id".to_owned(), json!(2))]);
+        let csv = Event::from_pairs("c", vec![("B".into(), json!(1)), ("a".into(), json!(2))]).expect("event");
+        assert_eq!(csv.properties, vec![("b".to_owned(), json!(1)), ("a".to_owned(), json!(2))]);
         assert_eq!(Event::new("a", Some(json!([1]))), Err(EventError::PropertiesNotObject));
         assert_eq!(Event::new("a", None).map(|e| e.properties.len()), Ok(0));
         assert!(matches!(Event::new("", None), Err(EventError::Name(NameError::EmptyCollection))));

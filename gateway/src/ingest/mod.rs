@@ -10,6 +10,7 @@ mod event;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::ops::Range;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -82,18 +83,32 @@ impl Ingestor {
     }
 
     /// Stores the events; returns once they are durable in the log.
-    pub async fn store(&self, ctx: &Context, mut events: Vec<Event>) -> Result<(), IngestError> {
+    pub async fn store(&self, ctx: &Context, events: Vec<Event>) -> Result<(), IngestError> {
+        let batches = self.encode(ctx, events).await?;
+        if !batches.is_empty() {
+            self.log.append(batches).await?;
+        }
+        Ok(())
+    }
+
+    /// Types and encodes the events (extending schemas as needed) into the
+    /// records to append, one batch per topic.
+    pub async fn encode(&self, ctx: &Context, mut events: Vec<Event>) -> Result<Vec<TopicBatch>, IngestError> {
         if events.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         for e in &mut events {
             resolve_request_values(e, ctx);
         }
         let schemas = self.prepare_schemas(ctx, &events).await?;
-        let mut batches: Vec<TopicBatch> = Vec::new();
-        let mut batch_of: HashMap<&str, usize> = HashMap::new();
+        let mut batch_of: FastMap<&str, usize> = FastMap::default();
         let mut invalid = Vec::new();
         let several = events.len() > 1;
+        // Every record of the request is encoded into one buffer, then cut
+        // into shared slices of it.
+        let mut out = Encoded::default();
+        let mut placed: Vec<Vec<(Range<usize>, Option<Range<usize>>)>> = Vec::new();
+        let mut topics: Vec<String> = Vec::new();
         for (i, e) in events.iter().enumerate() {
             let schema = &schemas[e.collection.as_str()];
             let event_id = || match &ctx.request_id {
@@ -101,18 +116,19 @@ impl Ingestor {
                 Some(id) => id.clone(),
                 None => uuid::Uuid::new_v4().to_string(),
             };
-            let record = encode(ctx, e, schema, &mut invalid, event_id);
+            let record = encode(ctx, e, schema, &mut out, &mut invalid, event_id);
             let b = *batch_of.entry(e.collection.as_str()).or_insert_with(|| {
-                batches.push(TopicBatch { topic: topic_name(&ctx.project, &e.collection), records: Vec::new() });
-                batches.len() - 1
+                topics.push(topic_name(&ctx.project, &e.collection));
+                placed.push(Vec::new());
+                topics.len() - 1
             });
-            batches[b].records.push(record);
+            placed[b].push(record);
         }
+        let mut batches = out.into_batches(topics, placed);
         if !invalid.is_empty() {
             batches.push(self.invalid_rows(ctx, invalid).await?);
         }
-        self.log.append(batches).await?;
-        Ok(())
+        Ok(batches)
     }
 
     /// The schema of every collection in the request, extended by the fields
@@ -121,10 +137,10 @@ impl Ingestor {
         &self,
         ctx: &Context,
         events: &'e [Event],
-    ) -> Result<HashMap<&'e str, Arc<CollectionSchema>>, IngestError> {
+    ) -> Result<FastMap<&'e str, Arc<CollectionSchema>>, IngestError> {
         let project = ctx.project.as_str();
-        let mut known: HashMap<&str, Option<Arc<CollectionSchema>>> = HashMap::new();
-        let mut new_fields: HashMap<&str, Vec<Field>> = HashMap::new();
+        let mut known: FastMap<&str, Option<Arc<CollectionSchema>>> = FastMap::default();
+        let mut new_fields: FastMap<&str, Vec<Field>> = FastMap::default();
         for e in events {
             let collection = e.collection.as_str();
             if !known.contains_key(collection) {
@@ -149,7 +165,7 @@ impl Ingestor {
                 planned.push(Field::new(name.clone(), field_type));
             }
         }
-        let mut schemas = HashMap::with_capacity(known.len());
+        let mut schemas = FastMap::with_capacity_and_hasher(known.len(), Default::default());
         for (collection, schema) in known {
             let wanted = new_fields.remove(collection).unwrap_or_default();
             let schema = match schema {
@@ -166,7 +182,8 @@ impl Ingestor {
             .registry
             .ensure_fields(&ctx.project, INVALID_SCHEMA_COLLECTION, &invalid_schema_fields(), ctx.received_ms)
             .await?;
-        let mut records = Vec::with_capacity(rows.len());
+        let mut out = Encoded::default();
+        let mut placed = Vec::with_capacity(rows.len());
         for row in rows {
             let properties = vec![
                 ("collection".to_owned(), Json::String(row.collection)),
@@ -178,9 +195,10 @@ impl Ingestor {
             ];
             let event = Event { collection: INVALID_SCHEMA_COLLECTION.to_owned(), properties };
             let mut nested = Vec::new();
-            records.push(encode(ctx, &event, &schema, &mut nested, String::new));
+            placed.push(encode(ctx, &event, &schema, &mut out, &mut nested, String::new));
         }
-        Ok(TopicBatch { topic: topic_name(&ctx.project, INVALID_SCHEMA_COLLECTION), records })
+        let topic = topic_name(&ctx.project, INVALID_SCHEMA_COLLECTION);
+        Ok(out.into_batches(vec![topic], vec![placed]).remove(0))
     }
 }
 
@@ -198,22 +216,58 @@ fn resolve_request_values(e: &mut Event, ctx: &Context) {
     }
 }
 
-/// Encodes one event against its collection's schema.
+/// A hash map with a fast, seeded hasher, for maps built per request.
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
+/// The records of a request, encoded into one buffer.
+#[derive(Default)]
+struct Encoded {
+    values: Vec<u8>,
+    keys: Vec<u8>,
+}
+
+impl Encoded {
+    /// Cuts the buffers into the records of each topic.
+    fn into_batches(
+        self,
+        topics: Vec<String>,
+        placed: Vec<Vec<(Range<usize>, Option<Range<usize>>)>>,
+    ) -> Vec<TopicBatch> {
+        let values = Bytes::from(self.values);
+        let keys = Bytes::from(self.keys);
+        topics
+            .into_iter()
+            .zip(placed)
+            .map(|(topic, records)| TopicBatch {
+                topic,
+                records: records
+                    .into_iter()
+                    .map(|(value, key)| Record { key: key.map(|k| keys.slice(k)), value: values.slice(value) })
+                    .collect(),
+            })
+            .collect()
+    }
+}
+
+/// Encodes one event against its collection's schema into `out`; returns
+/// where its value and key are.
 fn encode(
     ctx: &Context,
     e: &Event,
     schema: &CollectionSchema,
+    out: &mut Encoded,
     invalid: &mut Vec<InvalidRow>,
     event_id: impl Fn() -> String,
-) -> Record {
+) -> (Range<usize>, Option<Range<usize>>) {
     let mut slots: Vec<Option<&Json>> = vec![None; schema.fields.len()];
     for (name, value) in &e.properties {
         if let Some(p) = schema.position(name) {
             slots[p] = Some(value);
         }
     }
-    let mut buf = Vec::with_capacity(64 + 16 * schema.fields.len());
-    avro::write_header(&mut buf, schema.id as u32);
+    let buf = &mut out.values;
+    let start = buf.len();
+    avro::write_header(buf, schema.id as u32);
     let mut key = None;
     for (field, slot) in schema.fields.iter().zip(&slots) {
         if field.name == TIME_FIELD {
@@ -221,28 +275,28 @@ fn encode(
                 invalid.push(invalid_row(e, field, *slot, &event_id, err));
                 ctx.received_ms * 1000
             });
-            avro::write_value(&mut buf, &Value::Scalar(Scalar::Timestamp(micros)));
+            avro::write_value(buf, &Value::Scalar(Scalar::Timestamp(micros)));
             continue;
         }
         let Some(json) = slot else {
-            avro::write_null(&mut buf);
+            avro::write_null(buf);
             continue;
         };
         match coerce(json, field.field_type) {
             Ok(Some(value)) => {
                 if field.name == USER_FIELD {
-                    key = user_key(&value);
+                    key = user_key(&value, &mut out.keys);
                 }
-                avro::write_value(&mut buf, &value);
+                avro::write_value(buf, &value);
             }
-            Ok(None) => avro::write_null(&mut buf),
+            Ok(None) => avro::write_null(buf),
             Err(err) => {
                 invalid.push(invalid_row(e, field, Some(json), &event_id, err.to_string()));
-                avro::write_null(&mut buf);
+                avro::write_null(buf);
             }
         }
     }
-    Record { key, value: Bytes::from(buf) }
+    (start..buf.len(), key)
 }
 
 fn invalid_row(
@@ -277,13 +331,15 @@ fn event_time(ctx: &Context, value: Option<&Json>) -> Result<i64, String> {
     Ok(micros.saturating_add(skew_ms.saturating_mul(1000)))
 }
 
-/// The partitioning key of a record: its `_user`, as text.
-fn user_key(value: &Value<'_>) -> Option<Bytes> {
+/// The partitioning key of a record: its `_user`, as text, written to `keys`.
+fn user_key(value: &Value<'_>, keys: &mut Vec<u8>) -> Option<Range<usize>> {
+    let start = keys.len();
     match value {
-        Value::Scalar(Scalar::String(s)) => Some(Bytes::copy_from_slice(s.as_bytes())),
-        Value::Scalar(Scalar::Long(v)) => Some(Bytes::from(v.to_string())),
-        _ => None,
+        Value::Scalar(Scalar::String(s)) => keys.extend_from_slice(s.as_bytes()),
+        Value::Scalar(Scalar::Long(v)) => keys.extend_from_slice(v.to_string().as_bytes()),
+        _ => return None,
     }
+    Some(start..keys.len())
 }
 
 #[cfg(test)]

@@ -44,7 +44,8 @@ pub fn framed_len(key: Option<&[u8]>, value: &[u8]) -> usize {
 /// What reading the next frame found.
 pub enum Next {
     Record(StoredRecord, usize),
-    /// A clean end of file.
+    /// A clean end of the records: the end of the file, or the zeros the
+    /// writer fills segments with ahead of itself.
     End,
     /// A frame that is cut short or does not check out: a torn write at the
     /// tail, or corruption elsewhere.
@@ -55,7 +56,8 @@ pub enum Next {
 pub fn read_next(reader: &mut impl Read, scratch: &mut Vec<u8>) -> std::io::Result<Next> {
     let mut header = [0u8; HEADER_LEN];
     let got = read_full(reader, &mut header)?;
-    if got == 0 {
+    // Segments are zero-filled ahead of the writer: zeros are the clean end.
+    if got == 0 || header[..got].iter().all(|b| *b == 0) {
         return Ok(Next::End);
     }
     if got < HEADER_LEN {

@@ -80,9 +80,21 @@ pub struct FileLog {
 struct Inner {
     topics: Arc<Topics>,
     stats: Arc<Stats>,
-    commands: mpsc::Sender<Command>,
+    /// Dropped first on shutdown, which ends the writer thread.
+    commands: Option<mpsc::Sender<Command>>,
+    writer: Option<std::thread::JoinHandle<()>>,
     /// Held for the log's lifetime: one process per log folder.
     _lock: File,
+}
+
+impl Drop for Inner {
+    /// Waits for the writer to finish what it was given and close its files.
+    fn drop(&mut self) {
+        self.commands.take();
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
+    }
 }
 
 impl FileLog {
@@ -172,16 +184,16 @@ impl Inner {
         let stats = Arc::new(Stats::default());
         let writer = Writer::new(root, config, topics.clone(), recovered, stats.clone())?;
         let (tx, rx) = mpsc::channel();
-        std::thread::Builder::new()
+        let writer = std::thread::Builder::new()
             .name("weir-log-writer".into())
             .spawn(move || writer.run(rx))
             .map_err(|e| Error::Poisoned(e.to_string()))?;
-        Ok(Inner { topics, stats, commands: tx, _lock: lock })
+        Ok(Inner { topics, stats, commands: Some(tx), writer: Some(writer), _lock: lock })
     }
 
     async fn call<T>(&self, make: impl FnOnce(oneshot::Sender<Result<T>>) -> Command) -> Result<T> {
         let (reply, answer) = oneshot::channel();
-        self.commands.send(make(reply)).map_err(|_| Error::Closed)?;
+        self.commands.as_ref().ok_or(Error::Closed)?.send(make(reply)).map_err(|_| Error::Closed)?;
         answer.await.map_err(|_| Error::Closed)?
     }
 }

@@ -84,6 +84,12 @@ pub fn recover(dir: &Path) -> Result<Recovered> {
             if let Some(reason) = &scan.bad {
                 tracing::warn!(path = %segment.path.display(), position = scan.valid_len, %reason,
                     "cutting a torn tail off the event log");
+            }
+            // Whatever follows the last valid record (a torn write, or the
+            // zeros written ahead) is cut off, so no stale bytes remain past
+            // the records the writer appends next.
+            let file_len = fs::metadata(&segment.path).map_err(Error::io(&segment.path))?.len();
+            if file_len > scan.valid_len {
                 let file = fs::OpenOptions::new().write(true).open(&segment.path).map_err(Error::io(&segment.path))?;
                 file.set_len(scan.valid_len).map_err(Error::io(&segment.path))?;
                 file.sync_all().map_err(Error::io(&segment.path))?;
@@ -149,7 +155,9 @@ fn finish(segment: &Segment, index: Vec<(u64, u64)>, pos: u64, next_offset: u64,
 /// Creates an empty segment file and makes its name durable.
 pub fn create_segment_file(dir: &Path, base: u64) -> Result<File> {
     let path = segment_path(dir, base);
-    let file = fs::OpenOptions::new().create(true).append(true).open(&path).map_err(Error::io(&path))?;
+    // Not O_APPEND: the writer writes at positions, ahead of which it has
+    // written zeros.
+    let file = fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(Error::io(&path))?;
     sync_dir(dir)?;
     Ok(file)
 }

@@ -1,17 +1,22 @@
 //! The one writer thread of a file log: group commit.
 //!
 //! Appends queue on a channel; the thread takes every request waiting,
-//! writes their records with one `write` per partition, makes each touched
-//! file durable with one `fdatasync`, and only then answers all of them. So
+//! writes their records with one write per partition, makes every touched
+//! file durable (the syncs run in parallel, so a group costs about one sync
+//! however many topics it touches), and only then answers all of them. So
 //! concurrent requests share one sync, and nothing is answered before it is
 //! on disk. A failed write is cut back off the file; a failed sync stops the
 //! log, since the kernel may have dropped the pages it failed to write.
+//!
+//! Segments are filled with zeros ahead of the write position, so that a
+//! sync after an append overwrites allocated blocks instead of committing a
+//! new file size to the filesystem journal every time.
 
 use std::collections::HashMap;
 use std::fs::{self, File};
-use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, SystemTime};
 
@@ -21,6 +26,9 @@ use super::FileLogConfig;
 use super::frame;
 use super::partition::{self, INDEX_INTERVAL, PartitionShared, Segment};
 use crate::log::{Error, Position, Result, TopicBatch, TopicInfo};
+
+/// Zeros are written this far ahead of the write position.
+const ZERO_FILL_BYTES: u64 = 4 << 20;
 
 pub enum Command {
     Append { batches: Vec<TopicBatch>, reply: oneshot::Sender<Result<Vec<Vec<Position>>>> },
@@ -70,12 +78,24 @@ impl TopicShared {
 /// The topics map readers look up; the writer is the only one to change it.
 pub type Topics = std::sync::RwLock<HashMap<String, Arc<TopicShared>>>;
 
+/// Counters of the writer's work.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Append requests answered.
+    pub appends: AtomicU64,
+    /// Group commits: each syncs every partition it wrote once.
+    pub commits: AtomicU64,
+}
+
 /// The writer's own state of a partition.
 struct PartitionWriter {
     shared: Arc<PartitionShared>,
     file: File,
     segment: Arc<Segment>,
+    /// Where the records end.
     len: u64,
+    /// Where the zeros written ahead end (the file's length).
+    filled: u64,
     next_offset: u64,
     last_indexed: u64,
     // Set while a group is being written:
@@ -89,7 +109,7 @@ impl PartitionWriter {
         let segment = shared.segments.read().unwrap_or_else(|e| e.into_inner()).last().cloned();
         let segment =
             segment.ok_or_else(|| Error::NoPartition { topic: shared.dir.display().to_string(), partition: 0 })?;
-        let file = fs::OpenOptions::new().append(true).open(&segment.path).map_err(Error::io(&segment.path))?;
+        let file = fs::OpenOptions::new().write(true).open(&segment.path).map_err(Error::io(&segment.path))?;
         let next_offset = shared.durable_end.load(Ordering::Acquire);
         let last_indexed = segment.index.lock().unwrap_or_else(|e| e.into_inner()).last().map_or(0, |(_, p)| *p);
         Ok(PartitionWriter {
@@ -97,6 +117,7 @@ impl PartitionWriter {
             file,
             segment,
             len: active_len,
+            filled: active_len,
             next_offset,
             last_indexed,
             buf: Vec::new(),
@@ -112,12 +133,15 @@ impl PartitionWriter {
             return Ok(());
         }
         if self.len >= segment_bytes && self.next_offset > self.segment.base {
+            // The closed segment loses its zero tail.
+            self.file.set_len(self.len).map_err(Error::io(&self.segment.path))?;
             let file = partition::create_segment_file(&self.shared.dir, self.next_offset)?;
             let segment = Arc::new(Segment::new(&self.shared.dir, self.next_offset));
             self.shared.segments.write().unwrap_or_else(|e| e.into_inner()).push(segment.clone());
             self.file = file;
             self.segment = segment;
             self.len = 0;
+            self.filled = 0;
             self.last_indexed = 0;
             self.dir_dirty = true;
         }
@@ -139,31 +163,51 @@ impl PartitionWriter {
 
     /// Writes the group's bytes; on failure cuts them back off the file.
     fn write(&mut self) -> Result<()> {
-        let Some((start_len, start_offset)) = self.group_start else {
-            return Ok(());
-        };
-        let result = self.file.write_all(&self.buf).map_err(Error::io(&self.segment.path));
+        let Some((start_len, start_offset)) = self.group_start else { return Ok(()) };
+        let end = self.len + self.buf.len() as u64;
+        let result = self
+            .fill_zeros(end)
+            .and_then(|()| self.file.write_all_at(&self.buf, self.len).map_err(Error::io(&self.segment.path)));
         match result {
             Ok(()) => {
-                self.len += self.buf.len() as u64;
+                self.len = end;
                 Ok(())
             }
             Err(e) => {
                 // Whatever part of the group reached the file is cut off
                 // again, so the offsets can be handed out once more.
                 let _ = self.file.set_len(start_len);
+                self.filled = start_len;
                 self.next_offset = start_offset;
                 self.len = start_len;
-                self.segment.index.lock().unwrap_or_else(|e| e.into_inner()).retain(|(o, _)| *o < start_offset);
-                self.last_indexed =
-                    self.segment.index.lock().unwrap_or_else(|e| e.into_inner()).last().map_or(0, |(_, p)| *p);
+                let mut index = self.segment.index.lock().unwrap_or_else(|e| e.into_inner());
+                index.retain(|(o, _)| *o < start_offset);
+                self.last_indexed = index.last().map_or(0, |(_, p)| *p);
                 Err(e)
             }
         }
     }
 
-    fn sync(&mut self) -> Result<()> {
-        self.file.sync_data().map_err(Error::io(&self.segment.path))?;
+    /// Makes sure zeros are on disk at least up to `end`.
+    fn fill_zeros(&mut self, end: u64) -> Result<()> {
+        if end <= self.filled {
+            return Ok(());
+        }
+        let target = end + ZERO_FILL_BYTES;
+        let zeros = vec![0u8; (target - self.filled).min(ZERO_FILL_BYTES) as usize];
+        while self.filled < target {
+            let n = (target - self.filled).min(zeros.len() as u64) as usize;
+            self.file.write_all_at(&zeros[..n], self.filled).map_err(Error::io(&self.segment.path))?;
+            self.filled += n as u64;
+        }
+        Ok(())
+    }
+
+    fn sync(&self) -> Result<()> {
+        self.file.sync_data().map_err(Error::io(&self.segment.path))
+    }
+
+    fn sync_dir_if_needed(&mut self) -> Result<()> {
         if self.dir_dirty {
             partition::sync_dir(&self.shared.dir)?;
             self.dir_dirty = false;
@@ -183,23 +227,19 @@ impl PartitionWriter {
     }
 }
 
-/// Counters of the writer's work.
-#[derive(Debug, Default)]
-pub struct Stats {
-    /// Append requests answered.
-    pub appends: std::sync::atomic::AtomicU64,
-    /// Group commits: each syncs every partition it wrote once.
-    pub commits: std::sync::atomic::AtomicU64,
-}
-
 pub struct Writer {
     pub stats: Arc<Stats>,
     pub root: PathBuf,
     pub config: FileLogConfig,
     pub topics: Arc<Topics>,
-    partitions: HashMap<(String, u32), PartitionWriter>,
+    /// Each topic's partitions, by partition number.
+    writers: HashMap<String, Vec<PartitionWriter>>,
     poisoned: Option<String>,
 }
+
+type Reply = oneshot::Sender<Result<Vec<Vec<Position>>>>;
+/// A request's positions and the (topic, partition) pairs it wrote to.
+type Staged = Result<(Vec<Vec<Position>>, Vec<(String, u32)>)>;
 
 impl Writer {
     pub fn new(
@@ -209,11 +249,13 @@ impl Writer {
         recovered: Vec<(String, u32, partition::Recovered)>,
         stats: Arc<Stats>,
     ) -> Result<Self> {
-        let mut partitions = HashMap::new();
+        let mut writers: HashMap<String, Vec<PartitionWriter>> = HashMap::new();
         for (topic, p, r) in recovered {
-            partitions.insert((topic, p), PartitionWriter::open(r.shared, r.active_len)?);
+            let partitions = writers.entry(topic).or_default();
+            debug_assert_eq!(partitions.len(), p as usize, "partitions are recovered in order");
+            partitions.push(PartitionWriter::open(r.shared, r.active_len)?);
         }
-        Ok(Writer { stats, root, config, topics, partitions, poisoned: None })
+        Ok(Writer { stats, root, config, topics, writers, poisoned: None })
     }
 
     /// Serves commands until every sender is gone.
@@ -231,6 +273,12 @@ impl Writer {
                 }
             }
             self.serve(group);
+        }
+        // A clean stop leaves no zeros behind the records.
+        for writer in self.writers.values().flatten() {
+            if writer.filled > writer.len {
+                let _ = writer.file.set_len(writer.len).and_then(|()| writer.file.sync_all());
+            }
         }
     }
 
@@ -253,7 +301,7 @@ impl Writer {
     }
 
     /// Writes and syncs a group of appends, then answers them.
-    fn commit(&mut self, appends: Vec<(Vec<TopicBatch>, oneshot::Sender<Result<Vec<Vec<Position>>>>)>) {
+    fn commit(&mut self, appends: Vec<(Vec<TopicBatch>, Reply)>) {
         if appends.is_empty() {
             return;
         }
@@ -266,69 +314,99 @@ impl Writer {
         self.stats.commits.fetch_add(1, Ordering::Relaxed);
         self.stats.appends.fetch_add(appends.len() as u64, Ordering::Relaxed);
         let now = now_ms();
-        let mut staged = Vec::with_capacity(appends.len());
-        for (batches, reply) in appends {
-            let positions = self.stage(&batches, now);
-            staged.push((positions, reply));
-        }
-        // Write every touched partition, then sync each once.
-        let mut failed: HashMap<(String, u32), Error> = HashMap::new();
-        for (key, writer) in self.partitions.iter_mut() {
-            if writer.group_start.is_none() {
-                continue;
-            }
-            if let Err(e) = writer.write() {
-                failed.insert(key.clone(), e);
-            } else if let Err(e) = writer.sync() {
-                // The bytes were written but not synced: the page cache can
-                // no longer be trusted to hold them.
-                self.poisoned.get_or_insert_with(|| e.to_string());
-                failed.insert(key.clone(), e);
+        let staged: Vec<(Staged, Reply)> =
+            appends.into_iter().map(|(batches, reply)| (self.stage(&batches, now), reply)).collect();
+
+        let mut failed: HashMap<(String, u32), String> = HashMap::new();
+        let mut to_sync = Vec::new();
+        for (topic, partitions) in self.writers.iter_mut() {
+            for (p, writer) in partitions.iter_mut().enumerate() {
+                if writer.group_start.is_none() {
+                    continue;
+                }
+                match writer.write().and_then(|()| writer.sync_dir_if_needed()) {
+                    Ok(()) => to_sync.push(((topic.clone(), p as u32), &*writer)),
+                    Err(e) => {
+                        failed.insert((topic.clone(), p as u32), e.to_string());
+                    }
+                }
             }
         }
-        if let Some(reason) = self.poisoned.clone() {
+        // The syncs run at once: the filesystem merges them.
+        let sync_failures: Vec<((String, u32), Error)> = std::thread::scope(|scope| {
+            let mut handles = Vec::with_capacity(to_sync.len());
+            let mut inline = None;
+            for (key, writer) in to_sync {
+                if inline.is_none() {
+                    inline = Some((key, writer));
+                    continue;
+                }
+                handles.push((key, scope.spawn(move || writer.sync())));
+            }
+            let mut failures = Vec::new();
+            if let Some((key, writer)) = inline
+                && let Err(e) = writer.sync()
+            {
+                failures.push((key, e));
+            }
+            for (key, handle) in handles {
+                match handle.join() {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => failures.push((key, e)),
+                    Err(_) => failures.push((key, Error::Poisoned("a sync thread panicked".to_owned()))),
+                }
+            }
+            failures
+        });
+        for (key, e) in sync_failures {
+            // The bytes were written but not synced: the page cache can no
+            // longer be trusted to hold them.
+            self.poisoned.get_or_insert_with(|| e.to_string());
+            failed.insert(key, e.to_string());
+        }
+        if let Some(reason) = &self.poisoned {
             tracing::error!(%reason, "event log sync failed; refusing further writes");
         }
-        for (key, writer) in self.partitions.iter_mut() {
-            if writer.group_start.is_some() {
-                writer.end_group(!failed.contains_key(key) && self.poisoned.is_none());
+        let all_good = self.poisoned.is_none();
+        for (topic, partitions) in self.writers.iter_mut() {
+            for (p, writer) in partitions.iter_mut().enumerate() {
+                if writer.group_start.is_some() {
+                    let ok = all_good && !failed.contains_key(&(topic.clone(), p as u32));
+                    writer.end_group(ok);
+                }
             }
         }
         for (positions, reply) in staged {
-            let result = match positions {
-                Err(e) => Err(e),
-                Ok((positions, touched)) => match touched.iter().find_map(|k| failed.get(k)) {
-                    Some(e) => Err(Error::Poisoned(e.to_string())),
-                    None if self.poisoned.is_some() => Err(Error::Poisoned(self.poisoned.clone().unwrap_or_default())),
-                    None => Ok(positions),
-                },
-            };
+            let result = positions.and_then(|(positions, touched)| {
+                if let Some(reason) = touched.iter().find_map(|k| failed.get(k)).or(self.poisoned.as_ref()) {
+                    return Err(Error::Poisoned(reason.clone()));
+                }
+                Ok(positions)
+            });
             let _ = reply.send(result);
         }
     }
 
     /// Buffers one request's records and hands out their offsets.
-    #[allow(clippy::type_complexity)]
-    fn stage(&mut self, batches: &[TopicBatch], now: i64) -> Result<(Vec<Vec<Position>>, Vec<(String, u32)>)> {
+    fn stage(&mut self, batches: &[TopicBatch], now: i64) -> Staged {
         let mut all = Vec::with_capacity(batches.len());
         let mut touched = Vec::new();
         for batch in batches {
             let topic = self.topic(&batch.topic)?;
+            let writers = self.writers.get_mut(&batch.topic).ok_or_else(|| Error::NoTopic(batch.topic.clone()))?;
+            let mut used = vec![false; writers.len()];
             let mut positions = Vec::with_capacity(batch.records.len());
             for record in &batch.records {
                 let partition = topic.partition_for(record.key.as_deref());
-                let key = (topic.name.clone(), partition);
-                let writer = self
-                    .partitions
-                    .get_mut(&key)
+                let writer = writers
+                    .get_mut(partition as usize)
                     .ok_or_else(|| Error::NoPartition { topic: topic.name.clone(), partition })?;
                 writer.begin_group(self.config.segment_bytes)?;
                 let offset = writer.push(now, record.key.as_deref(), &record.value);
-                positions.push(crate::log::Position { partition, offset });
-                if !touched.contains(&key) {
-                    touched.push(key);
-                }
+                positions.push(Position { partition, offset });
+                used[partition as usize] = true;
             }
+            touched.extend(used.iter().enumerate().filter(|(_, u)| **u).map(|(p, _)| (batch.topic.clone(), p as u32)));
             all.push(positions);
         }
         Ok((all, touched))
@@ -341,16 +419,17 @@ impl Writer {
         }
         let dir = self.root.join(name);
         let mut shared = Vec::new();
+        let mut writers = Vec::new();
         for p in 0..self.config.partitions.max(1) {
             let pdir = dir.join(p.to_string());
             fs::create_dir_all(&pdir).map_err(Error::io(&pdir))?;
             let recovered = partition::recover(&pdir)?;
             shared.push(recovered.shared.clone());
-            self.partitions
-                .insert((name.to_owned(), p), PartitionWriter::open(recovered.shared, recovered.active_len)?);
+            writers.push(PartitionWriter::open(recovered.shared, recovered.active_len)?);
         }
         partition::sync_dir(&dir)?;
         partition::sync_dir(&self.root)?;
+        self.writers.insert(name.to_owned(), writers);
         let topic = Arc::new(TopicShared::new(name.to_owned(), shared));
         self.topics.write().unwrap_or_else(|e| e.into_inner()).insert(name.to_owned(), topic.clone());
         Ok(topic)
@@ -360,7 +439,7 @@ impl Writer {
     /// the retention time.
     fn retain(&mut self) -> Result<()> {
         let keep_after = SystemTime::now() - Duration::from_millis(self.config.retention_ms);
-        for writer in self.partitions.values() {
+        for writer in self.writers.values().flatten() {
             let released = writer.shared.released.load(Ordering::Acquire);
             let mut segments = writer.shared.segments.write().unwrap_or_else(|e| e.into_inner());
             let mut deleted = 0;
@@ -386,17 +465,10 @@ impl Writer {
     }
 
     fn delete_topics(&mut self, prefix: &str) -> Result<()> {
-        let doomed: Vec<String> = self
-            .topics
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .keys()
-            .filter(|t| t.starts_with(prefix))
-            .cloned()
-            .collect();
+        let doomed: Vec<String> = self.writers.keys().filter(|t| t.starts_with(prefix)).cloned().collect();
         for name in doomed {
             self.topics.write().unwrap_or_else(|e| e.into_inner()).remove(&name);
-            self.partitions.retain(|(t, _), _| *t != name);
+            self.writers.remove(&name);
             let dir = self.root.join(&name);
             fs::remove_dir_all(&dir).map_err(Error::io(&dir))?;
         }

@@ -1,0 +1,326 @@
+//! Ingest benchmark. Prints, from one run:
+//!
+//! - events/s through `/event/batch` (100 events of about 300 bytes per
+//!   request, keep-alive, several connections) on the embedded log, against
+//!   the real `weir` process;
+//! - the same events through JSON parsing and Avro encoding alone, in
+//!   process (the floor), with the ratio;
+//! - single-event `/event/collect` requests/s beside a bare hyper server that
+//!   only reads the body and answers 200, with the ratio;
+//! - the gateway's peak RSS under that load.
+//!
+//! Run: `cargo bench -p weir-gateway --bench ingest` (`WEIRBENCH_SECONDS`
+//! sets the length of each load phase, default 10).
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::Request;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::net::TcpStream;
+use weir_gateway::ingest::{Context, Ingestor};
+use weir_gateway::schema::SchemaRegistry;
+
+/// The same allocator as the `weir` binary, so that the in-process floor
+/// runs the gateway's code exactly as the gateway does.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+const EVENTS_PER_BATCH: usize = 100;
+/// Connections posting batches (a few busy servers or SDK flushers).
+const BATCH_CONNECTIONS: usize = 8;
+/// Connections posting single events (many independent clients).
+const COLLECT_CONNECTIONS: usize = 64;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    if std::env::args().any(|a| a == "--bare-server") {
+        return runtime.block_on(bare_server());
+    }
+    if std::env::args().any(|a| a == "--list") {
+        return Ok(()); // cargo bench -- --list
+    }
+    runtime.block_on(run())
+}
+
+fn seconds() -> Duration {
+    Duration::from_secs(std::env::var("WEIRBENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(10))
+}
+
+/// Realistic product-analytics events: a few collections, skewed users.
+fn events(rng: &mut StdRng, n: usize) -> Vec<Value> {
+    let collections = ["pageview", "pageview", "pageview", "click", "click", "purchase", "signup"];
+    let browsers = ["Chrome", "Safari", "Firefox", "Edge"];
+    let countries = ["US", "DE", "GB", "TR", "IN", "BR", "FR"];
+    (0..n)
+        .map(|_| {
+            let user = (rng.random::<f64>().powi(3) * 100_000.0) as u64;
+            let collection = collections[rng.random_range(0..collections.len())];
+            let width = [360, 390, 414, 1080, 1440][rng.random_range(0..5)];
+            json!({
+                "collection": collection,
+                "properties": {
+                    "_user": format!("user-{user}"),
+                    "url": format!("/products/{}?ref=home", rng.random_range(0..5000)),
+                    "referrer": "https://www.example.com/search?q=running+shoes",
+                    "browser": browsers[rng.random_range(0..browsers.len())],
+                    "os": "Android 14",
+                    "country": countries[rng.random_range(0..countries.len())],
+                    "price": (rng.random_range(100..100_000) as f64) / 100.0,
+                    "session_id": format!("{:016x}", rng.random::<u64>()),
+                    "logged_in": rng.random_bool(0.4),
+                    "screen_width": width,
+                }
+            })
+        })
+        .collect()
+}
+
+fn batch_body(key: &str, events: &[Value]) -> Bytes {
+    Bytes::from(json!({"api": {"api_key": key}, "events": events}).to_string())
+}
+
+async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    let mut rng = StdRng::seed_from_u64(7);
+    let dir = tempfile::tempdir()?;
+    let (gateway, addr) = start_gateway(dir.path()).await?;
+    let keys = post_json(addr, "/project/create", json!({"name": "bench"})).await?;
+    let write_key = keys["write_key"].as_str().ok_or("no write key")?.to_owned();
+
+    let sample = events(&mut rng, 1000);
+    let avg_bytes = sample.iter().map(|e| e.to_string().len()).sum::<usize>() / sample.len();
+    let batches: Vec<Bytes> = (0..200).map(|_| batch_body(&write_key, &events(&mut rng, EVENTS_PER_BATCH))).collect();
+    let collects: Vec<Bytes> = sample
+        .iter()
+        .map(|e| {
+            let body =
+                json!({"collection": e["collection"], "api": {"api_key": write_key}, "properties": e["properties"]});
+            Bytes::from(body.to_string())
+        })
+        .collect();
+
+    println!(
+        "Weir ingest benchmark: {} s per phase; {BATCH_CONNECTIONS} connections for batches of {EVENTS_PER_BATCH}, \
+         {COLLECT_CONNECTIONS} for single events; events of {avg_bytes} bytes",
+        seconds().as_secs()
+    );
+
+    let floor = floor_events_per_s(&batches).await?;
+    println!("floor (JSON parsing + Avro encoding, in process, 2 threads): {floor:>10.0} events/s");
+
+    let pid = gateway.id().ok_or("no pid")?;
+    let peak = Arc::new(AtomicU64::new(0));
+    let sampling = Arc::new(AtomicBool::new(true));
+    let sampler = tokio::spawn(sample_rss(pid, peak.clone(), sampling.clone()));
+    let batch_rate = load(addr, "/event/batch", &batches, BATCH_CONNECTIONS).await? * EVENTS_PER_BATCH as f64;
+    println!("/event/batch on the embedded log:                        {batch_rate:>10.0} events/s");
+    let collect_rate = load(addr, "/event/collect", &collects, COLLECT_CONNECTIONS).await?;
+    println!("/event/collect on the embedded log:                      {collect_rate:>10.0} requests/s");
+    sampling.store(false, Ordering::Relaxed);
+    sampler.await?;
+    let rss_mb = peak.load(Ordering::Relaxed) as f64 / 1024.0;
+    drop(gateway);
+
+    let (bare, bare_addr) = start_bare_server().await?;
+    let bare_rate = load(bare_addr, "/event/collect", &collects, COLLECT_CONNECTIONS).await?;
+    drop(bare);
+    println!("bare hyper server (reads the body, answers 200):         {bare_rate:>10.0} requests/s");
+
+    println!();
+    println!("| measure | figure | target | met |");
+    println!("| --- | --- | --- | --- |");
+    let row = |name: &str, figure: String, target: &str, met: bool| {
+        println!("| {name} | {figure} | {target} | {} |", if met { "yes" } else { "no" });
+    };
+    row("/event/batch events/s", format!("{batch_rate:.0}"), ">= 150,000", batch_rate >= 150_000.0);
+    row("batch / in-process floor", format!("{:.2}", batch_rate / floor), ">= 0.5", batch_rate / floor >= 0.5);
+    row(
+        "/event/collect / bare hyper",
+        format!("{:.2}", collect_rate / bare_rate),
+        ">= 0.5",
+        collect_rate / bare_rate >= 0.5,
+    );
+    row("gateway peak RSS under load", format!("{rss_mb:.0} MB"), "<= 150 MB", rss_mb <= 150.0);
+    Ok(())
+}
+
+/// Parsing and encoding of the same batch bodies, as the gateway does them,
+/// without HTTP or the log.
+async fn floor_events_per_s(batches: &[Bytes]) -> Result<f64, Box<dyn std::error::Error>> {
+    let log_dir = tempfile::tempdir()?;
+    let store = weir_gateway::metadata::open(&format!("sqlite://{}/floor.db", log_dir.path().display())).await?;
+    store.create_project("bench", 0).await?;
+    let registry = Arc::new(SchemaRegistry::new(store));
+    let log = weir_gateway::log::open(
+        &format!("file://{}/log", log_dir.path().display()),
+        &weir_gateway::log::file::FileLogConfig::default(),
+    )
+    .await?;
+    let ingestor = Arc::new(Ingestor::new(registry, log));
+    let ctx = Arc::new(Context { project: "bench".into(), received_ms: 1_700_000_000_000, ..Context::default() });
+    let batches = Arc::new(batches.to_vec());
+    // Warm the schema cache.
+    let warm = weir_gateway::http::parse_batch(std::str::from_utf8(&batches[0])?).map_err(|e| e.message)?;
+    ingestor.encode(&ctx, warm.events).await?;
+    let deadline = Instant::now() + seconds();
+    let mut workers = Vec::new();
+    for w in 0..2 {
+        let (ingestor, ctx, batches) = (ingestor.clone(), ctx.clone(), batches.clone());
+        workers.push(tokio::spawn(async move {
+            let mut events = 0u64;
+            let mut i = w;
+            while Instant::now() < deadline {
+                let text = std::str::from_utf8(&batches[i % batches.len()]).expect("utf8");
+                let parsed = weir_gateway::http::parse_batch(text).expect("parse");
+                let n = parsed.events.len() as u64;
+                let records = ingestor.encode(&ctx, parsed.events).await.expect("encode");
+                std::hint::black_box(records);
+                events += n;
+                i += 2;
+            }
+            events
+        }));
+    }
+    let mut total = 0;
+    for w in workers {
+        total += w.await?;
+    }
+    Ok(total as f64 / seconds().as_secs_f64())
+}
+
+/// Requests/s of keep-alive connections posting `bodies` in turn.
+async fn load(
+    addr: SocketAddr,
+    path: &str,
+    bodies: &[Bytes],
+    connections: usize,
+) -> Result<f64, Box<dyn std::error::Error>> {
+    let bodies = Arc::new(bodies.to_vec());
+    let deadline = Instant::now() + seconds();
+    let mut tasks = Vec::new();
+    for c in 0..connections {
+        let (bodies, path) = (bodies.clone(), path.to_owned());
+        tasks.push(tokio::spawn(async move {
+            let stream = TcpStream::connect(addr).await?;
+            stream.set_nodelay(true)?;
+            let (mut sender, conn) =
+                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+            tokio::spawn(conn);
+            let mut done = 0u64;
+            let mut i = c;
+            while Instant::now() < deadline {
+                let request = Request::post(&path)
+                    .header("host", "bench")
+                    .header("content-type", "application/json")
+                    .body(Full::new(bodies[i % bodies.len()].clone()))?;
+                let response = sender.send_request(request).await?;
+                let status = response.status();
+                let body = response.into_body().collect().await?.to_bytes();
+                if !status.is_success() {
+                    return Err(format!("{path} answered {status}: {}", String::from_utf8_lossy(&body)).into());
+                }
+                done += 1;
+                i += connections;
+            }
+            Ok::<u64, Box<dyn std::error::Error + Send + Sync>>(done)
+        }));
+    }
+    let mut total = 0;
+    for t in tasks {
+        total += t.await?.map_err(|e| e.to_string())?;
+    }
+    Ok(total as f64 / seconds().as_secs_f64())
+}
+
+async fn sample_rss(pid: u32, peak: Arc<AtomicU64>, running: Arc<AtomicBool>) {
+    while running.load(Ordering::Relaxed) {
+        if let Ok(status) = tokio::fs::read_to_string(format!("/proc/{pid}/status")).await {
+            for line in status.lines() {
+                if let Some(kb) =
+                    line.strip_prefix("VmRSS:").and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+                {
+                    peak.fetch_max(kb, Ordering::Relaxed);
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn start_gateway(dir: &Path) -> Result<(tokio::process::Child, SocketAddr), Box<dyn std::error::Error>> {
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?;
+    let addr = listening_addr(&mut child, "weir listening on http://").await?;
+    Ok((child, addr))
+}
+
+async fn start_bare_server() -> Result<(tokio::process::Child, SocketAddr), Box<dyn std::error::Error>> {
+    let mut child = tokio::process::Command::new(std::env::current_exe()?)
+        .arg("--bare-server")
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?;
+    let addr = listening_addr(&mut child, "bare server listening on ").await?;
+    Ok((child, addr))
+}
+
+async fn listening_addr(
+    child: &mut tokio::process::Child,
+    prefix: &str,
+) -> Result<SocketAddr, Box<dyn std::error::Error>> {
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let mut lines = BufReader::new(stdout).lines();
+    while let Some(line) = lines.next_line().await? {
+        if let Some(addr) = line.strip_prefix(prefix) {
+            let addr = addr.parse()?;
+            tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+            return Ok(addr);
+        }
+    }
+    Err("the server exited before listening".into())
+}
+
+/// The baseline: hyper on the same runtime setup, reading the body and
+/// answering 200.
+async fn bare_server() -> Result<(), Box<dyn std::error::Error>> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    println!("bare server listening on {}", listener.local_addr()?);
+    loop {
+        let (stream, _) = listener.accept().await?;
+        stream.set_nodelay(true)?;
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(|req: Request<hyper::body::Incoming>| async move {
+                let body = req.into_body().collect().await?.to_bytes();
+                std::hint::black_box(body);
+                Ok::<_, hyper::Error>(hyper::Response::new(Full::new(Bytes::from_static(b"1"))))
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+async fn post_json(addr: SocketAddr, path: &str, body: Value) -> Result<Value, Box<dyn std::error::Error>> {
+    let stream = TcpStream::connect(addr).await?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
+    let request = Request::post(path).header("host", "bench").body(Full::new(Bytes::from(body.to_string())))?;
+    let response = sender.send_request(request).await?;
+    let body = response.into_body().collect().await?.to_bytes();
+    Ok(serde_json::from_slice(&body)?)
+}
