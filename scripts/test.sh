@@ -42,6 +42,8 @@ wait_for() { # command, what
 need_package postgresql
 need_package mariadb-server
 need_package mariadb-client
+need_package curl
+command -v python3 >/dev/null || need_package python3
 
 # PostgreSQL, as the postgres user, in a private folder.
 pg_bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
