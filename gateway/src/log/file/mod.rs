@@ -7,6 +7,7 @@
 
 mod frame;
 mod partition;
+mod sync_pool;
 mod writer;
 
 use std::fs::{self, File};

@@ -25,6 +25,7 @@ use tokio::sync::oneshot;
 use super::FileLogConfig;
 use super::frame;
 use super::partition::{self, INDEX_INTERVAL, PartitionShared, Segment};
+use super::sync_pool::SyncPool;
 use crate::log::{Error, Position, Result, TopicBatch, TopicInfo};
 
 /// Zeros are written this far ahead of the write position.
@@ -90,7 +91,7 @@ pub struct Stats {
 /// The writer's own state of a partition.
 struct PartitionWriter {
     shared: Arc<PartitionShared>,
-    file: File,
+    file: Arc<File>,
     segment: Arc<Segment>,
     /// Where the records end.
     len: u64,
@@ -109,7 +110,7 @@ impl PartitionWriter {
         let segment = shared.segments.read().unwrap_or_else(|e| e.into_inner()).last().cloned();
         let segment =
             segment.ok_or_else(|| Error::NoPartition { topic: shared.dir.display().to_string(), partition: 0 })?;
-        let file = fs::OpenOptions::new().write(true).open(&segment.path).map_err(Error::io(&segment.path))?;
+        let file = Arc::new(fs::OpenOptions::new().write(true).open(&segment.path).map_err(Error::io(&segment.path))?);
         let next_offset = shared.durable_end.load(Ordering::Acquire);
         let last_indexed = segment.index.lock().unwrap_or_else(|e| e.into_inner()).last().map_or(0, |(_, p)| *p);
         Ok(PartitionWriter {
@@ -138,7 +139,7 @@ impl PartitionWriter {
             let file = partition::create_segment_file(&self.shared.dir, self.next_offset)?;
             let segment = Arc::new(Segment::new(&self.shared.dir, self.next_offset));
             self.shared.segments.write().unwrap_or_else(|e| e.into_inner()).push(segment.clone());
-            self.file = file;
+            self.file = Arc::new(file);
             self.segment = segment;
             self.len = 0;
             self.filled = 0;
@@ -203,10 +204,6 @@ impl PartitionWriter {
         Ok(())
     }
 
-    fn sync(&self) -> Result<()> {
-        self.file.sync_data().map_err(Error::io(&self.segment.path))
-    }
-
     fn sync_dir_if_needed(&mut self) -> Result<()> {
         if self.dir_dirty {
             partition::sync_dir(&self.shared.dir)?;
@@ -234,6 +231,7 @@ pub struct Writer {
     pub topics: Arc<Topics>,
     /// Each topic's partitions, by partition number.
     writers: HashMap<String, Vec<PartitionWriter>>,
+    syncs: SyncPool,
     poisoned: Option<String>,
 }
 
@@ -255,7 +253,8 @@ impl Writer {
             debug_assert_eq!(partitions.len(), p as usize, "partitions are recovered in order");
             partitions.push(PartitionWriter::open(r.shared, r.active_len)?);
         }
-        Ok(Writer { stats, root, config, topics, writers, poisoned: None })
+        let syncs = SyncPool::new(3).map_err(Error::io(&root))?;
+        Ok(Writer { stats, root, config, topics, writers, syncs, poisoned: None })
     }
 
     /// Serves commands until every sender is gone.
@@ -319,45 +318,26 @@ impl Writer {
 
         let mut failed: HashMap<(String, u32), String> = HashMap::new();
         let mut to_sync = Vec::new();
+        let mut keys = Vec::new();
         for (topic, partitions) in self.writers.iter_mut() {
             for (p, writer) in partitions.iter_mut().enumerate() {
                 if writer.group_start.is_none() {
                     continue;
                 }
                 match writer.write().and_then(|()| writer.sync_dir_if_needed()) {
-                    Ok(()) => to_sync.push(((topic.clone(), p as u32), &*writer)),
+                    Ok(()) => {
+                        to_sync.push((writer.file.clone(), writer.segment.path.clone()));
+                        keys.push((topic.clone(), p as u32));
+                    }
                     Err(e) => {
                         failed.insert((topic.clone(), p as u32), e.to_string());
                     }
                 }
             }
         }
-        // The syncs run at once: the filesystem merges them.
-        let sync_failures: Vec<((String, u32), Error)> = std::thread::scope(|scope| {
-            let mut handles = Vec::with_capacity(to_sync.len());
-            let mut inline = None;
-            for (key, writer) in to_sync {
-                if inline.is_none() {
-                    inline = Some((key, writer));
-                    continue;
-                }
-                handles.push((key, scope.spawn(move || writer.sync())));
-            }
-            let mut failures = Vec::new();
-            if let Some((key, writer)) = inline
-                && let Err(e) = writer.sync()
-            {
-                failures.push((key, e));
-            }
-            for (key, handle) in handles {
-                match handle.join() {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => failures.push((key, e)),
-                    Err(_) => failures.push((key, Error::Poisoned("a sync thread panicked".to_owned()))),
-                }
-            }
-            failures
-        });
+        let results = self.syncs.sync_all(&to_sync);
+        let sync_failures: Vec<((String, u32), Error)> =
+            keys.into_iter().zip(results).filter_map(|(key, r)| r.err().map(|e| (key, e))).collect();
         for (key, e) in sync_failures {
             // The bytes were written but not synced: the page cache can no
             // longer be trusted to hold them.
