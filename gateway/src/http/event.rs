@@ -88,7 +88,9 @@ struct CollectBody {
 struct BatchBody {
     #[serde(default)]
     api: Api,
-    events: Items,
+    /// Checked element by element, so that one malformed event fails only
+    /// itself.
+    events: Json,
 }
 
 /// The events array once more, as raw text, for the checksum.
@@ -98,96 +100,18 @@ struct RawEvents<'a> {
     events: &'a RawValue,
 }
 
-/// The events of a batch, parsed in the same pass as the body; an element
-/// that is not a well-formed event becomes an error of its own instead of
-/// failing the whole body.
-struct Items(Vec<Result<EventBody, String>>);
-
-impl<'de> Deserialize<'de> for Items {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct ItemsVisitor;
-        impl<'de> serde::de::Visitor<'de> for ItemsVisitor {
-            type Value = Items;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a JSON array of events")
-            }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Items, A::Error> {
-                let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(16));
-                while let Some(Item(item)) = seq.next_element()? {
-                    items.push(item);
-                }
-                Ok(Items(items))
-            }
-        }
-        deserializer.deserialize_seq(ItemsVisitor)
+/// One element of a batch's events as an event.
+fn batch_event(item: Json) -> Result<Event, String> {
+    let Json::Object(mut fields) = item else { return Err("an event must be a JSON object".to_owned()) };
+    if let Some(other) = fields.keys().find(|k| *k != "collection" && *k != "properties") {
+        return Err(format!("unknown field `{other}`"));
     }
-}
-
-struct Item(Result<EventBody, String>);
-
-const NOT_AN_OBJECT: &str = "an event must be a JSON object";
-
-impl<'de> Deserialize<'de> for Item {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
-        struct ItemVisitor;
-        impl<'de> Visitor<'de> for ItemVisitor {
-            type Value = Item;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("an event")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Item, A::Error> {
-                let (mut collection, mut properties, mut problem) = (None, None, None);
-                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-                    match key.as_ref() {
-                        "collection" => collection = Some(map.next_value::<Json>()?),
-                        "properties" => properties = Some(map.next_value::<Json>()?),
-                        other => {
-                            problem.get_or_insert_with(|| format!("unknown field `{other}`"));
-                            map.next_value::<IgnoredAny>()?;
-                        }
-                    }
-                }
-                Ok(Item(match (problem, collection) {
-                    (Some(problem), _) => Err(problem),
-                    (None, Some(Json::String(collection))) => Ok(EventBody { collection, properties }),
-                    (None, Some(_)) => Err("collection must be a string".to_owned()),
-                    (None, None) => Err("missing field `collection`".to_owned()),
-                }))
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Item, A::Error> {
-                while seq.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(Item(Err(NOT_AN_OBJECT.to_owned())))
-            }
-            fn visit_str<E>(self, _: &str) -> Result<Item, E> {
-                Ok(Item(Err(NOT_AN_OBJECT.to_owned())))
-            }
-            fn visit_bool<E>(self, _: bool) -> Result<Item, E> {
-                Ok(Item(Err(NOT_AN_OBJECT.to_owned())))
-            }
-            fn visit_i64<E>(self, _: i64) -> Result<Item, E> {
-                Ok(Item(Err(NOT_AN_OBJECT.to_owned())))
-            }
-            fn visit_u64<E>(self, _: u64) -> Result<Item, E> {
-                Ok(Item(Err(NOT_AN_OBJECT.to_owned())))
-            }
-            fn visit_f64<E>(self, _: f64) -> Result<Item, E> {
-                Ok(Item(Err(NOT_AN_OBJECT.to_owned())))
-            }
-            fn visit_unit<E>(self) -> Result<Item, E> {
-                Ok(Item(Err(NOT_AN_OBJECT.to_owned())))
-            }
-        }
-        deserializer.deserialize_any(ItemVisitor)
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct EventBody {
-    collection: String,
-    #[serde(default)]
-    properties: Option<Json>,
+    let collection = match fields.remove("collection") {
+        Some(Json::String(collection)) => collection,
+        Some(_) => return Err("collection must be a string".to_owned()),
+        None => return Err("missing field `collection`".to_owned()),
+    };
+    Event::new(&collection, fields.remove("properties")).map_err(|e| e.to_string())
 }
 
 #[derive(Deserialize)]
@@ -267,10 +191,13 @@ pub fn parse_batch(text: &str) -> ApiResult<ParsedBatch> {
         let raw: RawEvents<'_> = parse(text)?;
         req.api.verify_checksum(raw.events.get())?;
     }
-    let mut events = Vec::with_capacity(req.events.0.len());
+    let Json::Array(items) = req.events else {
+        return Err(ApiError::bad_request("events must be a JSON array of events"));
+    };
+    let mut events = Vec::with_capacity(items.len());
     let mut failed = Vec::new();
-    for (i, item) in req.events.0.into_iter().enumerate() {
-        match item.and_then(|b| Event::new(&b.collection, b.properties).map_err(|e| e.to_string())) {
+    for (i, item) in items.into_iter().enumerate() {
+        match batch_event(item) {
             Ok(event) => events.push(event),
             Err(reason) => {
                 tracing::debug!(index = i, %reason, "refused an event of a batch");

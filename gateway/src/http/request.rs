@@ -100,7 +100,7 @@ fn is_public(ip: &IpAddr) -> bool {
     }
 }
 
-pub fn header_str<'h>(headers: &'h HeaderMap, name: header::HeaderName) -> Option<&'h str> {
+pub fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 

@@ -107,7 +107,7 @@ impl Ingestor {
         // Every record of the request is encoded into one buffer, then cut
         // into shared slices of it.
         let mut out = Encoded::default();
-        let mut placed: Vec<Vec<(Range<usize>, Option<Range<usize>>)>> = Vec::new();
+        let mut placed: Vec<Vec<Placed>> = Vec::new();
         let mut topics: Vec<String> = Vec::new();
         for (i, e) in events.iter().enumerate() {
             let schema = &schemas[e.collection.as_str()];
@@ -219,6 +219,9 @@ fn resolve_request_values(e: &mut Event, ctx: &Context) {
 /// A hash map with a fast, seeded hasher, for maps built per request.
 type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
+/// Where a record's value and key are in [`Encoded`]'s buffers.
+type Placed = (Range<usize>, Option<Range<usize>>);
+
 /// The records of a request, encoded into one buffer.
 #[derive(Default)]
 struct Encoded {
@@ -228,11 +231,7 @@ struct Encoded {
 
 impl Encoded {
     /// Cuts the buffers into the records of each topic.
-    fn into_batches(
-        self,
-        topics: Vec<String>,
-        placed: Vec<Vec<(Range<usize>, Option<Range<usize>>)>>,
-    ) -> Vec<TopicBatch> {
+    fn into_batches(self, topics: Vec<String>, placed: Vec<Vec<Placed>>) -> Vec<TopicBatch> {
         let values = Bytes::from(self.values);
         let keys = Bytes::from(self.keys);
         topics
@@ -258,7 +257,7 @@ fn encode(
     out: &mut Encoded,
     invalid: &mut Vec<InvalidRow>,
     event_id: impl Fn() -> String,
-) -> (Range<usize>, Option<Range<usize>>) {
+) -> Placed {
     let mut slots: Vec<Option<&Json>> = vec![None; schema.fields.len()];
     for (name, value) in &e.properties {
         if let Some(p) = schema.position(name) {
