@@ -65,7 +65,8 @@ pub struct HttpConfig {
     /// Largest body accepted by `/event/batch`, in bytes (Rakam's 500,000).
     #[serde(default = "default_batch_max_bytes")]
     pub batch_max_bytes: usize,
-    /// Largest body accepted by `/event/bulk`, in bytes.
+    /// Largest body accepted by `/event/bulk`, in bytes (the whole body is
+    /// parsed in memory before anything is stored).
     #[serde(default = "default_bulk_max_bytes")]
     pub bulk_max_bytes: usize,
 }
@@ -97,7 +98,7 @@ fn default_batch_max_bytes() -> usize {
     500_000
 }
 fn default_bulk_max_bytes() -> usize {
-    256 << 20
+    64 << 20
 }
 fn default_key_cache_ms() -> u64 {
     5_000
@@ -117,6 +118,49 @@ impl Default for ProjectsConfig {
     fn default() -> Self {
         ProjectsConfig { allow_deletion: false, key_cache_ms: default_key_cache_ms() }
     }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: default_listen(),
+            data_dir: default_data_dir(),
+            lock_key: None,
+            metadata: None,
+            log: None,
+            http: HttpConfig::default(),
+            projects: ProjectsConfig::default(),
+            file_log: FileLogConfig::default(),
+        }
+    }
+}
+
+/// What an unset optional setting means.
+fn unset_meaning(key: &str) -> &'static str {
+    match key {
+        "lock_key" => "(unset: loopback clients only)",
+        "metadata" => "(unset: SQLite in data_dir)",
+        "log" => "(unset: files in data_dir)",
+        _ => "(unset)",
+    }
+}
+
+fn flatten(prefix: &str, value: &serde_json::Value, rows: &mut Vec<(String, String)>) {
+    match value {
+        serde_json::Value::Object(fields) => {
+            for (name, v) in fields {
+                let key = if prefix.is_empty() { name.clone() } else { format!("{prefix}.{name}") };
+                flatten(&key, v, rows);
+            }
+        }
+        serde_json::Value::Null => rows.push((prefix.to_owned(), unset_meaning(prefix).to_owned())),
+        serde_json::Value::String(s) => rows.push((prefix.to_owned(), s.clone())),
+        other => rows.push((prefix.to_owned(), other.to_string())),
+    }
+}
+
+fn env_name(key: &str) -> String {
+    format!("WEIR_{}", key.replace('.', "__").to_ascii_uppercase())
 }
 
 /// Values given on the command line; they override everything else.
@@ -170,6 +214,17 @@ impl Config {
         Ok(())
     }
 
+    /// Every setting with its environment variable and default, generated
+    /// from the defaults so that `--help` cannot drift from the code.
+    pub fn settings_table() -> String {
+        let defaults = serde_json::to_value(Config::default()).unwrap_or_default();
+        let mut rows = Vec::new();
+        flatten("", &defaults, &mut rows);
+        let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+        let env_width = rows.iter().map(|(k, _)| env_name(k).len()).max().unwrap_or(0);
+        rows.iter().map(|(key, default)| format!("  {key:width$}  {:env_width$}  {default}\n", env_name(key))).collect()
+    }
+
     pub fn listen_addr(&self) -> Result<SocketAddr> {
         self.listen.parse().map_err(|e| Error::Invalid(format!("listen address {:?}: {e}", self.listen)))
     }
@@ -195,6 +250,23 @@ mod tests {
         assert_eq!(config.log_url(), "file://./weir-data/log");
         assert_eq!(config.http.batch_max_bytes, 500_000);
         assert!(!config.projects.allow_deletion);
+    }
+
+    #[test]
+    fn the_settings_table_lists_every_setting_with_its_variable() {
+        let table = Config::settings_table();
+        for (key, env) in [
+            ("listen", "WEIR_LISTEN"),
+            ("lock_key", "WEIR_LOCK_KEY"),
+            ("http.batch_max_bytes", "WEIR_HTTP__BATCH_MAX_BYTES"),
+            ("file_log.segment_bytes", "WEIR_FILE_LOG__SEGMENT_BYTES"),
+            ("projects.allow_deletion", "WEIR_PROJECTS__ALLOW_DELETION"),
+        ] {
+            let line = table.lines().find(|l| l.split_whitespace().next() == Some(key)).expect(key);
+            assert!(line.contains(env), "{line}");
+        }
+        assert!(table.contains("500000"));
+        assert_eq!(table.lines().count(), 15, "{table}");
     }
 
     #[test]

@@ -18,35 +18,24 @@ struct Cli {
     command: Command,
 }
 
-const SERVE_HELP: &str = "\
-Every setting can also come from a TOML file (--config) and from WEIR_*
+fn serve_help() -> String {
+    format!(
+        "Every setting can also come from a TOML file (--config) and from WEIR_*
 environment variables; '__' separates nested keys. Precedence: flags, then
-environment, then the file, then defaults.
+environment, then the file, then defaults. `metadata` takes sqlite://<file>,
+postgres://user:pass@host/db or mysql://user:pass@host/db.
 
-Settings (TOML key / environment variable, default):
-  listen                      WEIR_LISTEN                      127.0.0.1:9999
-  data_dir                    WEIR_DATA_DIR                    ./weir-data
-  lock_key                    WEIR_LOCK_KEY                    unset: loopback only
-  metadata                    WEIR_METADATA                    sqlite://<data_dir>/metadata.db
-                              (or postgres://user:pass@host/db, mysql://user:pass@host/db)
-  log                         WEIR_LOG                         file://<data_dir>/log
-  http.max_body_bytes         WEIR_HTTP__MAX_BODY_BYTES        1048576
-  http.batch_max_bytes        WEIR_HTTP__BATCH_MAX_BYTES       500000
-  http.bulk_max_bytes         WEIR_HTTP__BULK_MAX_BYTES        268435456
-  projects.allow_deletion     WEIR_PROJECTS__ALLOW_DELETION    false
-  projects.key_cache_ms       WEIR_PROJECTS__KEY_CACHE_MS      5000
-  file_log.segment_bytes      WEIR_FILE_LOG__SEGMENT_BYTES     67108864
-  file_log.partitions         WEIR_FILE_LOG__PARTITIONS        1
-  file_log.retention_ms       WEIR_FILE_LOG__RETENTION_MS      86400000
-  file_log.retention_check_ms WEIR_FILE_LOG__RETENTION_CHECK_MS 60000
-  file_log.max_group_bytes    WEIR_FILE_LOG__MAX_GROUP_BYTES   16777216
-
-Logging: RUST_LOG (for example RUST_LOG=weir_gateway=debug).";
+Settings (TOML key, environment variable, default):
+{}
+Logging: RUST_LOG (for example RUST_LOG=weir_gateway=debug).",
+        Config::settings_table()
+    )
+}
 
 #[derive(Subcommand)]
 enum Command {
     /// Run the gateway.
-    #[command(after_long_help = SERVE_HELP, after_help = "See --help for every setting.")]
+    #[command(after_long_help = serve_help(), after_help = "See --help for every setting.")]
     Serve {
         /// TOML configuration file.
         #[arg(long, env = "WEIR_CONFIG", value_name = "FILE")]
