@@ -2,6 +2,7 @@
 
 pub mod app;
 pub mod avro;
+pub mod avro_import;
 pub mod config;
 pub mod http;
 pub mod infer;

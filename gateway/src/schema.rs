@@ -50,6 +50,16 @@ pub struct SchemaRegistry {
     evolving: Mutex<HashMap<Key, Arc<tokio::sync::Mutex<()>>>>,
 }
 
+#[derive(Debug, thiserror::Error)]
+pub enum DeclareError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("field {field} exists as {existing}, not {declared}")]
+    Conflict { field: String, existing: FieldType, declared: FieldType },
+    #[error(transparent)]
+    Metadata(#[from] metadata::Error),
+}
+
 /// Schema changes give up after this many lost races in a row.
 const MAX_ATTEMPTS: usize = 64;
 
@@ -145,6 +155,54 @@ impl SchemaRegistry {
         Err(metadata::Error::Corrupt(format!(
             "schema of {project}.{collection} kept changing under {MAX_ATTEMPTS} attempts to extend it"
         )))
+    }
+
+    /// Adds fields a client declares (`/project/schema/add`): names are
+    /// normalized; a field that exists with another type is refused.
+    pub async fn declare_fields(
+        &self,
+        project: &str,
+        collection: &str,
+        declared: &[Field],
+        now_ms: i64,
+    ) -> Result<Arc<CollectionSchema>, DeclareError> {
+        let mut wanted: Vec<Field> = Vec::with_capacity(declared.len());
+        for field in declared {
+            let name = crate::names::field_name(&field.name).map_err(|e| DeclareError::Invalid(e.to_string()))?;
+            let field_type = match name.as_str() {
+                TIME_FIELD if field.field_type != FieldType::TIMESTAMP => {
+                    return Err(DeclareError::Invalid(format!("{TIME_FIELD} is always TIMESTAMP")));
+                }
+                USER_FIELD if !matches!(field.field_type, FieldType::STRING | FieldType::LONG) => {
+                    return Err(DeclareError::Invalid(format!("{USER_FIELD} is STRING or LONG")));
+                }
+                USER_FIELD => self.user_type(project, field.field_type).await?,
+                _ => field.field_type,
+            };
+            wanted.retain(|f| f.name != name);
+            wanted.push(Field::new(name, field_type));
+        }
+        let conflicts = |schema: &CollectionSchema| {
+            wanted.iter().find_map(|w| {
+                let existing = schema.fields.iter().find(|f| f.name == w.name)?;
+                (existing.field_type != w.field_type).then(|| DeclareError::Conflict {
+                    field: w.name.clone(),
+                    existing: existing.field_type,
+                    declared: w.field_type,
+                })
+            })
+        };
+        if let Some(current) = self.current(project, collection).await?
+            && let Some(conflict) = conflicts(&current)
+        {
+            return Err(conflict);
+        }
+        let schema = self.ensure_fields(project, collection, &wanted, now_ms).await?;
+        // Another writer may have added one of the fields meanwhile.
+        match conflicts(&schema) {
+            Some(conflict) => Err(conflict),
+            None => Ok(schema),
+        }
     }
 
     /// The type of `_user` in a project: chosen once, by the first value seen.

@@ -30,6 +30,8 @@ pub fn router(app: AppState) -> Router {
         .route("/project/list", post(project::list))
         .route("/project/delete", post(project::delete).delete(project::delete))
         .route("/project/schema", post(project::schema))
+        .route("/project/schema/add", post(project::schema_add))
+        .route("/project/schema/add/custom", post(project::schema_add_custom))
         .route("/project/collection", post(project::collection))
         .route("/project/create-api-keys", post(project::create_api_keys))
         .route("/project/check-api-keys", post(project::check_api_keys))

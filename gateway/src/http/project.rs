@@ -10,8 +10,11 @@ use serde::Deserialize;
 
 use super::request::{json, key_from, read_body};
 use super::{ApiError, ApiResult, AppState, json_response, success};
+use crate::avro_import;
 use crate::metadata::KeyKind;
 use crate::names;
+use crate::schema::DeclareError;
+use crate::types::{Field, FieldType};
 
 async fn body_of<T: serde::de::DeserializeOwned>(app: &AppState, headers: &HeaderMap, body: Body) -> ApiResult<T> {
     let bytes = read_body(headers, body, app.config.http.max_body_bytes, "").await?;
@@ -158,4 +161,71 @@ pub async fn revoke_api_keys(State(app): State<AppState>, headers: HeaderMap, bo
         return Err(ApiError::forbidden("master_key is invalid"));
     }
     Ok(success())
+}
+
+#[derive(Deserialize)]
+pub struct DeclaredField {
+    name: String,
+    #[serde(rename = "type")]
+    field_type: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddFields {
+    collection: String,
+    fields: Vec<DeclaredField>,
+}
+
+/// Adds fields to a collection (creating it) ahead of any event.
+pub async fn schema_add(State(app): State<AppState>, uri: Uri, headers: HeaderMap, body: Body) -> ApiResult<Response> {
+    let project = app.authorize(key_from(&headers, uri.query(), "master_key"), &[KeyKind::Master]).await?;
+    let req: AddFields = body_of(&app, &headers, body).await?;
+    let fields = req
+        .fields
+        .iter()
+        .map(|f| {
+            let t = f.field_type.parse::<FieldType>().map_err(|e| ApiError::bad_request(format!("{}: {e}", f.name)))?;
+            Ok(Field::new(f.name.clone(), t))
+        })
+        .collect::<ApiResult<Vec<_>>>()?;
+    declare(&app, &project, &req.collection, &fields).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddCustom {
+    collection: String,
+    schema_type: String,
+    schema: String,
+}
+
+/// Adds the fields of a schema in another format; `schema_type` `avro`
+/// takes an Avro record schema.
+pub async fn schema_add_custom(
+    State(app): State<AppState>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Response> {
+    let project = app.authorize(key_from(&headers, uri.query(), "master_key"), &[KeyKind::Master]).await?;
+    let req: AddCustom = body_of(&app, &headers, body).await?;
+    if !req.schema_type.eq_ignore_ascii_case("avro") {
+        return Err(ApiError::bad_request(format!("schema_type {:?} is not supported; use avro", req.schema_type)));
+    }
+    let fields = avro_import::fields_of(&req.schema).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    declare(&app, &project, &req.collection, &fields).await
+}
+
+/// Declares fields and answers with the collection's fields.
+async fn declare(app: &AppState, project: &str, collection: &str, fields: &[Field]) -> ApiResult<Response> {
+    let collection = names::collection_name(collection).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let schema = app.ingest.registry().declare_fields(project, &collection, fields, app.now_ms()).await.map_err(
+        |e| match e {
+            DeclareError::Invalid(m) => ApiError::bad_request(m),
+            DeclareError::Conflict { .. } => ApiError::new(StatusCode::CONFLICT, e.to_string()),
+            DeclareError::Metadata(e) => e.into(),
+        },
+    )?;
+    Ok(json_response(StatusCode::OK, &schema.fields))
 }
