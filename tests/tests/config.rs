@@ -1,0 +1,67 @@
+//! Configuration of the real binary: a TOML file, `WEIR_*` variables over
+//! it, and a file with a mistake refusing to start.
+
+use serde_json::json;
+use weir_tests::{Backend, Gateway, Options, on_every_backend, weir_binary};
+
+fn config_file(text: &str) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("weir.toml");
+    std::fs::write(&path, text).expect("write config");
+    let path = path.display().to_string();
+    (dir, path)
+}
+
+async fn a_toml_file_configures_the_gateway_and_the_environment_overrides_it(backend: Backend) {
+    let (_dir, path) = config_file("lock_key = \"from-file\"\n\n[http]\nbatch_max_bytes = 2000\n");
+    let options = Options { args: vec!["--config".into(), path.clone()], ..Options::default() };
+    let gw = Gateway::start_with(backend, options).await;
+    let r = gw.post("/project/create", &[], &json!({"name": "shop", "lock_key": "from-file"})).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let k = weir_tests::keys_of(&r.json());
+    let big =
+        json!({"api": {"api_key": k.write}, "events": [{"collection": "c", "properties": {"pad": "x".repeat(3000)}}]});
+    let r = gw.post("/event/batch", &[], &big).await;
+    assert_eq!((r.status, r.json()["error_code"].clone()), (413, json!(413)), "the file's batch limit");
+
+    let options =
+        Options { args: vec!["--config".into(), path], env: vec![("WEIR_LOCK_KEY".into(), "from-env".into())] };
+    let gw = Gateway::start_with(backend, options).await;
+    let from_file = gw.post("/project/create", &[], &json!({"name": "shop", "lock_key": "from-file"})).await;
+    assert_eq!(from_file.status, 403, "the environment wins over the file");
+    let from_env = gw.post("/project/create", &[], &json!({"name": "shop", "lock_key": "from-env"})).await;
+    assert_eq!(from_env.status, 200);
+}
+
+async fn a_mistake_in_the_configuration_stops_the_start(backend: Backend) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let metadata = backend.fresh_metadata_url(dir.path()).await;
+    let (_cfg, path) = config_file("[file_log]\nsegment_size = 4096\n");
+    let cases: Vec<(Vec<String>, Vec<(&str, &str)>, &str)> = vec![
+        (vec!["--config".into(), path], vec![], "segment_size"),
+        (vec![], vec![("WEIR_FILE_LOG__PARTITONS", "4")], "partitons"),
+        (vec!["--listen".into(), "not-an-address".into()], vec![], "listen address"),
+        (vec!["--log".into(), "kafka-ish://x".into()], vec![], "unsupported log URL"),
+    ];
+    for (args, env, expected) in cases {
+        let listen = if args.iter().any(|a| a == "--listen") { vec![] } else { vec!["--listen", "127.0.0.1:0"] };
+        let output = tokio::process::Command::new(weir_binary())
+            .arg("serve")
+            .args(listen)
+            .args(["--metadata", &metadata, "--data-dir"])
+            .arg(dir.path())
+            .args(&args)
+            .envs(env.iter().copied())
+            .output()
+            .await
+            .expect("run weir");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{args:?} {env:?} should not start");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    }
+}
+
+on_every_backend!(
+    a_toml_file_configures_the_gateway_and_the_environment_overrides_it,
+    a_mistake_in_the_configuration_stops_the_start,
+);
