@@ -6,9 +6,11 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
+use crate::columnar::Warehouse;
 use crate::config::Config;
 use crate::ingest::Ingestor;
 use crate::keys::KeyService;
+use crate::loader::Loader;
 use crate::log::{self, EventLog};
 use crate::metadata::{self, MetadataStore};
 use crate::names;
@@ -22,6 +24,8 @@ pub enum Error {
     Metadata(#[from] metadata::Error),
     #[error(transparent)]
     Log(#[from] log::Error),
+    #[error(transparent)]
+    Columnar(#[from] crate::columnar::Error),
     #[error("cannot listen on {addr}: {source}")]
     Listen { addr: String, source: std::io::Error },
     #[error("cannot create the data folder {path}: {source}")]
@@ -38,6 +42,7 @@ pub struct App {
     pub log: Arc<dyn EventLog>,
     pub keys: KeyService,
     pub ingest: Ingestor,
+    pub loader: Arc<Loader>,
 }
 
 impl App {
@@ -48,8 +53,11 @@ impl App {
         let log = log::open(&config.log_url(), &config.file_log).await?;
         let keys = KeyService::new(store.clone(), Duration::from_millis(config.projects.key_cache_ms));
         let registry = Arc::new(SchemaRegistry::new(store.clone()));
+        let warehouse = Warehouse::open(&config.warehouse_url())?;
+        let loader =
+            Arc::new(Loader::new(log.clone(), store.clone(), registry.clone(), warehouse, config.batch.max_records));
         let ingest = Ingestor::new(registry, log.clone());
-        Ok(App { config, store, log, keys, ingest })
+        Ok(App { config, store, log, keys, ingest, loader })
     }
 
     pub fn now_ms(&self) -> i64 {
@@ -62,6 +70,9 @@ impl App {
         self.keys.forget_project(project);
         self.ingest.registry().forget_project(project);
         self.log.delete_topics(&names::topic_name(project, "")).await?;
+        if let Err(e) = self.loader.warehouse().delete_prefix(project).await {
+            tracing::warn!(project, error = %e, "could not delete the files of a deleted project");
+        }
         Ok(())
     }
 }
@@ -77,7 +88,14 @@ pub async fn serve(config: Config) -> Result<()> {
         println!("weir: no lock_key is set; project creation is allowed from loopback clients only");
     }
     let app = Arc::new(App::build(config).await?);
-    tracing::info!(metadata = %app.config.metadata_url(), log = %app.config.log_url(), "backends ready");
+    tracing::info!(
+        metadata = %app.config.metadata_url(),
+        log = %app.config.log_url(),
+        warehouse = %app.config.warehouse_url(),
+        "backends ready"
+    );
+    // This node is the master: it runs the batch loop.
+    app.loader.clone().spawn(std::time::Duration::from_millis(app.config.batch.interval_ms));
     let router = crate::http::router(app);
     println!("weir listening on http://{local}");
     axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>())

@@ -43,6 +43,13 @@ pub struct Config {
     /// Event log URL: `file://<folder>`. Default: `file://<data_dir>/log`.
     #[serde(default)]
     pub log: Option<String>,
+    /// Columnar storage URL: `file://<folder>`. Default:
+    /// `file://<data_dir>/warehouse`.
+    #[serde(default)]
+    pub warehouse: Option<String>,
+    /// The batch loop that moves the log into columnar storage.
+    #[serde(default)]
+    pub batch: BatchConfig,
     /// HTTP limits.
     #[serde(default)]
     pub http: HttpConfig,
@@ -69,6 +76,31 @@ pub struct HttpConfig {
     /// parsed in memory before anything is stored).
     #[serde(default = "default_bulk_max_bytes")]
     pub bulk_max_bytes: usize,
+}
+
+/// The batch loop (`[batch]`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchConfig {
+    /// Milliseconds between runs of the batch loop.
+    #[serde(default = "default_batch_interval_ms")]
+    pub interval_ms: u64,
+    /// At most this many records of one partition go into one set of files.
+    #[serde(default = "default_batch_max_records")]
+    pub max_records: usize,
+}
+
+fn default_batch_interval_ms() -> u64 {
+    2_000
+}
+fn default_batch_max_records() -> usize {
+    500_000
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        BatchConfig { interval_ms: default_batch_interval_ms(), max_records: default_batch_max_records() }
+    }
 }
 
 /// Project and key settings (`[projects]`).
@@ -128,6 +160,8 @@ impl Default for Config {
             lock_key: None,
             metadata: None,
             log: None,
+            warehouse: None,
+            batch: BatchConfig::default(),
             http: HttpConfig::default(),
             projects: ProjectsConfig::default(),
             file_log: FileLogConfig::default(),
@@ -141,6 +175,7 @@ fn unset_meaning(key: &str) -> &'static str {
         "lock_key" => "(unset: loopback clients only)",
         "metadata" => "(unset: SQLite in data_dir)",
         "log" => "(unset: files in data_dir)",
+        "warehouse" => "(unset: a folder in data_dir)",
         _ => "(unset)",
     }
 }
@@ -208,6 +243,11 @@ impl Config {
         if self.file_log.partitions == 0 || self.file_log.partitions > 1024 {
             return Err(Error::Invalid("file_log.partitions must be between 1 and 1024".to_owned()));
         }
+        if self.batch.interval_ms < 10 || self.batch.max_records == 0 {
+            return Err(Error::Invalid(
+                "batch.interval_ms must be at least 10 and batch.max_records above 0".to_owned(),
+            ));
+        }
         if self.file_log.segment_bytes < 1024 {
             return Err(Error::Invalid("file_log.segment_bytes must be at least 1024".to_owned()));
         }
@@ -235,6 +275,10 @@ impl Config {
 
     pub fn log_url(&self) -> String {
         self.log.clone().unwrap_or_else(|| format!("file://{}", self.data_dir.join("log").display()))
+    }
+
+    pub fn warehouse_url(&self) -> String {
+        self.warehouse.clone().unwrap_or_else(|| format!("file://{}", self.data_dir.join("warehouse").display()))
     }
 }
 
@@ -266,7 +310,7 @@ mod tests {
             assert!(line.contains(env), "{line}");
         }
         assert!(table.contains("500000"));
-        assert_eq!(table.lines().count(), 15, "{table}");
+        assert_eq!(table.lines().count(), 18, "{table}");
     }
 
     #[test]

@@ -3,11 +3,13 @@
 pub mod app;
 pub mod avro;
 pub mod avro_import;
+pub mod columnar;
 pub mod config;
 pub mod http;
 pub mod infer;
 pub mod ingest;
 pub mod keys;
+pub mod loader;
 pub mod log;
 pub mod metadata;
 pub mod names;

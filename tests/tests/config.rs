@@ -37,7 +37,9 @@ async fn a_mistake_in_the_configuration_stops_the_start(backend: Backend) {
     let dir = tempfile::tempdir().expect("tempdir");
     let metadata = backend.fresh_metadata_url(dir.path()).await;
     let (_cfg, path) = config_file("[file_log]\nsegment_size = 4096\n");
-    let cases: Vec<(Vec<String>, Vec<(&str, &str)>, &str)> = vec![
+    // (arguments, environment, what the error names)
+    type Case = (Vec<String>, Vec<(&'static str, &'static str)>, &'static str);
+    let cases: Vec<Case> = vec![
         (vec!["--config".into(), path], vec![], "segment_size"),
         (vec![], vec![("WEIR_FILE_LOG__PARTITONS", "4")], "partitons"),
         (vec!["--listen".into(), "not-an-address".into()], vec![], "listen address"),

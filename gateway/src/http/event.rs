@@ -266,6 +266,17 @@ pub async fn bulk(
     Ok(success())
 }
 
+/// Runs the batch loop now: everything acknowledged before this request is
+/// in columnar storage when it answers.
+pub async fn bulk_commit(State(app): State<AppState>, uri: Uri, headers: HeaderMap) -> ApiResult<Response> {
+    app.authorize(key_from(&headers, uri.query(), "master_key"), &[KeyKind::Master]).await?;
+    app.loader.run_once(app.now_ms()).await.map_err(|e| {
+        tracing::error!(error = %e, "the batch loop failed");
+        ApiError::unavailable(format!("the batch could not be committed: {e}"))
+    })?;
+    Ok(success())
+}
+
 fn ndjson_events(text: &str, collection: Option<&str>) -> ApiResult<Vec<Event>> {
     let mut events = Vec::new();
     for (n, line) in text.lines().enumerate() {

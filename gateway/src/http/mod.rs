@@ -39,6 +39,7 @@ pub fn router(app: AppState) -> Router {
         .route("/event/collect", post(event::collect))
         .route("/event/batch", post(event::batch))
         .route("/event/bulk", post(event::bulk))
+        .route("/event/bulk/commit", post(event::bulk_commit))
         .route("/event/pixel", get(event::pixel).post(event::pixel))
         .route("/health", get(health))
         .fallback(not_found)

@@ -86,6 +86,36 @@ pub struct NewSchemaVersion<'a> {
     pub avro_schema: &'a str,
 }
 
+/// A log partition, by topic name and partition number.
+pub type LogPartition = (String, u32);
+
+/// A Parquet file of a collection's table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParquetFile {
+    /// Path inside the warehouse.
+    pub path: String,
+    pub project: String,
+    pub collection: String,
+    /// `YYYY-MM-DD` of the `_time` of its rows.
+    pub day: String,
+    pub topic: String,
+    pub partition: u32,
+    /// The log offsets of the batch the file was written from.
+    pub first_offset: u64,
+    pub last_offset: u64,
+    pub rows: u64,
+    pub bytes: u64,
+}
+
+/// A partition moved from `from` (the offset committed before) to `to`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OffsetAdvance {
+    pub topic: String,
+    pub partition: u32,
+    pub from: u64,
+    pub to: u64,
+}
+
 #[async_trait]
 pub trait MetadataStore: Send + Sync + 'static {
     /// Creates a project; `false` if one of that name exists.
@@ -116,6 +146,15 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// Inserts a version; `None` when that version number exists already
     /// (another writer got there first), else the new version's id.
     async fn insert_schema_version(&self, new: NewSchemaVersion<'_>, now_ms: i64) -> Result<Option<i64>>;
+
+    /// The next offset to load of every partition the batch loop has moved.
+    async fn committed_offsets(&self) -> Result<std::collections::HashMap<LogPartition, u64>>;
+    /// Records files (replacing any of the same path) and moves offsets, in
+    /// one transaction. `false`, with nothing changed, when an offset was no
+    /// longer at `from`: another loader moved it first.
+    async fn commit_load(&self, files: &[ParquetFile], advances: &[OffsetAdvance], now_ms: i64) -> Result<bool>;
+    /// The files of a collection's table, by path.
+    async fn parquet_files(&self, project: &str, collection: &str) -> Result<Vec<ParquetFile>>;
 }
 
 /// Opens (and migrates) the metadata store named by `url`.

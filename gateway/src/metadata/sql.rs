@@ -2,12 +2,17 @@
 //! `?` placeholders; [`Dialect`] holds the few differences between the
 //! databases and is chosen from the URL scheme.
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, Row};
 
-use super::{Error, KeyKind, MetadataStore, NewSchemaVersion, Result, SchemaVersion, StoredKey};
+use super::{
+    Error, KeyKind, LogPartition, MetadataStore, NewSchemaVersion, OffsetAdvance, ParquetFile, Result, SchemaVersion,
+    StoredKey,
+};
 use crate::types::{Field, FieldType};
 
 static SQLITE: Migrator = sqlx::migrate!("migrations/sqlite");
@@ -87,7 +92,18 @@ struct Statements {
     schema_by_id: String,
     insert_schema: String,
     schema_id: String,
+    committed_offsets: String,
+    advance_offset: String,
+    insert_offset: String,
+    delete_file: String,
+    insert_file: String,
+    parquet_files: String,
+    delete_project_offsets: String,
+    delete_project_files: String,
 }
+
+const FILE_COLUMNS: &str =
+    "path, project, collection, day, topic, log_partition, first_offset, last_offset, row_count, byte_count";
 
 const SCHEMA_COLUMNS: &str = "id, project, collection, version, fields, avro_schema";
 
@@ -122,6 +138,22 @@ impl Statements {
                  VALUES (?, ?, ?, ?, ?, ?)",
             )),
             schema_id: d.sql("SELECT id FROM schema_versions WHERE project = ? AND collection = ? AND version = ?"),
+            committed_offsets: d.sql("SELECT topic, log_partition, next_offset FROM log_offsets"),
+            advance_offset: d.sql(
+                "UPDATE log_offsets SET next_offset = ? WHERE topic = ? AND log_partition = ? AND next_offset = ?",
+            ),
+            insert_offset: d.sql(
+                &d.insert_ignore("log_offsets (project, topic, log_partition, next_offset) VALUES (?, ?, ?, ?)"),
+            ),
+            delete_file: d.sql("DELETE FROM parquet_files WHERE path = ?"),
+            insert_file: d.sql(&format!(
+                "INSERT INTO parquet_files ({FILE_COLUMNS}, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            )),
+            parquet_files: d.sql(&format!(
+                "SELECT {FILE_COLUMNS} FROM parquet_files WHERE project = ? AND collection = ? ORDER BY path"
+            )),
+            delete_project_offsets: d.sql("DELETE FROM log_offsets WHERE project = ?"),
+            delete_project_files: d.sql("DELETE FROM parquet_files WHERE project = ?"),
         }
     }
 }
@@ -186,6 +218,14 @@ fn long_text(row: &AnyRow, column: &str) -> Result<String> {
     }
 }
 
+fn offset(value: i64, what: &str) -> Result<u64> {
+    u64::try_from(value).map_err(|_| Error::Corrupt(format!("negative {what} {value}")))
+}
+
+fn signed(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
 fn kind_of(name: &str) -> Result<KeyKind> {
     KeyKind::from_name(name).ok_or_else(|| Error::Corrupt(format!("key kind {name:?}")))
 }
@@ -206,6 +246,8 @@ impl MetadataStore for SqlMetadataStore {
         let mut tx = self.pool.begin().await?;
         sqlx::query(&self.sql.delete_project_keys).bind(name).execute(&mut *tx).await?;
         sqlx::query(&self.sql.delete_project_schemas).bind(name).execute(&mut *tx).await?;
+        sqlx::query(&self.sql.delete_project_offsets).bind(name).execute(&mut *tx).await?;
+        sqlx::query(&self.sql.delete_project_files).bind(name).execute(&mut *tx).await?;
         let done = sqlx::query(&self.sql.delete_project).bind(name).execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(done.rows_affected() == 1)
@@ -298,6 +340,91 @@ impl MetadataStore for SqlMetadataStore {
             .fetch_one(&self.pool)
             .await?;
         Ok(Some(row.try_get(0)?))
+    }
+
+    async fn committed_offsets(&self) -> Result<HashMap<LogPartition, u64>> {
+        let rows = sqlx::query(&self.sql.committed_offsets).fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|row| {
+                let partition: i64 = row.try_get("log_partition")?;
+                let partition =
+                    u32::try_from(partition).map_err(|_| Error::Corrupt(format!("partition {partition}")))?;
+                let next = offset(row.try_get("next_offset")?, "offset")?;
+                Ok(((row.try_get::<String, _>("topic")?, partition), next))
+            })
+            .collect()
+    }
+
+    async fn commit_load(&self, files: &[ParquetFile], advances: &[OffsetAdvance], now_ms: i64) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        for a in advances {
+            let moved = sqlx::query(&self.sql.advance_offset)
+                .bind(signed(a.to))
+                .bind(a.topic.as_str())
+                .bind(i64::from(a.partition))
+                .bind(signed(a.from))
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                == 1;
+            let inserted = !moved && a.from == 0 && {
+                let project = crate::names::split_topic(&a.topic).map(|(p, _)| p.to_owned()).unwrap_or_default();
+                sqlx::query(&self.sql.insert_offset)
+                    .bind(project)
+                    .bind(a.topic.as_str())
+                    .bind(i64::from(a.partition))
+                    .bind(signed(a.to))
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected()
+                    == 1
+            };
+            if !moved && !inserted {
+                tx.rollback().await?;
+                return Ok(false);
+            }
+        }
+        for f in files {
+            sqlx::query(&self.sql.delete_file).bind(f.path.as_str()).execute(&mut *tx).await?;
+            sqlx::query(&self.sql.insert_file)
+                .bind(f.path.as_str())
+                .bind(f.project.as_str())
+                .bind(f.collection.as_str())
+                .bind(f.day.as_str())
+                .bind(f.topic.as_str())
+                .bind(i64::from(f.partition))
+                .bind(signed(f.first_offset))
+                .bind(signed(f.last_offset))
+                .bind(signed(f.rows))
+                .bind(signed(f.bytes))
+                .bind(now_ms)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn parquet_files(&self, project: &str, collection: &str) -> Result<Vec<ParquetFile>> {
+        let rows = sqlx::query(&self.sql.parquet_files).bind(project).bind(collection).fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|row| {
+                let partition: i64 = row.try_get("log_partition")?;
+                Ok(ParquetFile {
+                    path: row.try_get("path")?,
+                    project: row.try_get("project")?,
+                    collection: row.try_get("collection")?,
+                    day: row.try_get("day")?,
+                    topic: row.try_get("topic")?,
+                    partition: u32::try_from(partition)
+                        .map_err(|_| Error::Corrupt(format!("partition {partition}")))?,
+                    first_offset: offset(row.try_get("first_offset")?, "offset")?,
+                    last_offset: offset(row.try_get("last_offset")?, "offset")?,
+                    rows: offset(row.try_get("row_count")?, "row count")?,
+                    bytes: offset(row.try_get("byte_count")?, "byte count")?,
+                })
+            })
+            .collect()
     }
 }
 

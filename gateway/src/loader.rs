@@ -1,0 +1,232 @@
+//! The batch loop: moves the event log into columnar storage, exactly once.
+//!
+//! For each partition of each topic: read from the committed offset to the
+//! partition's end, decode every record with its writer schema and resolve
+//! it to the newest schema of the collection, write one Parquet file per
+//! day of `_time`, make the files durable, then record the files and the new
+//! offset in one metadata transaction. A crash before that commit leaves
+//! files no manifest names; the next run writes the same range again, under
+//! the same names when the range is the same. The commit is fenced on the
+//! offset it started from, so two loaders cannot both move a partition.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::avro;
+use crate::columnar::{self, Warehouse};
+use crate::log::{self, EventLog, StoredRecord};
+use crate::metadata::{self, MetadataStore, OffsetAdvance, ParquetFile, SchemaVersion};
+use crate::names::split_topic;
+use crate::schema::{SchemaRegistry, TIME_FIELD};
+use crate::timefmt::format_date;
+use crate::types::Field;
+use crate::value::{Scalar, Value};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Log(#[from] log::Error),
+    #[error(transparent)]
+    Metadata(#[from] metadata::Error),
+    #[error(transparent)]
+    Columnar(#[from] columnar::Error),
+    #[error("record {topic}/{partition}@{offset} cannot be decoded: {reason}")]
+    Decode { topic: String, partition: u32, offset: u64, reason: String },
+    #[error("no schema with id {0}")]
+    UnknownSchema(u32),
+    #[error("{topic}/{partition} was moved by another loader")]
+    Fenced { topic: String, partition: u32 },
+    #[error("encoding task failed: {0}")]
+    Task(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What one run moved.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct LoadStats {
+    pub files: usize,
+    pub rows: u64,
+}
+
+/// Files written for one partition's range, not yet committed.
+#[derive(Debug, Clone)]
+pub struct Staged {
+    pub files: Vec<ParquetFile>,
+    pub advance: OffsetAdvance,
+}
+
+pub struct Loader {
+    log: Arc<dyn EventLog>,
+    store: Arc<dyn MetadataStore>,
+    registry: Arc<SchemaRegistry>,
+    warehouse: Warehouse,
+    max_records: usize,
+    /// One run at a time in this process.
+    running: tokio::sync::Mutex<()>,
+}
+
+impl Loader {
+    pub fn new(
+        log: Arc<dyn EventLog>,
+        store: Arc<dyn MetadataStore>,
+        registry: Arc<SchemaRegistry>,
+        warehouse: Warehouse,
+        max_records: usize,
+    ) -> Self {
+        Loader {
+            log,
+            store,
+            registry,
+            warehouse,
+            max_records: max_records.max(1),
+            running: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    pub fn warehouse(&self) -> &Warehouse {
+        &self.warehouse
+    }
+
+    /// Moves everything waiting in the log into storage.
+    pub async fn run_once(&self, now_ms: i64) -> Result<LoadStats> {
+        let _one_at_a_time = self.running.lock().await;
+        let mut stats = LoadStats::default();
+        loop {
+            let moved = self.pass(now_ms).await?;
+            if moved.files == 0 {
+                return Ok(stats);
+            }
+            stats.files += moved.files;
+            stats.rows += moved.rows;
+        }
+    }
+
+    /// One read of up to `max_records` per partition.
+    async fn pass(&self, now_ms: i64) -> Result<LoadStats> {
+        let offsets = self.store.committed_offsets().await?;
+        let mut stats = LoadStats::default();
+        for topic in self.log.topics().await? {
+            for partition in 0..topic.partitions {
+                let from = offsets.get(&(topic.name.clone(), partition)).copied().unwrap_or(0);
+                let Some(staged) = self.write_partition(&topic.name, partition, from).await? else { continue };
+                if !self.store.commit_load(&staged.files, std::slice::from_ref(&staged.advance), now_ms).await? {
+                    return Err(Error::Fenced { topic: topic.name.clone(), partition });
+                }
+                self.log.release(&topic.name, partition, staged.advance.to).await?;
+                stats.files += staged.files.len();
+                stats.rows += staged.files.iter().map(|f| f.rows).sum::<u64>();
+            }
+        }
+        Ok(stats)
+    }
+
+    /// Reads a partition from `from`, and writes its records as durable
+    /// Parquet files; commits nothing. `None` when nothing is waiting.
+    pub async fn write_partition(&self, topic: &str, partition: u32, from: u64) -> Result<Option<Staged>> {
+        let Some((project, collection)) = split_topic(topic) else { return Ok(None) };
+        let batch = self.log.read(topic, partition, from, self.max_records).await?;
+        let (Some(first), Some(last)) = (batch.records.first(), batch.records.last()) else { return Ok(None) };
+        let (first, last) = (first.offset, last.offset);
+
+        // Read every record with the newest schema: the collection's, or a
+        // writer's that is newer still (schemas only grow).
+        let mut reader: Vec<Field> =
+            self.registry.current(project, &collection).await?.map(|s| s.fields.clone()).unwrap_or_default();
+        let mut writers: HashMap<u32, Arc<SchemaVersion>> = HashMap::new();
+        for record in &batch.records {
+            let (id, _) = avro::split_header(&record.value).map_err(|e| decode_error(topic, partition, record, e))?;
+            if let std::collections::hash_map::Entry::Vacant(slot) = writers.entry(id) {
+                let v = self.registry.by_id(i64::from(id)).await?.ok_or(Error::UnknownSchema(id))?;
+                if v.fields.len() > reader.len() {
+                    reader = v.fields.clone();
+                }
+                slot.insert(v);
+            }
+        }
+
+        let (topic_owned, records) = (topic.to_owned(), batch.records);
+        let encode_reader = reader.clone();
+        let days = tokio::task::spawn_blocking(move || {
+            encode_days(&topic_owned, partition, &records, &writers, &encode_reader)
+        })
+        .await
+        .map_err(|e| Error::Task(e.to_string()))??;
+
+        let mut files = Vec::with_capacity(days.len());
+        for (day, rows, bytes) in days {
+            let day = format_date(day);
+            let path = format!("{project}/{collection}/_day={day}/{partition:05}-{first:020}-{last:020}.parquet");
+            let size = bytes.len() as u64;
+            self.warehouse.put_durable(&path, bytes).await?;
+            files.push(ParquetFile {
+                path,
+                project: project.to_owned(),
+                collection: collection.clone(),
+                day,
+                topic: topic.to_owned(),
+                partition,
+                first_offset: first,
+                last_offset: last,
+                rows,
+                bytes: size,
+            });
+        }
+        let advance = OffsetAdvance { topic: topic.to_owned(), partition, from, to: last + 1 };
+        Ok(Some(Staged { files, advance }))
+    }
+
+    /// Runs the loop every `interval` until the process ends.
+    pub fn spawn(self: Arc<Self>, interval: Duration) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(interval);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                let now = chrono::Utc::now().timestamp_millis();
+                match self.run_once(now).await {
+                    Ok(stats) if stats.files > 0 => {
+                        tracing::debug!(files = stats.files, rows = stats.rows, "loaded into columnar storage");
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::error!(error = %e, "the batch loop failed; it will try again"),
+                }
+            }
+        })
+    }
+}
+
+fn decode_error(topic: &str, partition: u32, record: &StoredRecord, e: impl std::fmt::Display) -> Error {
+    Error::Decode { topic: topic.to_owned(), partition, offset: record.offset, reason: e.to_string() }
+}
+
+/// Decodes the records and encodes one Parquet file per day of `_time`:
+/// (day, rows, bytes), by day.
+fn encode_days(
+    topic: &str,
+    partition: u32,
+    records: &[StoredRecord],
+    writers: &HashMap<u32, Arc<SchemaVersion>>,
+    reader: &[Field],
+) -> Result<Vec<(i32, u64, Vec<u8>)>> {
+    let time = reader.iter().position(|f| f.name == TIME_FIELD);
+    let mut days: BTreeMap<i32, Vec<Vec<Option<Value<'_>>>>> = BTreeMap::new();
+    for record in records {
+        let (id, body) = avro::split_header(&record.value).map_err(|e| decode_error(topic, partition, record, e))?;
+        let writer = writers.get(&id).ok_or(Error::UnknownSchema(id))?;
+        let values =
+            avro::decode(body, &writer.fields, reader).map_err(|e| decode_error(topic, partition, record, e))?;
+        let day = match time.and_then(|t| values[t].as_ref()) {
+            Some(Value::Scalar(Scalar::Timestamp(micros))) => micros.div_euclid(86_400_000_000) as i32,
+            _ => 0,
+        };
+        days.entry(day).or_default().push(values);
+    }
+    days.into_iter()
+        .map(|(day, rows)| {
+            let batch = columnar::record_batch(reader, &rows)?;
+            Ok((day, rows.len() as u64, columnar::parquet_bytes(&batch)?))
+        })
+        .collect()
+}
