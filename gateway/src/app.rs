@@ -14,6 +14,7 @@ use crate::loader::Loader;
 use crate::log::{self, EventLog};
 use crate::metadata::{self, MetadataStore};
 use crate::names;
+use crate::query::engine::{DataFusionEngine, QueryEngine};
 use crate::schema::SchemaRegistry;
 
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +44,7 @@ pub struct App {
     pub keys: KeyService,
     pub ingest: Ingestor,
     pub loader: Arc<Loader>,
+    pub engine: Arc<dyn QueryEngine>,
 }
 
 impl App {
@@ -54,10 +56,11 @@ impl App {
         let keys = KeyService::new(store.clone(), Duration::from_millis(config.projects.key_cache_ms));
         let registry = Arc::new(SchemaRegistry::new(store.clone()));
         let warehouse = Warehouse::open(&config.warehouse_url())?;
+        let engine: Arc<dyn QueryEngine> = Arc::new(DataFusionEngine::new(store.clone(), warehouse.clone()));
         let loader =
             Arc::new(Loader::new(log.clone(), store.clone(), registry.clone(), warehouse, config.batch.max_records));
         let ingest = Ingestor::new(registry, log.clone());
-        Ok(App { config, store, log, keys, ingest, loader })
+        Ok(App { config, store, log, keys, ingest, loader, engine })
     }
 
     pub fn now_ms(&self) -> i64 {

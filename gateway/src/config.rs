@@ -50,6 +50,9 @@ pub struct Config {
     /// The batch loop that moves the log into columnar storage.
     #[serde(default)]
     pub batch: BatchConfig,
+    /// The Analysis API.
+    #[serde(default)]
+    pub query: QueryConfig,
     /// HTTP limits.
     #[serde(default)]
     pub http: HttpConfig,
@@ -100,6 +103,48 @@ fn default_batch_max_records() -> usize {
 impl Default for BatchConfig {
     fn default() -> Self {
         BatchConfig { interval_ms: default_batch_interval_ms(), max_records: default_batch_max_records() }
+    }
+}
+
+/// The Analysis API (`[query]`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueryConfig {
+    /// A query running longer than this many seconds is stopped.
+    #[serde(default = "default_query_timeout_s")]
+    pub timeout_s: u64,
+    /// Results larger than this many bytes of JSON are refused.
+    #[serde(default = "default_max_result_bytes")]
+    pub max_result_bytes: usize,
+    /// Rows returned when the query names no LIMIT.
+    #[serde(default = "default_query_limit")]
+    pub default_limit: u64,
+    /// The most rows any query returns.
+    #[serde(default = "default_query_max_limit")]
+    pub max_limit: u64,
+}
+
+fn default_query_timeout_s() -> u64 {
+    60
+}
+fn default_max_result_bytes() -> usize {
+    64 << 20
+}
+fn default_query_limit() -> u64 {
+    50_000
+}
+fn default_query_max_limit() -> u64 {
+    1_000_000
+}
+
+impl Default for QueryConfig {
+    fn default() -> Self {
+        QueryConfig {
+            timeout_s: default_query_timeout_s(),
+            max_result_bytes: default_max_result_bytes(),
+            default_limit: default_query_limit(),
+            max_limit: default_query_max_limit(),
+        }
     }
 }
 
@@ -162,6 +207,7 @@ impl Default for Config {
             log: None,
             warehouse: None,
             batch: BatchConfig::default(),
+            query: QueryConfig::default(),
             http: HttpConfig::default(),
             projects: ProjectsConfig::default(),
             file_log: FileLogConfig::default(),
@@ -310,7 +356,7 @@ mod tests {
             assert!(line.contains(env), "{line}");
         }
         assert!(table.contains("500000"));
-        assert_eq!(table.lines().count(), 18, "{table}");
+        assert_eq!(table.lines().count(), 22, "{table}");
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod loader;
 pub mod log;
 pub mod metadata;
 pub mod names;
+pub mod query;
 pub mod schema;
 pub mod timefmt;
 pub mod types;

@@ -13,13 +13,16 @@ pub struct ApiError {
     pub message: String,
     /// Seconds after which a retry may succeed (`Retry-After`).
     pub retry_after: Option<u32>,
+    /// Where in a query the error is (line, column), for Rakam's query
+    /// error shape.
+    pub query_position: Option<(u64, u64)>,
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
 
 impl ApiError {
     pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        ApiError { status, message: message.into(), retry_after: None }
+        ApiError { status, message: message.into(), retry_after: None, query_position: None }
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -34,6 +37,22 @@ impl ApiError {
         Self::new(StatusCode::UNAUTHORIZED, message)
     }
 
+    /// An error in a query, answered in Rakam's query error shape:
+    /// `{"error": {"message", "sqlState", "errorCode", "errorLine",
+    /// "charPositionInLine"}, "error_code": status}`.
+    /// Without a position in the message, the error is placed at the end
+    /// of `sql` (where a parser that ran out of input stopped).
+    pub fn query(status: StatusCode, message: impl Into<String>, sql: &str) -> Self {
+        let message = message.into();
+        let end = || {
+            let line = sql.lines().count().max(1) as u64;
+            let column = sql.lines().last().map_or(0, |l| l.chars().count()) as u64 + 1;
+            (line, column)
+        };
+        let position = query_position(&message).unwrap_or_else(end);
+        ApiError { query_position: Some(position), ..Self::new(status, message) }
+    }
+
     pub fn unavailable(message: impl Into<String>) -> Self {
         ApiError { retry_after: Some(1), ..Self::new(StatusCode::SERVICE_UNAVAILABLE, message) }
     }
@@ -44,9 +63,32 @@ pub fn error_body(status: StatusCode, message: &str) -> String {
     serde_json::json!({"error": message, "error_code": status.as_u16()}).to_string()
 }
 
+/// `Line: L, Column: C` in a parser's message.
+fn query_position(message: &str) -> Option<(u64, u64)> {
+    let number_after = |tag: &str| -> Option<u64> {
+        let rest = &message[message.find(tag)? + tag.len()..];
+        rest.chars().take_while(char::is_ascii_digit).collect::<String>().parse().ok()
+    };
+    Some((number_after("Line: ")?, number_after("Column: ")?))
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut response = (self.status, error_body(self.status, &self.message)).into_response();
+        let body = match self.query_position {
+            None => error_body(self.status, &self.message),
+            Some((line, column)) => serde_json::json!({
+                "error": {
+                    "message": self.message,
+                    "sqlState": serde_json::Value::Null,
+                    "errorCode": self.status.as_u16(),
+                    "errorLine": line,
+                    "charPositionInLine": column,
+                },
+                "error_code": self.status.as_u16(),
+            })
+            .to_string(),
+        };
+        let mut response = (self.status, body).into_response();
         response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         if let Some(secs) = self.retry_after {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));

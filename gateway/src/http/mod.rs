@@ -3,6 +3,7 @@
 mod error;
 mod event;
 mod project;
+mod query;
 pub mod request;
 
 use std::net::SocketAddr;
@@ -41,6 +42,7 @@ pub fn router(app: AppState) -> Router {
         .route("/event/bulk", post(event::bulk))
         .route("/event/bulk/commit", post(event::bulk_commit))
         .route("/event/pixel", get(event::pixel).post(event::pixel))
+        .route("/query/execute", post(query::execute))
         .route("/health", get(health))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -1,0 +1,111 @@
+//! The engine seam, and DataFusion as the embedded engine.
+//!
+//! Each query gets a session holding only its project's tables, each table
+//! the Parquet files its manifest names at that moment (so a query sees
+//! every batch committed before it started, and nothing of another
+//! project even if a name slipped through), with the collection's newest
+//! schema (older files read with nulls for later fields).
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::array::RecordBatch;
+use datafusion::datasource::MemTable;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
+use datafusion::execution::context::{SQLOptions, SessionConfig, SessionContext};
+use sqlparser::ast::{Ident, ObjectName, Statement};
+
+use crate::columnar::{Warehouse, arrow_schema};
+use crate::metadata::MetadataStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("{0}")]
+    Query(String),
+    #[error("the query ran longer than {0} s")]
+    Timeout(u64),
+    #[error(transparent)]
+    Metadata(#[from] crate::metadata::Error),
+    #[error("storage: {0}")]
+    Storage(String),
+}
+
+/// The result of a query, as record batches.
+pub struct QueryOutput {
+    pub batches: Vec<RecordBatch>,
+    pub schema: datafusion::arrow::datatypes::SchemaRef,
+}
+
+#[async_trait]
+pub trait QueryEngine: Send + Sync + 'static {
+    /// The name a rewritten query uses for a collection's table.
+    fn table_name(&self, project: &str, collection: &str) -> ObjectName;
+    /// Runs a rewritten statement over the project's tables.
+    async fn run(&self, project: &str, statement: Statement, timeout_s: u64) -> Result<QueryOutput, EngineError>;
+}
+
+pub struct DataFusionEngine {
+    store: Arc<dyn MetadataStore>,
+    warehouse: Warehouse,
+}
+
+impl DataFusionEngine {
+    pub fn new(store: Arc<dyn MetadataStore>, warehouse: Warehouse) -> Self {
+        DataFusionEngine { store, warehouse }
+    }
+
+    async fn session(&self, project: &str) -> Result<SessionContext, EngineError> {
+        let config = SessionConfig::new().with_target_partitions(2).with_information_schema(false);
+        let ctx = SessionContext::new_with_config(config);
+        let root = self.warehouse.local_root().ok_or_else(|| EngineError::Storage("not a local warehouse".into()))?;
+        for schema in self.store.latest_schemas(project).await? {
+            let table_schema = arrow_schema(&schema.fields);
+            let files = self.store.parquet_files(project, &schema.collection).await?;
+            let table: Arc<dyn datafusion::datasource::TableProvider> = if files.is_empty() {
+                Arc::new(MemTable::try_new(table_schema, vec![vec![]]).map_err(|e| EngineError::Query(e.to_string()))?)
+            } else {
+                let urls = files
+                    .iter()
+                    .map(|f| ListingTableUrl::parse(format!("file://{}", root.join(&f.path).display())))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| EngineError::Storage(e.to_string()))?;
+                let options = ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
+                let config = ListingTableConfig::new_with_multi_paths(urls)
+                    .with_listing_options(options)
+                    .with_schema(table_schema);
+                Arc::new(ListingTable::try_new(config).map_err(|e| EngineError::Query(e.to_string()))?)
+            };
+            ctx.register_table(datafusion::common::TableReference::bare(schema.collection.clone()), table)
+                .map_err(|e| EngineError::Query(e.to_string()))?;
+        }
+        Ok(ctx)
+    }
+}
+
+#[async_trait]
+impl QueryEngine for DataFusionEngine {
+    fn table_name(&self, _project: &str, collection: &str) -> ObjectName {
+        ObjectName::from(vec![Ident::with_quote('"', collection)])
+    }
+
+    async fn run(&self, project: &str, statement: Statement, timeout_s: u64) -> Result<QueryOutput, EngineError> {
+        let ctx = self.session(project).await?;
+        let work = async {
+            let state = ctx.state();
+            let plan = state
+                .statement_to_plan(datafusion::sql::parser::Statement::Statement(Box::new(statement)))
+                .await
+                .map_err(|e| EngineError::Query(e.to_string()))?;
+            let options = SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false);
+            options.verify_plan(&plan).map_err(|e| EngineError::Query(e.to_string()))?;
+            let frame = ctx.execute_logical_plan(plan).await.map_err(|e| EngineError::Query(e.to_string()))?;
+            let schema = Arc::new(frame.schema().as_arrow().clone());
+            let batches = frame.collect().await.map_err(|e| EngineError::Query(e.to_string()))?;
+            Ok(QueryOutput { batches, schema })
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(timeout_s), work)
+            .await
+            .map_err(|_| EngineError::Timeout(timeout_s))?
+    }
+}
