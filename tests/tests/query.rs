@@ -143,7 +143,55 @@ async fn errors_name_their_position_and_limits_apply(backend: Backend) {
     assert_eq!(r.json()["result"].as_array().map(Vec::len), Some(2));
 }
 
+fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") })
+        .collect()
+}
+
+async fn every_analysis_endpoint_answers_in_rakam_shape(backend: Backend) {
+    let gw = Gateway::start_with(backend, options()).await;
+    let k = gw.create_project("shop").await;
+    let events: Vec<(String, Value)> =
+        (0..4).map(|i| ("c".to_owned(), json!({"i": i, "name": format!("n,{i}")}))).collect();
+    assert!(gw.client.batch(&k.write, &events).await.expect("batch").is_stored());
+    commit(&gw, &k).await;
+
+    // GET with data=: the answer as a server-sent event.
+    let data = json!({"query": "SELECT count(*) AS n FROM c"}).to_string();
+    let path = format!("/query/execute?read_key={}&data={}", k.read, percent_encode(&data));
+    let r = gw.send("GET", &path, &[], "").await;
+    assert_eq!(r.status, 200);
+    let text = r.text();
+    let payload = text.strip_prefix("event: result\ndata: ").expect("a result event").trim();
+    let answer: Value = serde_json::from_str(payload).expect("json");
+    assert_eq!(answer["result"], json!([[4]]));
+    let data = json!({"query": "SELECT * FROM elsewhere.t"}).to_string();
+    let path = format!("/query/execute?read_key={}&data={}", k.read, percent_encode(&data));
+    let text = gw.send("GET", &path, &[], "").await.text();
+    assert!(text.starts_with("event: error\ndata: "), "{text}");
+    assert!(text.contains("\"error_code\":403"), "{text}");
+
+    let reader = [("read_key", k.read.as_str())];
+    let r = gw.post("/query/metadata", &reader, &json!({"query": "SELECT count(*) AS n, max(name) AS m FROM c"})).await;
+    assert_eq!(r.json(), json!([{"name": "n", "type": "LONG"}, {"name": "m", "type": "STRING"}]));
+    let r = gw.post("/query/explain", &reader, &json!({"query": "SELECT i FROM c WHERE i > 1"})).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.json()["plans"].as_array().is_some_and(|p| !p.is_empty()), "{}", r.text());
+    let r = gw.post("/query/explain", &reader, &json!({"query": "SELECT * FROM other.t"})).await;
+    assert_eq!(r.status, 403);
+
+    let export = |kind: &str| json!({"query": "SELECT i, name FROM c ORDER BY i", "export_type": kind});
+    let csv = gw.post("/query/export", &reader, &export("CSV")).await;
+    assert_eq!(csv.status, 200);
+    assert_eq!(csv.text(), "i,name\n0.0,\"n,0\"\n1.0,\"n,1\"\n2.0,\"n,2\"\n3.0,\"n,3\"\n");
+    let as_json = gw.post("/query/export", &reader, &export("json")).await;
+    assert_eq!(as_json.json()[1], json!({"i": 1.0, "name": "n,1"}));
+    assert_eq!(gw.post("/query/export", &reader, &export("XML")).await.status, 400);
+}
+
 on_every_backend!(
+    every_analysis_endpoint_answers_in_rakam_shape,
     results_equal_a_reference_computed_from_the_events,
     nothing_outside_the_project_resolves,
     errors_name_their_position_and_limits_apply,

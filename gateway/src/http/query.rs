@@ -1,18 +1,20 @@
-//! `/query/execute`: SQL over the project's collections.
+//! `/query/*`: SQL over the project's collections (Rakam's Analysis API).
 
 use std::collections::BTreeMap;
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::response::Response;
-use http::{HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use serde::Deserialize;
 use serde_json::{Value as Json, json};
+use sqlparser::ast::Statement;
 
-use super::request::{json, key_from, read_body};
+use super::request::{json, key_from, query_param, read_body};
 use super::{ApiError, ApiResult, AppState, json_response};
+use crate::app::App;
 use crate::metadata::KeyKind;
-use crate::query::engine::EngineError;
+use crate::query::engine::{EngineError, QueryOutput};
 use crate::query::result;
 use crate::query::rewrite::{self, RewriteError, Scope};
 
@@ -22,48 +24,174 @@ pub struct QueryRequest {
     query: String,
     #[serde(default)]
     limit: Option<u64>,
+    /// Accepted for Rakam clients; collections need no schema.
     #[serde(default)]
     #[allow(dead_code)]
     default_schema: Option<String>,
+    /// Accepted for Rakam clients; timestamps are answered in UTC.
     #[serde(default)]
     #[allow(dead_code)]
     timezone: Option<String>,
+    /// Accepted for Rakam clients; queries read every row.
     #[serde(default)]
     #[allow(dead_code)]
     sampling: Option<Json>,
+    /// `CSV` or `JSON`, for `/query/export`.
     #[serde(default)]
-    #[allow(dead_code)]
     export_type: Option<String>,
 }
 
-pub async fn execute(State(app): State<AppState>, uri: Uri, headers: HeaderMap, body: Body) -> ApiResult<Response> {
-    let project = app.authorize(key_from(&headers, uri.query(), "read_key"), &[KeyKind::Read]).await?;
-    let bytes = read_body(&headers, body, app.config.http.max_body_bytes, "").await?;
-    let req: QueryRequest = json(&bytes)?;
-    let collections: BTreeMap<String, Vec<crate::types::Field>> =
-        app.store.latest_schemas(&project).await?.into_iter().map(|s| (s.collection, s.fields)).collect();
-    let engine = app.engine.clone();
-    let table_name = |collection: &str| engine.table_name(&project, collection);
-    let mut statement = rewrite::rewrite(&req.query, &Scope { collections: &collections, table_name: &table_name })
-        .map_err(|e| match e {
-            RewriteError::Denied(reason) => ApiError::forbidden(format!("denied: {reason}")),
-            RewriteError::Syntax(message) => ApiError::query(StatusCode::BAD_REQUEST, message, &req.query),
-        })?;
-    let limits = &app.config.query;
-    rewrite::apply_limit(&mut statement, req.limit.unwrap_or(limits.default_limit).min(limits.max_limit));
-    let output = app.engine.run(&project, statement, limits.timeout_s).await.map_err(|e| match e {
-        EngineError::Query(message) => ApiError::query(StatusCode::BAD_REQUEST, message, &req.query),
-        EngineError::Timeout(_) => ApiError::new(StatusCode::GATEWAY_TIMEOUT, e.to_string()),
-        EngineError::Metadata(e) => e.into(),
-        EngineError::Storage(m) => ApiError::unavailable(m),
-    })?;
-    let rows = result::rows(&output.batches, limits.max_result_bytes)
-        .map_err(|e| ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, e.to_string()))?;
-    let metadata: Vec<Json> = output
+impl App {
+    /// Rewrites a query for the project, capped at `limit` rows (none for
+    /// EXPLAIN).
+    async fn rewritten(&self, project: &str, sql: &str, limit: Option<u64>) -> ApiResult<Statement> {
+        let collections: BTreeMap<String, Vec<crate::types::Field>> =
+            self.store.latest_schemas(project).await?.into_iter().map(|s| (s.collection, s.fields)).collect();
+        let table_name = |collection: &str| self.engine.table_name(project, collection);
+        let mut statement = rewrite::rewrite(sql, &Scope { collections: &collections, table_name: &table_name })
+            .map_err(|e| match e {
+                RewriteError::Denied(reason) => ApiError::forbidden(format!("denied: {reason}")),
+                RewriteError::Syntax(message) => ApiError::query(StatusCode::BAD_REQUEST, message, sql),
+            })?;
+        let limits = &self.config.query;
+        if let Some(limit) = limit {
+            rewrite::apply_limit(&mut statement, limit.min(limits.max_limit));
+        }
+        Ok(statement)
+    }
+
+    async fn run_query(&self, project: &str, sql: &str, statement: Statement) -> ApiResult<QueryOutput> {
+        self.engine.run(project, statement, self.config.query.timeout_s).await.map_err(|e| match e {
+            EngineError::Query(message) => ApiError::query(StatusCode::BAD_REQUEST, message, sql),
+            EngineError::Timeout(_) => ApiError::new(StatusCode::GATEWAY_TIMEOUT, e.to_string()),
+            EngineError::Metadata(e) => e.into(),
+            EngineError::Storage(m) => ApiError::unavailable(m),
+        })
+    }
+
+    /// Runs a query and answers Rakam's `{metadata, result, properties}`.
+    async fn answer(&self, project: &str, req: &QueryRequest) -> ApiResult<Json> {
+        let limit = req.limit.unwrap_or(self.config.query.default_limit);
+        let statement = self.rewritten(project, &req.query, Some(limit)).await?;
+        let output = self.run_query(project, &req.query, statement).await?;
+        let rows = result::rows(&output.batches, self.config.query.max_result_bytes)
+            .map_err(|e| ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, e.to_string()))?;
+        Ok(json!({"metadata": metadata(&output), "result": rows, "properties": {}}))
+    }
+}
+
+fn metadata(output: &QueryOutput) -> Vec<Json> {
+    output
         .schema
         .fields()
         .iter()
         .map(|f| json!({"name": f.name(), "type": result::rakam_type(f.data_type())}))
+        .collect()
+}
+
+async fn read_request(app: &AppState, headers: &HeaderMap, body: Body) -> ApiResult<QueryRequest> {
+    let bytes = read_body(headers, body, app.config.http.max_body_bytes, "").await?;
+    json(&bytes)
+}
+
+async fn reader(app: &AppState, uri: &Uri, headers: &HeaderMap) -> ApiResult<String> {
+    app.authorize(key_from(headers, uri.query(), "read_key"), &[KeyKind::Read]).await
+}
+
+/// `POST /query/execute`.
+pub async fn execute(State(app): State<AppState>, uri: Uri, headers: HeaderMap, body: Body) -> ApiResult<Response> {
+    let project = reader(&app, &uri, &headers).await?;
+    let req = read_request(&app, &headers, body).await?;
+    Ok(json_response(StatusCode::OK, &app.answer(&project, &req).await?))
+}
+
+/// `GET /query/execute?read_key=&data=<the same JSON>`: the answer as
+/// server-sent events: one `result` event, or one `error` event.
+pub async fn execute_stream(State(app): State<AppState>, uri: Uri, headers: HeaderMap) -> ApiResult<Response> {
+    let project = reader(&app, &uri, &headers).await?;
+    let data = query_param(uri.query(), "data").ok_or_else(|| ApiError::bad_request("data is missing"))?;
+    let req: QueryRequest = json(data.as_bytes())?;
+    let (event, payload) = match app.answer(&project, &req).await {
+        Ok(answer) => ("result", answer),
+        Err(e) => ("error", json!({"error": e.message, "error_code": e.status.as_u16()})),
+    };
+    let mut response = (StatusCode::OK, format!("event: {event}\ndata: {payload}\n\n")).into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    Ok(response)
+}
+
+/// `POST /query/explain`: the engine's plan of the rewritten query.
+pub async fn explain(State(app): State<AppState>, uri: Uri, headers: HeaderMap, body: Body) -> ApiResult<Response> {
+    let project = reader(&app, &uri, &headers).await?;
+    let req = read_request(&app, &headers, body).await?;
+    let sql = format!("EXPLAIN {}", req.query.trim_start());
+    let statement = app.rewritten(&project, &sql, None).await?;
+    let output = app.run_query(&project, &sql, statement).await?;
+    let rows = result::rows(&output.batches, app.config.query.max_result_bytes)
+        .map_err(|e| ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, e.to_string()))?;
+    let plan: Vec<Json> = rows.into_iter().map(|r| json!({"plan_type": r[0], "plan": r[1]})).collect();
+    Ok(json_response(StatusCode::OK, &json!({"plans": plan})))
+}
+
+/// `POST /query/metadata`: the columns a query would answer, without rows.
+pub async fn query_metadata(
+    State(app): State<AppState>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Response> {
+    let project = reader(&app, &uri, &headers).await?;
+    let req = read_request(&app, &headers, body).await?;
+    let statement = app.rewritten(&project, &req.query, Some(0)).await?;
+    let output = app.run_query(&project, &req.query, statement).await?;
+    Ok(json_response(StatusCode::OK, &metadata(&output)))
+}
+
+/// `POST /query/export`: the rows as CSV (with a header) or a JSON array of
+/// objects, per `export_type`.
+pub async fn export(State(app): State<AppState>, uri: Uri, headers: HeaderMap, body: Body) -> ApiResult<Response> {
+    let project = reader(&app, &uri, &headers).await?;
+    let req = read_request(&app, &headers, body).await?;
+    let answer = app.answer(&project, &req).await?;
+    let names: Vec<String> = answer["metadata"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c["name"].as_str().map(str::to_owned))
         .collect();
-    Ok(json_response(StatusCode::OK, &json!({"metadata": metadata, "result": rows, "properties": {}})))
+    let rows = answer["result"].as_array().cloned().unwrap_or_default();
+    match req.export_type.as_deref().map(str::to_ascii_uppercase).as_deref() {
+        Some("CSV") | None => {
+            let mut out = csv::Writer::from_writer(Vec::new());
+            let text = |v: &Json| match v {
+                Json::Null => String::new(),
+                Json::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            let mut write = |record: Vec<String>| {
+                out.write_record(record).map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+            };
+            write(names.clone())?;
+            for row in &rows {
+                write(row.as_array().into_iter().flatten().map(text).collect())?;
+            }
+            let bytes =
+                out.into_inner().map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+            let mut response = (StatusCode::OK, bytes).into_response();
+            response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/csv"));
+            Ok(response)
+        }
+        Some("JSON") => {
+            let objects: Vec<Json> = rows
+                .iter()
+                .map(|row| {
+                    let values = row.as_array().cloned().unwrap_or_default();
+                    Json::Object(names.iter().cloned().zip(values).collect())
+                })
+                .collect();
+            Ok(json_response(StatusCode::OK, &objects))
+        }
+        Some(other) => Err(ApiError::bad_request(format!("export_type {other:?} is not CSV or JSON"))),
+    }
 }
