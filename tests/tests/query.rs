@@ -190,7 +190,81 @@ async fn every_analysis_endpoint_answers_in_rakam_shape(backend: Backend) {
     assert_eq!(gw.post("/query/export", &reader, &export("XML")).await.status, 400);
 }
 
+async fn every_rakam_type_reads_back_as_itself(backend: Backend) {
+    let gw = Gateway::start_with(backend, options()).await;
+    let k = gw.create_project("shop").await;
+    let types = [
+        "STRING",
+        "INTEGER",
+        "LONG",
+        "DOUBLE",
+        "DECIMAL",
+        "BOOLEAN",
+        "DATE",
+        "TIME",
+        "TIMESTAMP",
+        "BINARY",
+        "ARRAY_STRING",
+        "ARRAY_LONG",
+        "MAP_DOUBLE",
+        "MAP_STRING",
+    ];
+    let fields: Vec<Value> =
+        types.iter().map(|t| json!({"name": format!("f_{}", t.to_ascii_lowercase()), "type": t})).collect();
+    let r = gw
+        .post("/project/schema/add", &[("master_key", &k.master)], &json!({"collection": "typed", "fields": fields}))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let values = json!({
+        "f_string": "s", "f_integer": 7, "f_long": 9_000_000_000u64, "f_double": 1.5, "f_decimal": "12.25",
+        "f_boolean": true, "f_date": "2024-02-29", "f_time": "13:14:15.5", "f_timestamp": "2024-02-29T13:14:15Z",
+        "f_binary": "aGk=", "f_array_string": ["a", "b"], "f_array_long": [1, 2], "f_map_double": {"x": 1.5},
+        "f_map_string": {"k": "v"}
+    });
+    let event = json!({"collection": "typed", "api": {"api_key": k.write}, "properties": values});
+    assert_eq!(gw.post("/event/collect", &[], &event).await.status, 200);
+    commit(&gw, &k).await;
+    let names: Vec<String> = types.iter().map(|t| format!("f_{}", t.to_ascii_lowercase())).collect();
+    let r = query(&gw, &k, &format!("SELECT {} FROM typed", names.join(", "))).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let metadata: Vec<Value> = names.iter().zip(types).map(|(n, t)| json!({"name": n, "type": t})).collect();
+    assert_eq!(r.json()["metadata"], Value::Array(metadata));
+    let row = &r.json()["result"][0];
+    assert_eq!(
+        (&row[0], &row[1], &row[2], &row[3], &row[5]),
+        (&json!("s"), &json!(7), &json!(9_000_000_000u64), &json!(1.5), &json!(true))
+    );
+    assert_eq!(row[4], json!("12.250000000"));
+    assert_eq!((&row[6], &row[7]), (&json!("2024-02-29"), &json!("13:14:15.500")));
+    assert!(row[8].as_str().is_some_and(|t| t.starts_with("2024-02-29T13:14:15")), "{}", row[8]);
+    assert_eq!((&row[10], &row[11]), (&json!(["a", "b"]), &json!([1, 2])));
+    let typed =
+        rows(&gw, &k, "SELECT f_map_double['x'], f_timestamp = TIMESTAMP '2024-02-29 13:14:15+00:00' FROM typed").await;
+    assert_eq!(typed, [[json!(1.5), json!(true)]]);
+}
+
+async fn the_loop_loads_by_itself(backend: Backend) {
+    let gw = Gateway::start_with(
+        backend,
+        Options { env: vec![("WEIR_BATCH__INTERVAL_MS".into(), "200".into())], ..Options::default() },
+    )
+    .await;
+    let k = gw.create_project("shop").await;
+    let event = json!({"collection": "c", "api": {"api_key": k.write}, "properties": {"x": 1}});
+    assert_eq!(gw.post("/event/collect", &[], &event).await.status, 200);
+    // No /event/bulk/commit: the loop runs every 200 ms on its own.
+    for _ in 0..100 {
+        if rows(&gw, &k, "SELECT count(*) FROM c").await == [[json!(1)]] {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    panic!("the event never became queryable");
+}
+
 on_every_backend!(
+    every_rakam_type_reads_back_as_itself,
+    the_loop_loads_by_itself,
     every_analysis_endpoint_answers_in_rakam_shape,
     results_equal_a_reference_computed_from_the_events,
     nothing_outside_the_project_resolves,
