@@ -7,6 +7,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 
 use crate::columnar::Warehouse;
+use crate::compaction::Compactor;
 use crate::config::Config;
 use crate::ingest::Ingestor;
 use crate::keys::KeyService;
@@ -99,6 +100,14 @@ pub async fn serve(config: Config) -> Result<()> {
     );
     // This node is the master: it runs the batch loop.
     app.loader.clone().spawn(std::time::Duration::from_millis(app.config.batch.interval_ms));
+    let batch = &app.config.batch;
+    let compactor = Compactor::new(
+        app.store.clone(),
+        app.loader.warehouse().clone(),
+        batch.compact_min_files,
+        std::time::Duration::from_millis(batch.compact_grace_ms),
+    );
+    Arc::new(compactor).spawn(std::time::Duration::from_millis(batch.compact_interval_ms.max(10)));
     let router = crate::http::router(app);
     println!("weir listening on http://{local}");
     axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>())

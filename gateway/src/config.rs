@@ -91,6 +91,25 @@ pub struct BatchConfig {
     /// At most this many records of one partition go into one set of files.
     #[serde(default = "default_batch_max_records")]
     pub max_records: usize,
+    /// Milliseconds between compaction runs.
+    #[serde(default = "default_compact_interval_ms")]
+    pub compact_interval_ms: u64,
+    /// A day of a collection is compacted once it has this many small files.
+    #[serde(default = "default_compact_min_files")]
+    pub compact_min_files: usize,
+    /// Milliseconds replaced files are kept for queries still reading them.
+    #[serde(default = "default_compact_grace_ms")]
+    pub compact_grace_ms: u64,
+}
+
+fn default_compact_interval_ms() -> u64 {
+    60_000
+}
+fn default_compact_min_files() -> usize {
+    8
+}
+fn default_compact_grace_ms() -> u64 {
+    300_000
 }
 
 fn default_batch_interval_ms() -> u64 {
@@ -102,7 +121,13 @@ fn default_batch_max_records() -> usize {
 
 impl Default for BatchConfig {
     fn default() -> Self {
-        BatchConfig { interval_ms: default_batch_interval_ms(), max_records: default_batch_max_records() }
+        BatchConfig {
+            interval_ms: default_batch_interval_ms(),
+            max_records: default_batch_max_records(),
+            compact_interval_ms: default_compact_interval_ms(),
+            compact_min_files: default_compact_min_files(),
+            compact_grace_ms: default_compact_grace_ms(),
+        }
     }
 }
 
@@ -356,7 +381,7 @@ mod tests {
             assert!(line.contains(env), "{line}");
         }
         assert!(table.contains("500000"));
-        assert_eq!(table.lines().count(), 22, "{table}");
+        assert_eq!(table.lines().count(), 25, "{table}");
     }
 
     #[test]

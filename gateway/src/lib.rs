@@ -4,6 +4,7 @@ pub mod app;
 pub mod avro;
 pub mod avro_import;
 pub mod columnar;
+pub mod compaction;
 pub mod config;
 pub mod http;
 pub mod infer;

@@ -4,17 +4,22 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use arrow::array::{Array, Float64Array, StringArray};
 use arrow::record_batch::RecordBatch;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::{Value, json};
 use weir_gateway::columnar::Warehouse;
+use weir_gateway::compaction::Compactor;
 use weir_gateway::ingest::{Context, Event, Ingestor};
 use weir_gateway::loader::Loader;
 use weir_gateway::log::EventLog;
 use weir_gateway::log::file::{FileLog, FileLogConfig};
 use weir_gateway::metadata::{self, MetadataStore, OffsetAdvance};
+use weir_gateway::query::engine::{DataFusionEngine, QueryEngine};
+use weir_gateway::query::rewrite;
 use weir_gateway::schema::SchemaRegistry;
 use weir_tests::{Backend, Gateway, on_every_backend};
 
@@ -208,7 +213,66 @@ async fn bulk_commit_makes_acknowledged_events_visible_in_storage(backend: Backe
     }
 }
 
+/// `SELECT count(*), count(DISTINCT seq), count(tag) FROM c` on the engine.
+async fn counts(p: &Parts, engine: &dyn QueryEngine) -> (i64, i64, i64) {
+    let collections: std::collections::BTreeMap<String, Vec<weir_gateway::types::Field>> =
+        p.store.latest_schemas("p").await.expect("schemas").into_iter().map(|s| (s.collection, s.fields)).collect();
+    let name = |c: &str| engine.table_name("p", c);
+    let statement = rewrite::rewrite(
+        "SELECT count(*), count(DISTINCT seq), count(tag) FROM c",
+        &rewrite::Scope { collections: &collections, table_name: &name },
+    )
+    .expect("rewrite");
+    let output = engine.run("p", statement, 60).await.expect("query");
+    let row = weir_gateway::query::result::rows(&output.batches, 1 << 20).expect("rows").remove(0);
+    let n = |v: &Value| v.as_i64().expect("count");
+    (n(&row[0]), n(&row[1]), n(&row[2]))
+}
+
+async fn compaction_merges_small_files_while_queries_see_every_row_once(backend: Backend) {
+    let p = Arc::new(parts(backend, 3).await);
+    send(&p, "c", 0..60, json!({})).await;
+    p.loader.run_once(0).await.expect("load");
+    send(&p, "c", 60..66, json!({"tag": "late"})).await;
+    p.loader.run_once(0).await.expect("load");
+    let before = p.store.parquet_files("p", "c").await.expect("manifest");
+    assert!(before.len() > 10, "{} files", before.len());
+
+    let engine: Arc<dyn QueryEngine> = Arc::new(DataFusionEngine::new(p.store.clone(), p.loader.warehouse().clone()));
+    assert_eq!(counts(&p, engine.as_ref()).await, (66, 66, 6));
+    let stop = Arc::new(AtomicBool::new(false));
+    let readers: Vec<_> = (0..2)
+        .map(|_| {
+            let (p, engine, stop) = (p.clone(), engine.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut seen = 0;
+                while !stop.load(Ordering::Relaxed) || seen == 0 {
+                    assert_eq!(counts(&p, engine.as_ref()).await, (66, 66, 6), "a query during compaction");
+                    seen += 1;
+                }
+                seen
+            })
+        })
+        .collect();
+    let compactor = Compactor::new(p.store.clone(), p.loader.warehouse().clone(), 2, Duration::from_secs(2));
+    let stats = compactor.run_once(0).await.expect("compact");
+    stop.store(true, Ordering::Relaxed);
+    for r in readers {
+        assert!(r.await.expect("reader") > 0);
+    }
+    assert_eq!(stats.merged, before.len());
+    let after = p.store.parquet_files("p", "c").await.expect("manifest");
+    assert_eq!(after.len(), 2, "one file per day: {after:?}");
+    assert_eq!(after.iter().map(|f| f.rows).sum::<u64>(), 66);
+    assert_eq!(counts(&p, engine.as_ref()).await, (66, 66, 6));
+    // The replaced files go once the grace period is over.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(p.loader.warehouse().get(&before[0].path).await.is_err(), "replaced files are deleted");
+    assert!(p.loader.warehouse().get(&after[0].path).await.is_ok());
+}
+
 on_every_backend!(
+    compaction_merges_small_files_while_queries_see_every_row_once,
     every_event_lands_once_across_partitions_days_and_schema_versions,
     small_batches_keep_every_record_at_their_boundaries,
     a_crash_between_writing_and_committing_loads_nothing_twice,

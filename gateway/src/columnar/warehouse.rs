@@ -71,6 +71,13 @@ impl Warehouse {
         Ok(())
     }
 
+    pub async fn delete(&self, path: &str) -> Result<()> {
+        match self.store.delete(&ObjectPath::from(path)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     pub async fn get(&self, path: &str) -> Result<bytes::Bytes> {
         Ok(self.store.get(&ObjectPath::from(path)).await?.bytes().await?)
     }

@@ -155,6 +155,9 @@ pub trait MetadataStore: Send + Sync + 'static {
     async fn commit_load(&self, files: &[ParquetFile], advances: &[OffsetAdvance], now_ms: i64) -> Result<bool>;
     /// The files of a collection's table, by path.
     async fn parquet_files(&self, project: &str, collection: &str) -> Result<Vec<ParquetFile>>;
+    /// Replaces files with one that holds their rows, in one transaction;
+    /// `false`, with nothing changed, when one of them is no longer there.
+    async fn replace_files(&self, old: &[String], new: &ParquetFile, now_ms: i64) -> Result<bool>;
 }
 
 /// Opens (and migrates) the metadata store named by `url`.

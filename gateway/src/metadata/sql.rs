@@ -218,6 +218,26 @@ fn long_text(row: &AnyRow, column: &str) -> Result<String> {
     }
 }
 
+impl SqlMetadataStore {
+    async fn insert_file(&self, tx: &mut sqlx::Transaction<'_, sqlx::Any>, f: &ParquetFile, now_ms: i64) -> Result<()> {
+        sqlx::query(&self.sql.insert_file)
+            .bind(f.path.as_str())
+            .bind(f.project.as_str())
+            .bind(f.collection.as_str())
+            .bind(f.day.as_str())
+            .bind(f.topic.as_str())
+            .bind(i64::from(f.partition))
+            .bind(signed(f.first_offset))
+            .bind(signed(f.last_offset))
+            .bind(signed(f.rows))
+            .bind(signed(f.bytes))
+            .bind(now_ms)
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
+}
+
 fn offset(value: i64, what: &str) -> Result<u64> {
     u64::try_from(value).map_err(|_| Error::Corrupt(format!("negative {what} {value}")))
 }
@@ -386,21 +406,22 @@ impl MetadataStore for SqlMetadataStore {
         }
         for f in files {
             sqlx::query(&self.sql.delete_file).bind(f.path.as_str()).execute(&mut *tx).await?;
-            sqlx::query(&self.sql.insert_file)
-                .bind(f.path.as_str())
-                .bind(f.project.as_str())
-                .bind(f.collection.as_str())
-                .bind(f.day.as_str())
-                .bind(f.topic.as_str())
-                .bind(i64::from(f.partition))
-                .bind(signed(f.first_offset))
-                .bind(signed(f.last_offset))
-                .bind(signed(f.rows))
-                .bind(signed(f.bytes))
-                .bind(now_ms)
-                .execute(&mut *tx)
-                .await?;
+            self.insert_file(&mut tx, f, now_ms).await?;
         }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn replace_files(&self, old: &[String], new: &ParquetFile, now_ms: i64) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        for path in old {
+            let gone = sqlx::query(&self.sql.delete_file).bind(path.as_str()).execute(&mut *tx).await?.rows_affected();
+            if gone != 1 {
+                tx.rollback().await?;
+                return Ok(false);
+            }
+        }
+        self.insert_file(&mut tx, new, now_ms).await?;
         tx.commit().await?;
         Ok(true)
     }

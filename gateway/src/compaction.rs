@@ -1,0 +1,155 @@
+//! Compaction: a day's small Parquet files of a collection become one.
+//!
+//! The merged file is written and made durable first; then one metadata
+//! transaction takes the small files out of the manifest and puts the
+//! merged one in. A query reads the manifest once, when it starts, so it
+//! sees either every small file or the merged one: never a row twice, never
+//! a row missing. The small files are deleted after a grace period, once
+//! queries that started before the swap are done with them.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::array::{ArrayRef, new_null_array};
+use arrow::record_batch::RecordBatch;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+use crate::columnar::{self, Warehouse, arrow_schema};
+use crate::metadata::{self, MetadataStore, ParquetFile};
+use crate::types::Field;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Metadata(#[from] metadata::Error),
+    #[error(transparent)]
+    Columnar(#[from] columnar::Error),
+    #[error("parquet: {0}")]
+    Parquet(#[from] parquet::errors::ParquetError),
+    #[error("arrow: {0}")]
+    Arrow(#[from] arrow::error::ArrowError),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Files at least this large are left alone.
+const SMALL_FILE_BYTES: u64 = 32 << 20;
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct CompactStats {
+    /// Small files taken out of manifests.
+    pub merged: usize,
+    /// Files put in their place.
+    pub written: usize,
+}
+
+pub struct Compactor {
+    store: Arc<dyn MetadataStore>,
+    warehouse: Warehouse,
+    /// A day is compacted once it has this many small files.
+    min_files: usize,
+    /// How long replaced files are kept for queries still reading them.
+    grace: Duration,
+}
+
+impl Compactor {
+    pub fn new(store: Arc<dyn MetadataStore>, warehouse: Warehouse, min_files: usize, grace: Duration) -> Self {
+        Compactor { store, warehouse, min_files: min_files.max(2), grace }
+    }
+
+    /// Compacts every day of every collection that has enough small files.
+    pub async fn run_once(&self, now_ms: i64) -> Result<CompactStats> {
+        let mut stats = CompactStats::default();
+        for project in self.store.projects().await? {
+            for schema in self.store.latest_schemas(&project).await? {
+                let files = self.store.parquet_files(&project, &schema.collection).await?;
+                let mut days: BTreeMap<String, Vec<ParquetFile>> = BTreeMap::new();
+                for f in files.into_iter().filter(|f| f.bytes < SMALL_FILE_BYTES) {
+                    days.entry(f.day.clone()).or_default().push(f);
+                }
+                for (_, group) in days.into_iter().filter(|(_, g)| g.len() >= self.min_files) {
+                    if self.compact(&schema.fields, &group, now_ms).await? {
+                        stats.merged += group.len();
+                        stats.written += 1;
+                    }
+                }
+            }
+        }
+        Ok(stats)
+    }
+
+    /// Merges one day's files; `false` when the manifest changed meanwhile.
+    async fn compact(&self, fields: &[Field], group: &[ParquetFile], now_ms: i64) -> Result<bool> {
+        let schema = arrow_schema(fields);
+        let mut batches = Vec::new();
+        for file in group {
+            let bytes = self.warehouse.get(&file.path).await?;
+            for batch in ParquetRecordBatchReaderBuilder::try_new(bytes)?.build()? {
+                let batch = batch?;
+                // Older files lack the fields added since: nulls.
+                let columns: Vec<ArrayRef> = schema
+                    .fields()
+                    .iter()
+                    .map(|f| {
+                        batch
+                            .column_by_name(f.name())
+                            .cloned()
+                            .unwrap_or_else(|| new_null_array(f.data_type(), batch.num_rows()))
+                    })
+                    .collect();
+                batches.push(RecordBatch::try_new(schema.clone(), columns)?);
+            }
+        }
+        let merged = arrow::compute::concat_batches(&schema, &batches)?;
+        let bytes = columnar::parquet_bytes(&merged)?;
+        let first = &group[0];
+        let (low, high) = group.iter().fold((u64::MAX, 0), |(l, h), f| (l.min(f.first_offset), h.max(f.last_offset)));
+        let path = format!(
+            "{}/{}/_day={}/compacted-{low:020}-{high:020}-{}.parquet",
+            first.project,
+            first.collection,
+            first.day,
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        );
+        let new = ParquetFile {
+            path: path.clone(),
+            rows: merged.num_rows() as u64,
+            bytes: bytes.len() as u64,
+            first_offset: low,
+            last_offset: high,
+            partition: group.iter().map(|f| f.partition).min().unwrap_or(0),
+            ..first.clone()
+        };
+        self.warehouse.put_durable(&path, bytes).await?;
+        let old: Vec<String> = group.iter().map(|f| f.path.clone()).collect();
+        if !self.store.replace_files(&old, &new, now_ms).await? {
+            self.warehouse.delete(&path).await?;
+            return Ok(false);
+        }
+        let (warehouse, grace) = (self.warehouse.clone(), self.grace);
+        tokio::spawn(async move {
+            tokio::time::sleep(grace).await;
+            for path in old {
+                if let Err(e) = warehouse.delete(&path).await {
+                    tracing::warn!(%path, error = %e, "could not delete a compacted file");
+                }
+            }
+        });
+        Ok(true)
+    }
+
+    /// Runs compaction every `interval` until the process ends.
+    pub fn spawn(self: Arc<Self>, interval: Duration) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(interval);
+            ticks.tick().await;
+            loop {
+                ticks.tick().await;
+                if let Err(e) = self.run_once(chrono::Utc::now().timestamp_millis()).await {
+                    tracing::error!(error = %e, "compaction failed; it will try again");
+                }
+            }
+        })
+    }
+}
