@@ -262,7 +262,27 @@ async fn the_loop_loads_by_itself(backend: Backend) {
     panic!("the event never became queryable");
 }
 
+async fn a_slow_query_is_stopped_and_a_large_result_refused(backend: Backend) {
+    let mut options = options();
+    options.env.push(("WEIR_QUERY__TIMEOUT_S".into(), "1".into()));
+    options.env.push(("WEIR_QUERY__MAX_RESULT_BYTES".into(), "1000".into()));
+    let gw = Gateway::start_with(backend, options).await;
+    let k = gw.create_project("shop").await;
+    let events: Vec<(String, Value)> = (0..300).map(|i| ("c".to_owned(), json!({"i": i}))).collect();
+    for chunk in events.chunks(100) {
+        assert!(gw.client.batch(&k.write, chunk).await.expect("batch").is_stored());
+    }
+    commit(&gw, &k).await;
+    let slow = "SELECT sum(a.i * b.i * d.i * e.i) FROM c a CROSS JOIN c b CROSS JOIN c d CROSS JOIN c e";
+    let r = query(&gw, &k, slow).await;
+    assert_eq!((r.status, r.json()["error_code"].clone()), (504, json!(504)), "{}", r.text());
+    let r = query(&gw, &k, "SELECT i FROM c").await;
+    assert_eq!((r.status, r.json()["error_code"].clone()), (413, json!(413)), "{}", r.text());
+    assert_eq!(rows(&gw, &k, "SELECT i FROM c ORDER BY i LIMIT 3").await.len(), 3, "a small answer is fine");
+}
+
 on_every_backend!(
+    a_slow_query_is_stopped_and_a_large_result_refused,
     every_rakam_type_reads_back_as_itself,
     the_loop_loads_by_itself,
     every_analysis_endpoint_answers_in_rakam_shape,

@@ -14,6 +14,8 @@ use datafusion::datasource::MemTable;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
 use datafusion::execution::context::{SQLOptions, SessionConfig, SessionContext};
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::coop::CooperativeExec;
 use sqlparser::ast::{Ident, ObjectName, Statement};
 
 use crate::columnar::{Warehouse, arrow_schema};
@@ -48,11 +50,29 @@ pub trait QueryEngine: Send + Sync + 'static {
 pub struct DataFusionEngine {
     store: Arc<dyn MetadataStore>,
     warehouse: Warehouse,
+    /// Queries run here, apart from the HTTP workers: CPU-bound plans do
+    /// not starve requests, and a query past its time is aborted from
+    /// outside.
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl Drop for DataFusionEngine {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
 }
 
 impl DataFusionEngine {
     pub fn new(store: Arc<dyn MetadataStore>, warehouse: Warehouse) -> Self {
-        DataFusionEngine { store, warehouse }
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("weir-query")
+            .enable_all()
+            .build()
+            .ok();
+        DataFusionEngine { store, warehouse, runtime }
     }
 
     async fn session(&self, project: &str) -> Result<SessionContext, EngineError> {
@@ -83,6 +103,22 @@ impl DataFusionEngine {
     }
 }
 
+/// Puts a `CooperativeExec` on every input of every operator, so that each
+/// batch passed between operators spends tokio's task budget. Without it a
+/// plan that multiplies rows (a cross join) runs without ever yielding, and
+/// a query past its time could not be stopped.
+fn cooperative(plan: Arc<dyn ExecutionPlan>) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+    let children = plan.children();
+    if children.is_empty() {
+        return Ok(plan);
+    }
+    let wrapped = children
+        .into_iter()
+        .map(|child| cooperative(child.clone()).map(|c| Arc::new(CooperativeExec::new(c)) as Arc<dyn ExecutionPlan>))
+        .collect::<datafusion::error::Result<Vec<_>>>()?;
+    datafusion::physical_plan::execution_plan::replace_children_if_necessary(plan, wrapped)
+}
+
 #[async_trait]
 impl QueryEngine for DataFusionEngine {
     fn table_name(&self, _project: &str, collection: &str) -> ObjectName {
@@ -91,7 +127,7 @@ impl QueryEngine for DataFusionEngine {
 
     async fn run(&self, project: &str, statement: Statement, timeout_s: u64) -> Result<QueryOutput, EngineError> {
         let ctx = self.session(project).await?;
-        let work = async {
+        let work = async move {
             let state = ctx.state();
             let plan = state
                 .statement_to_plan(datafusion::sql::parser::Statement::Statement(Box::new(statement)))
@@ -99,13 +135,24 @@ impl QueryEngine for DataFusionEngine {
                 .map_err(|e| EngineError::Query(e.to_string()))?;
             let options = SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false);
             options.verify_plan(&plan).map_err(|e| EngineError::Query(e.to_string()))?;
-            let frame = ctx.execute_logical_plan(plan).await.map_err(|e| EngineError::Query(e.to_string()))?;
-            let schema = Arc::new(frame.schema().as_arrow().clone());
-            let batches = frame.collect().await.map_err(|e| EngineError::Query(e.to_string()))?;
+            let physical = state.create_physical_plan(&plan).await.map_err(|e| EngineError::Query(e.to_string()))?;
+            let physical = cooperative(physical).map_err(|e| EngineError::Query(e.to_string()))?;
+            let schema = physical.schema();
+            let batches = datafusion::physical_plan::collect(physical, ctx.task_ctx())
+                .await
+                .map_err(|e| EngineError::Query(e.to_string()))?;
             Ok(QueryOutput { batches, schema })
         };
-        tokio::time::timeout(std::time::Duration::from_secs(timeout_s), work)
-            .await
-            .map_err(|_| EngineError::Timeout(timeout_s))?
+        let runtime = self.runtime.as_ref().ok_or_else(|| EngineError::Query("the query runtime is gone".into()))?;
+        let task = runtime.spawn(work);
+        let abort = task.abort_handle();
+        match tokio::time::timeout(std::time::Duration::from_secs(timeout_s), task).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(e)) => Err(EngineError::Query(format!("the query failed: {e}"))),
+            Err(_) => {
+                abort.abort();
+                Err(EngineError::Timeout(timeout_s))
+            }
+        }
     }
 }
