@@ -60,7 +60,7 @@ impl App {
         let engine: Arc<dyn QueryEngine> = Arc::new(DataFusionEngine::new(store.clone(), warehouse.clone()));
         let loader =
             Arc::new(Loader::new(log.clone(), store.clone(), registry.clone(), warehouse, config.batch.max_records));
-        let ingest = Ingestor::new(registry, log.clone());
+        let ingest = Ingestor::new(registry, log.clone()).with_backlog(loader.backlog());
         Ok(App { config, store, log, keys, ingest, loader, engine })
     }
 

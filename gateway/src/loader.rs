@@ -11,6 +11,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::avro;
@@ -57,7 +58,29 @@ pub struct Staged {
     pub advance: OffsetAdvance,
 }
 
+/// Records appended since the loop last ran: once `threshold` are waiting,
+/// the loop runs without waiting for its next tick.
+pub struct Backlog {
+    waiting: AtomicU64,
+    threshold: u64,
+    wake: tokio::sync::Notify,
+}
+
+impl Backlog {
+    pub fn new(threshold: u64) -> Self {
+        Backlog { waiting: AtomicU64::new(0), threshold: threshold.max(1), wake: tokio::sync::Notify::new() }
+    }
+
+    /// Counts records appended to the log.
+    pub fn added(&self, records: u64) {
+        if self.waiting.fetch_add(records, Ordering::Relaxed) + records >= self.threshold {
+            self.wake.notify_one();
+        }
+    }
+}
+
 pub struct Loader {
+    backlog: Arc<Backlog>,
     log: Arc<dyn EventLog>,
     store: Arc<dyn MetadataStore>,
     registry: Arc<SchemaRegistry>,
@@ -76,6 +99,7 @@ impl Loader {
         max_records: usize,
     ) -> Self {
         Loader {
+            backlog: Arc::new(Backlog::new(max_records as u64)),
             log,
             store,
             registry,
@@ -83,6 +107,11 @@ impl Loader {
             max_records: max_records.max(1),
             running: tokio::sync::Mutex::new(()),
         }
+    }
+
+    /// What the ingest path reports appended records to.
+    pub fn backlog(&self) -> Arc<Backlog> {
+        self.backlog.clone()
     }
 
     pub fn warehouse(&self) -> &Warehouse {
@@ -177,13 +206,18 @@ impl Loader {
         Ok(Some(Staged { files, advance }))
     }
 
-    /// Runs the loop every `interval` until the process ends.
+    /// Runs the loop every `interval`, or as soon as `max_records` records
+    /// were appended, until the process ends.
     pub fn spawn(self: Arc<Self>, interval: Duration) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
             let mut ticks = tokio::time::interval(interval);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
-                ticks.tick().await;
+                tokio::select! {
+                    _ = ticks.tick() => {}
+                    () = self.backlog.wake.notified() => {}
+                }
+                self.backlog.waiting.store(0, Ordering::Relaxed);
                 let now = chrono::Utc::now().timestamp_millis();
                 match self.run_once(now).await {
                     Ok(stats) if stats.files > 0 => {

@@ -281,7 +281,33 @@ async fn a_slow_query_is_stopped_and_a_large_result_refused(backend: Backend) {
     assert_eq!(rows(&gw, &k, "SELECT i FROM c ORDER BY i LIMIT 3").await.len(), 3, "a small answer is fine");
 }
 
+async fn a_full_backlog_runs_the_loop_before_its_interval(backend: Backend) {
+    let gw = Gateway::start_with(
+        backend,
+        Options {
+            env: vec![
+                ("WEIR_BATCH__INTERVAL_MS".into(), "3600000".into()),
+                ("WEIR_BATCH__MAX_RECORDS".into(), "50".into()),
+            ],
+            ..Options::default()
+        },
+    )
+    .await;
+    let k = gw.create_project("shop").await;
+    let events: Vec<(String, Value)> = (0..60).map(|i| ("c".to_owned(), json!({"i": i}))).collect();
+    assert!(gw.client.batch(&k.write, &events).await.expect("batch").is_stored());
+    // The interval is an hour: only the backlog can have started the loop.
+    for _ in 0..100 {
+        if rows(&gw, &k, "SELECT count(*) FROM c").await == [[json!(60)]] {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    panic!("60 waiting records did not start the loop");
+}
+
 on_every_backend!(
+    a_full_backlog_runs_the_loop_before_its_interval,
     a_slow_query_is_stopped_and_a_large_result_refused,
     every_rakam_type_reads_back_as_itself,
     the_loop_loads_by_itself,

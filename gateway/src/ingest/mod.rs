@@ -62,6 +62,7 @@ fn invalid_schema_fields() -> Vec<Field> {
 pub struct Ingestor {
     registry: Arc<SchemaRegistry>,
     log: Arc<dyn EventLog>,
+    backlog: Option<Arc<crate::loader::Backlog>>,
 }
 
 struct InvalidRow {
@@ -75,7 +76,13 @@ struct InvalidRow {
 
 impl Ingestor {
     pub fn new(registry: Arc<SchemaRegistry>, log: Arc<dyn EventLog>) -> Self {
-        Ingestor { registry, log }
+        Ingestor { registry, log, backlog: None }
+    }
+
+    /// Reports every append to the batch loop's backlog.
+    pub fn with_backlog(mut self, backlog: Arc<crate::loader::Backlog>) -> Self {
+        self.backlog = Some(backlog);
+        self
     }
 
     pub fn registry(&self) -> &Arc<SchemaRegistry> {
@@ -86,7 +93,11 @@ impl Ingestor {
     pub async fn store(&self, ctx: &Context, events: Vec<Event>) -> Result<(), IngestError> {
         let batches = self.encode(ctx, events).await?;
         if !batches.is_empty() {
+            let records = batches.iter().map(|b| b.records.len() as u64).sum();
             self.log.append(batches).await?;
+            if let Some(backlog) = &self.backlog {
+                backlog.added(records);
+            }
         }
         Ok(())
     }
