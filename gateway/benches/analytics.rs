@@ -17,6 +17,7 @@ use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 use weir_gateway::avro;
 use weir_gateway::columnar::Warehouse;
+use weir_gateway::compaction::Compactor;
 use weir_gateway::ingest::{Context, Event, Ingestor};
 use weir_gateway::loader::Loader;
 use weir_gateway::log::EventLog;
@@ -155,6 +156,11 @@ async fn run() -> Result<(), BoxError> {
     let loop_rate = stats.rows as f64 / started.elapsed().as_secs_f64();
     println!("batch loop (log to Parquet):      {loop_rate:>12.0} events/s ({} files)", stats.files);
     println!("raw Avro decoding, same records:  {decode_rate:>12.0} events/s");
+    // Queries run on compacted days, as they do once background compaction
+    // has caught up.
+    let compactor = Compactor::new(store.clone(), warehouse.clone(), 2, std::time::Duration::from_secs(3600));
+    let compacted = compactor.run_once(0).await?;
+    println!("compaction: {} files into {}", compacted.merged, compacted.written);
 
     // The queries.
     let engine = DataFusionEngine::new(store.clone(), warehouse.clone());
