@@ -152,11 +152,7 @@ fn context(
 
 /// The write key of a collection request, or failing that a master key.
 async fn write_project(app: &AppState, key: Option<String>) -> ApiResult<String> {
-    let key = key.ok_or_else(|| ApiError::unauthorized("api.api_key is missing"))?;
-    app.keys
-        .project_of(&key, &[KeyKind::Write, KeyKind::Master])
-        .await?
-        .ok_or_else(|| ApiError::forbidden("api.api_key is invalid"))
+    app.authorize_as(key, &[KeyKind::Write, KeyKind::Master], "api.api_key").await
 }
 
 pub async fn collect(

@@ -91,7 +91,11 @@ impl App {
     /// The project a key opens, if it is of one of `kinds`. A missing key is
     /// 401; a wrong one 403, saying nothing of whether the project exists.
     pub(crate) async fn authorize(&self, key: Option<String>, kinds: &[KeyKind]) -> ApiResult<String> {
-        let name = kinds[0].name();
+        self.authorize_as(key, kinds, kinds[0].name()).await
+    }
+
+    /// [`App::authorize`], naming the key as the request carries it.
+    pub(crate) async fn authorize_as(&self, key: Option<String>, kinds: &[KeyKind], name: &str) -> ApiResult<String> {
         let key = key.ok_or_else(|| ApiError::unauthorized(format!("{name} is missing")))?;
         self.keys.project_of(&key, kinds).await?.ok_or_else(|| ApiError::forbidden(format!("{name} is invalid")))
     }
