@@ -316,3 +316,32 @@ on_every_backend!(
     nothing_outside_the_project_resolves,
     errors_name_their_position_and_limits_apply,
 );
+
+mod stats {
+    use super::*;
+
+    async fn project_stats_count_events_by_age(backend: Backend) {
+        let gw = Gateway::start_with(backend, options()).await;
+        let k = gw.create_project("shop").await;
+        let empty = gw.create_project("empty").await;
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as i64;
+        let day = 86_400_000i64;
+        let events: Vec<(String, Value)> = [now - 1000, now - 10 * day, now - 60 * day, now - 61 * day]
+            .iter()
+            .map(|t| ("c".to_owned(), json!({"_time": t})))
+            .collect();
+        assert!(gw.client.batch(&k.write, &events).await.expect("batch").is_stored());
+        commit(&gw, &k).await;
+        let body = json!([k.read, k.write, empty.read, "nonsense"]);
+        let r = gw.post("/project/stats", &[], &body).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        let mut expected = serde_json::Map::new();
+        expected.insert(k.read.clone(), json!({"allEvents": 4, "monthlyEvents": 2, "dailyEvents": 1}));
+        expected.insert(empty.read.clone(), json!({"allEvents": 0, "monthlyEvents": 0, "dailyEvents": 0}));
+        assert_eq!(r.json(), Value::Object(expected), "only read keys are answered");
+        let r = gw.post("/project/stats", &[], &json!({"not": "a list"})).await;
+        assert_eq!((r.status, r.json()["error_code"].clone()), (400, json!(400)));
+    }
+
+    on_every_backend!(project_stats_count_events_by_age);
+}

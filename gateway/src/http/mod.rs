@@ -37,6 +37,7 @@ pub fn router(app: AppState) -> Router {
         .route("/project/create-api-keys", post(project::create_api_keys))
         .route("/project/check-api-keys", post(project::check_api_keys))
         .route("/project/revoke-api-keys", post(project::revoke_api_keys))
+        .route("/project/stats", post(query::project_stats))
         .route("/event/collect", post(event::collect))
         .route("/event/batch", post(event::batch))
         .route("/event/bulk", post(event::bulk))

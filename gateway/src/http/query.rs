@@ -195,3 +195,41 @@ pub async fn export(State(app): State<AppState>, uri: Uri, headers: HeaderMap, b
         Some(other) => Err(ApiError::bad_request(format!("export_type {other:?} is not CSV or JSON"))),
     }
 }
+
+/// `POST /project/stats` with a JSON array of read keys: per key, the
+/// project's event counts (all, last 30 days, last day) over `_all`. Keys
+/// that are not read keys are left out, as Rakam does.
+pub async fn project_stats(State(app): State<AppState>, headers: HeaderMap, body: Body) -> ApiResult<Response> {
+    let bytes = read_body(&headers, body, app.config.http.max_body_bytes, "").await?;
+    let keys: Vec<String> = json(&bytes)?;
+    let mut answer = serde_json::Map::new();
+    for key in keys {
+        let Some(project) = app.keys.project_of(&key, &[KeyKind::Read]).await? else { continue };
+        answer.insert(key, app.project_stats(&project).await?);
+    }
+    Ok(json_response(StatusCode::OK, &answer))
+}
+
+impl App {
+    async fn project_stats(&self, project: &str) -> ApiResult<Json> {
+        let visible = self
+            .store
+            .latest_schemas(project)
+            .await?
+            .iter()
+            .any(|s| !s.collection.starts_with('_') && !s.collection.starts_with('$'));
+        if !visible {
+            return Ok(json!({"allEvents": 0, "monthlyEvents": 0, "dailyEvents": 0}));
+        }
+        let sql = "SELECT count(*), \
+                   count(CASE WHEN _time >= now() - INTERVAL '30 days' THEN 1 END), \
+                   count(CASE WHEN _time >= now() - INTERVAL '1 day' THEN 1 END) FROM _all";
+        let statement = self.rewritten(project, sql, None).await?;
+        let output = self.run_query(project, sql, statement).await?;
+        let row = result::rows(&output.batches, 1 << 16)
+            .ok()
+            .and_then(|mut rows| rows.pop())
+            .ok_or_else(|| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "no counts"))?;
+        Ok(json!({"allEvents": row[0], "monthlyEvents": row[1], "dailyEvents": row[2]}))
+    }
+}
