@@ -190,7 +190,7 @@ async fn run() -> Result<(), BoxError> {
         for _ in 0..3 {
             let statement = rewrite::rewrite(sql, &rewrite::Scope { collections: &collections, table_name: &name })?;
             let started = Instant::now();
-            let output = engine.run("bench", statement, 600).await?;
+            let output = engine.run("bench", &collections, statement, 600).await?;
             best = best.min(started.elapsed().as_secs_f64());
             rows = output.batches.iter().map(|b| b.num_rows()).sum::<usize>();
         }

@@ -223,7 +223,7 @@ async fn counts(p: &Parts, engine: &dyn QueryEngine) -> (i64, i64, i64) {
         &rewrite::Scope { collections: &collections, table_name: &name },
     )
     .expect("rewrite");
-    let output = engine.run("p", statement, 60).await.expect("query");
+    let output = engine.run("p", &collections, statement, 60).await.expect("query");
     let row = weir_gateway::query::result::rows(&output.batches, 1 << 20).expect("rows").remove(0);
     let n = |v: &Value| v.as_i64().expect("count");
     (n(&row[0]), n(&row[1]), n(&row[2]))

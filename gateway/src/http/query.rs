@@ -1,7 +1,5 @@
 //! `/query/*`: SQL over the project's collections (Rakam's Analysis API).
 
-use std::collections::BTreeMap;
-
 use axum::body::Body;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
@@ -15,8 +13,8 @@ use super::{ApiError, ApiResult, AppState, json_response};
 use crate::app::App;
 use crate::metadata::KeyKind;
 use crate::query::engine::{EngineError, QueryOutput};
-use crate::query::result;
 use crate::query::rewrite::{self, RewriteError, Scope};
+use crate::query::{Collections, result};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -42,14 +40,23 @@ pub struct QueryRequest {
 }
 
 impl App {
+    /// The project's collections, read once per query.
+    async fn collections(&self, project: &str) -> ApiResult<Collections> {
+        Ok(self.store.latest_schemas(project).await?.into_iter().map(|s| (s.collection, s.fields)).collect())
+    }
+
     /// Rewrites a query for the project, capped at `limit` rows (none for
     /// EXPLAIN).
-    async fn rewritten(&self, project: &str, sql: &str, limit: Option<u64>) -> ApiResult<Statement> {
-        let collections: BTreeMap<String, Vec<crate::types::Field>> =
-            self.store.latest_schemas(project).await?.into_iter().map(|s| (s.collection, s.fields)).collect();
+    fn rewritten(
+        &self,
+        project: &str,
+        collections: &Collections,
+        sql: &str,
+        limit: Option<u64>,
+    ) -> ApiResult<Statement> {
         let table_name = |collection: &str| self.engine.table_name(project, collection);
-        let mut statement = rewrite::rewrite(sql, &Scope { collections: &collections, table_name: &table_name })
-            .map_err(|e| match e {
+        let mut statement =
+            rewrite::rewrite(sql, &Scope { collections, table_name: &table_name }).map_err(|e| match e {
                 RewriteError::Denied(reason) => ApiError::forbidden(format!("denied: {reason}")),
                 RewriteError::Syntax(message) => ApiError::query(StatusCode::BAD_REQUEST, message, sql),
             })?;
@@ -60,8 +67,14 @@ impl App {
         Ok(statement)
     }
 
-    async fn run_query(&self, project: &str, sql: &str, statement: Statement) -> ApiResult<QueryOutput> {
-        self.engine.run(project, statement, self.config.query.timeout_s).await.map_err(|e| match e {
+    async fn run_query(
+        &self,
+        project: &str,
+        collections: &Collections,
+        sql: &str,
+        statement: Statement,
+    ) -> ApiResult<QueryOutput> {
+        self.engine.run(project, collections, statement, self.config.query.timeout_s).await.map_err(|e| match e {
             EngineError::Query(message) => ApiError::query(StatusCode::BAD_REQUEST, message, sql),
             EngineError::Timeout(_) => ApiError::new(StatusCode::GATEWAY_TIMEOUT, e.to_string()),
             EngineError::Metadata(e) => e.into(),
@@ -72,8 +85,9 @@ impl App {
     /// Runs a query and answers Rakam's `{metadata, result, properties}`.
     async fn answer(&self, project: &str, req: &QueryRequest) -> ApiResult<Json> {
         let limit = req.limit.unwrap_or(self.config.query.default_limit);
-        let statement = self.rewritten(project, &req.query, Some(limit)).await?;
-        let output = self.run_query(project, &req.query, statement).await?;
+        let collections = self.collections(project).await?;
+        let statement = self.rewritten(project, &collections, &req.query, Some(limit))?;
+        let output = self.run_query(project, &collections, &req.query, statement).await?;
         let rows = result::rows(&output.batches, self.config.query.max_result_bytes)
             .map_err(|e| ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, e.to_string()))?;
         Ok(json!({"metadata": metadata(&output), "result": rows, "properties": {}}))
@@ -126,8 +140,9 @@ pub async fn explain(State(app): State<AppState>, uri: Uri, headers: HeaderMap, 
     let project = reader(&app, &uri, &headers).await?;
     let req = read_request(&app, &headers, body).await?;
     let sql = format!("EXPLAIN {}", req.query.trim_start());
-    let statement = app.rewritten(&project, &sql, None).await?;
-    let output = app.run_query(&project, &sql, statement).await?;
+    let collections = app.collections(&project).await?;
+    let statement = app.rewritten(&project, &collections, &sql, None)?;
+    let output = app.run_query(&project, &collections, &sql, statement).await?;
     let rows = result::rows(&output.batches, app.config.query.max_result_bytes)
         .map_err(|e| ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, e.to_string()))?;
     let plan: Vec<Json> = rows.into_iter().map(|r| json!({"plan_type": r[0], "plan": r[1]})).collect();
@@ -143,8 +158,9 @@ pub async fn query_metadata(
 ) -> ApiResult<Response> {
     let project = reader(&app, &uri, &headers).await?;
     let req = read_request(&app, &headers, body).await?;
-    let statement = app.rewritten(&project, &req.query, Some(0)).await?;
-    let output = app.run_query(&project, &req.query, statement).await?;
+    let collections = app.collections(&project).await?;
+    let statement = app.rewritten(&project, &collections, &req.query, Some(0))?;
+    let output = app.run_query(&project, &collections, &req.query, statement).await?;
     Ok(json_response(StatusCode::OK, &metadata(&output)))
 }
 
@@ -212,20 +228,16 @@ pub async fn project_stats(State(app): State<AppState>, headers: HeaderMap, body
 
 impl App {
     async fn project_stats(&self, project: &str) -> ApiResult<Json> {
-        let visible = self
-            .store
-            .latest_schemas(project)
-            .await?
-            .iter()
-            .any(|s| !s.collection.starts_with('_') && !s.collection.starts_with('$'));
+        let collections = self.collections(project).await?;
+        let visible = collections.keys().any(|c| !c.starts_with('_') && !c.starts_with('$'));
         if !visible {
             return Ok(json!({"allEvents": 0, "monthlyEvents": 0, "dailyEvents": 0}));
         }
         let sql = "SELECT count(*), \
                    count(CASE WHEN _time >= now() - INTERVAL '30 days' THEN 1 END), \
                    count(CASE WHEN _time >= now() - INTERVAL '1 day' THEN 1 END) FROM _all";
-        let statement = self.rewritten(project, sql, None).await?;
-        let output = self.run_query(project, sql, statement).await?;
+        let statement = self.rewritten(project, &collections, sql, None)?;
+        let output = self.run_query(project, &collections, sql, statement).await?;
         let row = result::rows(&output.batches, 1 << 16)
             .ok()
             .and_then(|mut rows| rows.pop())

@@ -18,6 +18,7 @@ use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::coop::CooperativeExec;
 use sqlparser::ast::{Ident, ObjectName, Statement};
 
+use super::Collections;
 use crate::columnar::{Warehouse, arrow_schema};
 use crate::metadata::MetadataStore;
 
@@ -43,8 +44,15 @@ pub struct QueryOutput {
 pub trait QueryEngine: Send + Sync + 'static {
     /// The name a rewritten query uses for a collection's table.
     fn table_name(&self, project: &str, collection: &str) -> ObjectName;
-    /// Runs a rewritten statement over the project's tables.
-    async fn run(&self, project: &str, statement: Statement, timeout_s: u64) -> Result<QueryOutput, EngineError>;
+    /// Runs a rewritten statement over the project's tables, as of the
+    /// `collections` the statement was rewritten with.
+    async fn run(
+        &self,
+        project: &str,
+        collections: &Collections,
+        statement: Statement,
+        timeout_s: u64,
+    ) -> Result<QueryOutput, EngineError>;
 }
 
 pub struct DataFusionEngine {
@@ -75,13 +83,13 @@ impl DataFusionEngine {
         DataFusionEngine { store, warehouse, runtime }
     }
 
-    async fn session(&self, project: &str) -> Result<SessionContext, EngineError> {
+    async fn session(&self, project: &str, collections: &Collections) -> Result<SessionContext, EngineError> {
         let config = SessionConfig::new().with_target_partitions(2).with_information_schema(false);
         let ctx = SessionContext::new_with_config(config);
         let root = self.warehouse.local_root().ok_or_else(|| EngineError::Storage("not a local warehouse".into()))?;
-        for schema in self.store.latest_schemas(project).await? {
-            let table_schema = arrow_schema(&schema.fields);
-            let files = self.store.parquet_files(project, &schema.collection).await?;
+        for (collection, fields) in collections {
+            let table_schema = arrow_schema(fields);
+            let files = self.store.parquet_files(project, collection).await?;
             let table: Arc<dyn datafusion::datasource::TableProvider> = if files.is_empty() {
                 Arc::new(MemTable::try_new(table_schema, vec![vec![]]).map_err(|e| EngineError::Query(e.to_string()))?)
             } else {
@@ -96,7 +104,7 @@ impl DataFusionEngine {
                     .with_schema(table_schema);
                 Arc::new(ListingTable::try_new(config).map_err(|e| EngineError::Query(e.to_string()))?)
             };
-            ctx.register_table(datafusion::common::TableReference::bare(schema.collection.clone()), table)
+            ctx.register_table(datafusion::common::TableReference::bare(collection.clone()), table)
                 .map_err(|e| EngineError::Query(e.to_string()))?;
         }
         Ok(ctx)
@@ -125,8 +133,14 @@ impl QueryEngine for DataFusionEngine {
         ObjectName::from(vec![Ident::with_quote('"', collection)])
     }
 
-    async fn run(&self, project: &str, statement: Statement, timeout_s: u64) -> Result<QueryOutput, EngineError> {
-        let ctx = self.session(project).await?;
+    async fn run(
+        &self,
+        project: &str,
+        collections: &Collections,
+        statement: Statement,
+        timeout_s: u64,
+    ) -> Result<QueryOutput, EngineError> {
+        let ctx = self.session(project, collections).await?;
         let work = async move {
             let state = ctx.state();
             let plan = state

@@ -1,5 +1,13 @@
 //! The Analysis API's query path: the per-project rewrite and the engine.
 
+use std::collections::BTreeMap;
+
+use crate::types::Field;
+
+/// A project's collections and their fields, read once per query so that
+/// the rewrite and the engine see the same schemas.
+pub type Collections = BTreeMap<String, Vec<Field>>;
+
 pub mod engine;
 pub mod result;
 pub mod rewrite;

@@ -7,7 +7,6 @@
 //! offending part: other schemas and catalogs, system tables, table
 //! functions, `SELECT INTO`, and every statement that is not a query.
 
-use std::collections::BTreeMap;
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{
@@ -33,7 +32,7 @@ pub enum RewriteError {
 /// What a query of one project may see.
 pub struct Scope<'a> {
     /// The project's collections and their fields.
-    pub collections: &'a BTreeMap<String, Vec<Field>>,
+    pub collections: &'a super::Collections,
     /// The engine's name for a collection's table.
     pub table_name: &'a dyn Fn(&str) -> ObjectName,
 }
@@ -302,6 +301,8 @@ pub fn apply_limit(statement: &mut Statement, limit: u64) {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
 
     fn collections() -> BTreeMap<String, Vec<Field>> {
