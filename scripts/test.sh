@@ -59,7 +59,7 @@ my_port=$(free_port)
 mariadb-install-db --no-defaults --datadir="$work/my" --user=root --auth-root-authentication-method=normal \
     --skip-test-db >/dev/null 2>&1
 mariadbd --no-defaults --datadir="$work/my" --user=root --port="$my_port" --bind-address=127.0.0.1 \
-    --socket="$work/my.sock" --pid-file="$work/my.pid" --max-connections=500 --innodb-flush-log-at-trx-commit=2 \
+    --socket="$work/my.sock" --pid-file="$work/my.pid" --max-connections=500 --innodb-flush-log-at-trx-commit=2 --max-allowed-packet=64M \
     --log-error="$work/my.log" &
 pids+=($!)
 wait_for mariadb --no-defaults -uroot --socket="$work/my.sock" -e "SELECT 1"
@@ -68,6 +68,11 @@ mariadb --no-defaults -uroot --socket="$work/my.sock" -e \
 export WEIRTEST_MYSQL_URL="mysql://weir:weir@127.0.0.1:$my_port/mysql"
 
 cd "$root"
+# Plugins are WebAssembly components built from plugins/ (a workspace of
+# their own); the tests upload them to the real gateway.
+rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
+cargo build --release --target wasm32-wasip2 --manifest-path plugins/Cargo.toml
+export WEIRTEST_PLUGINS_DIR="$CARGO_TARGET_DIR/wasm32-wasip2/release"
 cargo build --workspace --bins --tests
 export RUST_TEST_THREADS=${RUST_TEST_THREADS:-4}
 cargo test --workspace "$@"

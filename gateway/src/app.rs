@@ -15,6 +15,7 @@ use crate::loader::Loader;
 use crate::log::{self, EventLog};
 use crate::metadata::{self, MetadataStore};
 use crate::names;
+use crate::plugin::Plugins;
 use crate::query::engine::{DataFusionEngine, QueryEngine};
 use crate::schema::SchemaRegistry;
 
@@ -32,6 +33,8 @@ pub enum Error {
     Listen { addr: String, source: std::io::Error },
     #[error("cannot create the data folder {path}: {source}")]
     DataDir { path: String, source: std::io::Error },
+    #[error(transparent)]
+    Plugin(#[from] crate::plugin::Error),
     #[error("server: {0}")]
     Serve(std::io::Error),
 }
@@ -46,6 +49,7 @@ pub struct App {
     pub ingest: Ingestor,
     pub loader: Arc<Loader>,
     pub engine: Arc<dyn QueryEngine>,
+    pub plugins: Arc<Plugins>,
 }
 
 impl App {
@@ -60,8 +64,10 @@ impl App {
         let engine: Arc<dyn QueryEngine> = Arc::new(DataFusionEngine::new(store.clone(), warehouse.clone()));
         let loader =
             Arc::new(Loader::new(log.clone(), store.clone(), registry.clone(), warehouse, config.batch.max_records));
-        let ingest = Ingestor::new(registry, log.clone()).with_backlog(loader.backlog());
-        Ok(App { config, store, log, keys, ingest, loader, engine })
+        let plugins = Arc::new(Plugins::new(config.plugins.clone(), store.clone())?);
+        plugins.refresh_all().await?;
+        let ingest = Ingestor::new(registry, log.clone()).with_backlog(loader.backlog()).with_plugins(plugins.clone());
+        Ok(App { config, store, log, keys, ingest, loader, engine, plugins })
     }
 
     pub fn now_ms(&self) -> i64 {
@@ -73,6 +79,9 @@ impl App {
         self.store.delete_project(project).await?;
         self.keys.forget_project(project);
         self.ingest.registry().forget_project(project);
+        if let Err(e) = self.plugins.refresh_project(project).await {
+            tracing::warn!(project, error = %e, "could not unload the plugins of a deleted project");
+        }
         self.log.delete_topics(&names::topic_name(project, "")).await?;
         if let Err(e) = self.loader.warehouse().delete_prefix(project).await {
             tracing::warn!(project, error = %e, "could not delete the files of a deleted project");
@@ -98,6 +107,7 @@ pub async fn serve(config: Config) -> Result<()> {
         warehouse = %app.config.warehouse_url(),
         "backends ready"
     );
+    app.plugins.clone().spawn_poller();
     // This node is the master: it runs the batch loop.
     app.loader.clone().spawn(std::time::Duration::from_millis(app.config.batch.interval_ms));
     let batch = &app.config.batch;

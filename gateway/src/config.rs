@@ -62,6 +62,9 @@ pub struct Config {
     /// Settings of the embedded file log.
     #[serde(default)]
     pub file_log: FileLogConfig,
+    /// The WebAssembly plugin runtime.
+    #[serde(default)]
+    pub plugins: crate::plugin::config::PluginsConfig,
 }
 
 /// HTTP limits (`[http]`).
@@ -236,6 +239,7 @@ impl Default for Config {
             http: HttpConfig::default(),
             projects: ProjectsConfig::default(),
             file_log: FileLogConfig::default(),
+            plugins: crate::plugin::config::PluginsConfig::default(),
         }
     }
 }
@@ -318,6 +322,9 @@ impl Config {
             return Err(Error::Invalid(
                 "batch.interval_ms must be at least 10 and batch.max_records above 0".to_owned(),
             ));
+        }
+        if let Some(problem) = self.plugins.problem() {
+            return Err(Error::Invalid(problem));
         }
         if self.file_log.segment_bytes < 1024 {
             return Err(Error::Invalid("file_log.segment_bytes must be at least 1024".to_owned()));

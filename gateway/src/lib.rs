@@ -14,6 +14,7 @@ pub mod loader;
 pub mod log;
 pub mod metadata;
 pub mod names;
+pub mod plugin;
 pub mod query;
 pub mod schema;
 pub mod timefmt;

@@ -89,6 +89,27 @@ pub fn weir_binary() -> PathBuf {
     bin
 }
 
+/// The bytes of a component built from `plugins/` (`crate_name` with `-`
+/// as `_`), from `WEIRTEST_PLUGINS_DIR` or the target folder beside this
+/// test (`scripts/test.sh` builds them).
+pub fn plugin_component(crate_name: &str) -> Vec<u8> {
+    let dir = match std::env::var("WEIRTEST_PLUGINS_DIR") {
+        Ok(dir) => PathBuf::from(dir),
+        Err(_) => {
+            let exe = std::env::current_exe().expect("current_exe");
+            let target = exe.parent().and_then(Path::parent).and_then(Path::parent).expect("target folder");
+            target.join("wasm32-wasip2").join("release")
+        }
+    };
+    let path = dir.join(format!("{}.wasm", crate_name.replace('-', "_")));
+    std::fs::read(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; build the plugins with `cargo build --release --target wasm32-wasip2 --manifest-path plugins/Cargo.toml`",
+            path.display()
+        )
+    })
+}
+
 /// Options for starting a gateway.
 #[derive(Debug, Clone, Default)]
 pub struct Options {
@@ -201,6 +222,14 @@ impl Gateway {
         body: impl Into<bytes::Bytes>,
     ) -> Response {
         self.client.send(method, path, headers, body).await.expect("request")
+    }
+
+    /// Uploads a component as a plugin of the project; `params` is the rest
+    /// of the query string (`hook=enrich&on_error=pass`...). Answers the
+    /// response as it came.
+    pub async fn upload_plugin(&self, master: &str, name: &str, params: &str, component: Vec<u8>) -> Response {
+        let path = format!("/plugin/upload?name={name}&{params}");
+        self.send("POST", &path, &[("master_key", master), ("content-type", "application/wasm")], component).await
     }
 
     /// Creates a project from loopback (no lock key configured).

@@ -116,6 +116,7 @@ impl From<IngestError> for ApiError {
         match e {
             IngestError::Metadata(e) => e.into(),
             IngestError::Log(e) => e.into(),
+            IngestError::Refused(r) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, r.to_string()),
         }
     }
 }

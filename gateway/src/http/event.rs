@@ -13,7 +13,8 @@ use serde_json::value::RawValue;
 
 use super::request::{client_ip, header_str, key_from, query_param, read_body, utf8};
 use super::{ApiError, ApiResult, AppState, json_response, success};
-use crate::ingest::{Context, Event};
+use crate::ingest::{Context, Event, Stored};
+use crate::plugin::enrich::Fate;
 use crate::metadata::KeyKind;
 
 /// The `api` object of collection requests.
@@ -131,15 +132,19 @@ fn one() -> Response {
     json_response(StatusCode::OK, &1)
 }
 
-/// The request's side of every event's context.
+/// The request's side of every event's context. Headers are copied only
+/// for a project with enrichers, which are told them.
 fn context(
+    app: &AppState,
     project: String,
     api: Option<&Api>,
     headers: &HeaderMap,
     peer: SocketAddr,
     received_ms: i64,
 ) -> ApiResult<Context> {
+    let header_list = if app.plugins.has_enrichers(&project) { super::plugin::header_list(headers) } else { Vec::new() };
     Ok(Context {
+        headers: header_list,
         project,
         client_ip: Some(client_ip(headers, peer)),
         user_agent: header_str(headers, header::USER_AGENT).map(str::to_owned),
@@ -147,6 +152,17 @@ fn context(
         upload_time_ms: api.map(Api::upload_time_ms).transpose()?.flatten(),
         request_id: api.and_then(|a| a.uuid.as_ref()).map(|u| Api::text(&Some(u.clone()))),
         received_ms,
+    })
+}
+
+/// The first event an enricher rejected, as the client's 403 (Rakam
+/// answers a crawler's event so).
+fn refusal(stored: &Stored) -> Option<ApiError> {
+    stored.fates.iter().flatten().find_map(|fate| match fate {
+        Fate::Rejected { plugin, reason } => {
+            Some(ApiError::forbidden(format!("the event was rejected by plugin {plugin}: {reason}")))
+        }
+        _ => None,
     })
 }
 
@@ -166,9 +182,9 @@ pub async fn collect(
     let req: CollectBody = parse(utf8(&bytes)?)?;
     let project = write_project(&app, req.api.api_key.clone()).await?;
     let event = Event::new(&req.collection, req.properties).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let ctx = context(project, Some(&req.api), &headers, peer, received)?;
-    app.ingest.store(&ctx, vec![event]).await?;
-    Ok(one())
+    let ctx = context(&app, project, Some(&req.api), &headers, peer, received)?;
+    let stored = app.ingest.store(&ctx, vec![event]).await?;
+    refusal(&stored).map_or_else(|| Ok(one()), Err)
 }
 
 /// A parsed `/event/batch` body.
@@ -215,9 +231,19 @@ pub async fn batch(
     let bytes = read_body(&headers, body, app.config.http.batch_max_bytes, hint).await?;
     let batch = parse_batch(utf8(&bytes)?)?;
     let project = write_project(&app, batch.api.api_key.clone()).await?;
-    let ctx = context(project, Some(&batch.api), &headers, peer, received)?;
-    app.ingest.store(&ctx, batch.events).await?;
-    if batch.failed.is_empty() { Ok(one()) } else { Ok(json_response(StatusCode::CONFLICT, &batch.failed)) }
+    let ctx = context(&app, project, Some(&batch.api), &headers, peer, received)?;
+    let given = batch.events.len() + batch.failed.len();
+    let stored = app.ingest.store(&ctx, batch.events).await?;
+    let mut failed = batch.failed;
+    if let Some(fates) = &stored.fates {
+        // Positions among the well-formed events, back to the request's.
+        let original: Vec<usize> = (0..given).filter(|i| failed.binary_search(i).is_err()).collect();
+        let rejected: Vec<usize> =
+            fates.iter().zip(&original).filter(|(f, _)| matches!(f, Fate::Rejected { .. })).map(|(_, &i)| i).collect();
+        failed.extend(rejected);
+        failed.sort_unstable();
+    }
+    if failed.is_empty() { Ok(one()) } else { Ok(json_response(StatusCode::CONFLICT, &failed)) }
 }
 
 /// Bulk loads are all or nothing: any bad event refuses the whole body.
@@ -257,8 +283,12 @@ pub async fn bulk(
             (project, batch.events, Some(batch.api))
         }
     };
-    let ctx = context(project, api.as_ref(), &headers, peer, received)?;
-    app.ingest.store(&ctx, events).await?;
+    let ctx = context(&app, project, api.as_ref(), &headers, peer, received)?;
+    let (events, enriched) = app.ingest.enrich(&ctx, events).await?;
+    if let Some(e) = refusal(&enriched) {
+        return Err(ApiError::new(e.status, format!("{}; nothing was stored", e.message)));
+    }
+    app.ingest.append(&ctx, events).await?;
     Ok(success())
 }
 
@@ -411,8 +441,11 @@ pub async fn pixel(
     let project = write_project(&app, api.api_key.clone()).await?;
     let collection = collection.ok_or_else(|| ApiError::bad_request("collection is missing"))?;
     let event = Event::from_pairs(&collection, properties).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let ctx = context(project, Some(&api), &headers, peer, received)?;
-    app.ingest.store(&ctx, vec![event]).await?;
+    let ctx = context(&app, project, Some(&api), &headers, peer, received)?;
+    let stored = app.ingest.store(&ctx, vec![event]).await?;
+    if let Some(e) = refusal(&stored) {
+        return Err(e);
+    }
     let mut response = (StatusCode::OK, PIXEL).into_response();
     let h = response.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("image/gif"));

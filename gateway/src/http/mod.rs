@@ -2,6 +2,7 @@
 
 mod error;
 mod event;
+mod plugin;
 mod project;
 mod query;
 pub mod request;
@@ -47,6 +48,14 @@ pub fn router(app: AppState) -> Router {
         .route("/query/explain", post(query::explain))
         .route("/query/metadata", post(query::query_metadata))
         .route("/query/export", post(query::export))
+        .route("/plugin/upload", post(plugin::upload))
+        .route("/plugin/config", post(plugin::config))
+        .route("/plugin/list", post(plugin::list))
+        .route("/plugin/get", post(plugin::get))
+        .route("/plugin/delete", post(plugin::delete))
+        .route("/plugin/enable", post(plugin::enable))
+        .route("/plugin/disable", post(plugin::disable))
+        .route("/plugin/test", post(plugin::test))
         .route("/health", get(health))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -14,6 +14,7 @@ use crate::app::App;
 use crate::metadata::KeyKind;
 use crate::query::engine::{EngineError, QueryOutput};
 use crate::query::rewrite::{self, RewriteError, Scope};
+use crate::plugin::rewrite::QueryCaller;
 use crate::query::{Collections, result};
 
 #[derive(Deserialize)]
@@ -82,12 +83,19 @@ impl App {
         })
     }
 
+    /// The user's SQL after the project's rewriter plugins.
+    async fn user_sql(&self, caller: &QueryCaller, sql: &str) -> ApiResult<String> {
+        self.plugins.rewrite_query(caller, sql.to_owned()).await.map_err(|e| ApiError::forbidden(e.to_string()))
+    }
+
     /// Runs a query and answers Rakam's `{metadata, result, properties}`.
-    async fn answer(&self, project: &str, req: &QueryRequest) -> ApiResult<Json> {
+    async fn answer(&self, caller: &QueryCaller, req: &QueryRequest) -> ApiResult<Json> {
+        let project = caller.project.as_str();
         let limit = req.limit.unwrap_or(self.config.query.default_limit);
+        let sql = self.user_sql(caller, &req.query).await?;
         let collections = self.collections(project).await?;
-        let statement = self.rewritten(project, &collections, &req.query, Some(limit))?;
-        let output = self.run_query(project, &collections, &req.query, statement).await?;
+        let statement = self.rewritten(project, &collections, &sql, Some(limit))?;
+        let output = self.run_query(project, &collections, &sql, statement).await?;
         let rows = result::rows(&output.batches, self.config.query.max_result_bytes)
             .map_err(|e| ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, e.to_string()))?;
         Ok(json!({"metadata": metadata(&output), "result": rows, "properties": {}}))
@@ -108,24 +116,26 @@ async fn read_request(app: &AppState, headers: &HeaderMap, body: Body) -> ApiRes
     json(&bytes)
 }
 
-async fn reader(app: &AppState, uri: &Uri, headers: &HeaderMap) -> ApiResult<String> {
-    app.authorize(key_from(headers, uri.query(), "read_key"), &[KeyKind::Read]).await
+/// The caller of a query: a read key's project, and what rewriters are told.
+async fn reader(app: &AppState, uri: &Uri, headers: &HeaderMap) -> ApiResult<QueryCaller> {
+    let project = app.authorize(key_from(headers, uri.query(), "read_key"), &[KeyKind::Read]).await?;
+    Ok(QueryCaller { project, key_kind: KeyKind::Read, attributes: super::plugin::attributes(headers) })
 }
 
 /// `POST /query/execute`.
 pub async fn execute(State(app): State<AppState>, uri: Uri, headers: HeaderMap, body: Body) -> ApiResult<Response> {
-    let project = reader(&app, &uri, &headers).await?;
+    let caller = reader(&app, &uri, &headers).await?;
     let req = read_request(&app, &headers, body).await?;
-    Ok(json_response(StatusCode::OK, &app.answer(&project, &req).await?))
+    Ok(json_response(StatusCode::OK, &app.answer(&caller, &req).await?))
 }
 
 /// `GET /query/execute?read_key=&data=<the same JSON>`: the answer as
 /// server-sent events: one `result` event, or one `error` event.
 pub async fn execute_stream(State(app): State<AppState>, uri: Uri, headers: HeaderMap) -> ApiResult<Response> {
-    let project = reader(&app, &uri, &headers).await?;
+    let caller = reader(&app, &uri, &headers).await?;
     let data = query_param(uri.query(), "data").ok_or_else(|| ApiError::bad_request("data is missing"))?;
     let req: QueryRequest = json(data.as_bytes())?;
-    let (event, payload) = match app.answer(&project, &req).await {
+    let (event, payload) = match app.answer(&caller, &req).await {
         Ok(answer) => ("result", answer),
         Err(e) => ("error", json!({"error": e.message, "error_code": e.status.as_u16()})),
     };
@@ -137,12 +147,13 @@ pub async fn execute_stream(State(app): State<AppState>, uri: Uri, headers: Head
 
 /// `POST /query/explain`: the engine's plan of the rewritten query.
 pub async fn explain(State(app): State<AppState>, uri: Uri, headers: HeaderMap, body: Body) -> ApiResult<Response> {
-    let project = reader(&app, &uri, &headers).await?;
+    let caller = reader(&app, &uri, &headers).await?;
+    let project = caller.project.as_str();
     let req = read_request(&app, &headers, body).await?;
-    let sql = format!("EXPLAIN {}", req.query.trim_start());
+    let sql = format!("EXPLAIN {}", app.user_sql(&caller, &req.query).await?.trim_start());
     let collections = app.collections(&project).await?;
-    let statement = app.rewritten(&project, &collections, &sql, None)?;
-    let output = app.run_query(&project, &collections, &sql, statement).await?;
+    let statement = app.rewritten(project, &collections, &sql, None)?;
+    let output = app.run_query(project, &collections, &sql, statement).await?;
     let rows = result::rows(&output.batches, app.config.query.max_result_bytes)
         .map_err(|e| ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, e.to_string()))?;
     let plan: Vec<Json> = rows.into_iter().map(|r| json!({"plan_type": r[0], "plan": r[1]})).collect();
@@ -156,20 +167,22 @@ pub async fn query_metadata(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
-    let project = reader(&app, &uri, &headers).await?;
+    let caller = reader(&app, &uri, &headers).await?;
+    let project = caller.project.as_str();
     let req = read_request(&app, &headers, body).await?;
-    let collections = app.collections(&project).await?;
-    let statement = app.rewritten(&project, &collections, &req.query, Some(0))?;
-    let output = app.run_query(&project, &collections, &req.query, statement).await?;
+    let sql = app.user_sql(&caller, &req.query).await?;
+    let collections = app.collections(project).await?;
+    let statement = app.rewritten(project, &collections, &sql, Some(0))?;
+    let output = app.run_query(project, &collections, &sql, statement).await?;
     Ok(json_response(StatusCode::OK, &metadata(&output)))
 }
 
 /// `POST /query/export`: the rows as CSV (with a header) or a JSON array of
 /// objects, per `export_type`.
 pub async fn export(State(app): State<AppState>, uri: Uri, headers: HeaderMap, body: Body) -> ApiResult<Response> {
-    let project = reader(&app, &uri, &headers).await?;
+    let caller = reader(&app, &uri, &headers).await?;
     let req = read_request(&app, &headers, body).await?;
-    let answer = app.answer(&project, &req).await?;
+    let answer = app.answer(&caller, &req).await?;
     let names: Vec<String> = answer["metadata"]
         .as_array()
         .into_iter()

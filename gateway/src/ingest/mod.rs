@@ -23,6 +23,8 @@ use crate::infer::{coerce, infer};
 use crate::log::{self, EventLog, Record, TopicBatch};
 use crate::metadata;
 use crate::names::{INVALID_SCHEMA_COLLECTION, topic_name};
+use crate::plugin::Plugins;
+use crate::plugin::enrich::{Fate, Refusal, RequestInfo};
 use crate::schema::{CollectionSchema, SchemaRegistry, TIME_FIELD, USER_FIELD};
 use crate::types::{Field, FieldType};
 use crate::value::{Scalar, Value};
@@ -33,6 +35,9 @@ pub enum IngestError {
     Metadata(#[from] metadata::Error),
     #[error(transparent)]
     Log(#[from] log::Error),
+    /// An enricher failed and its policy refuses the events.
+    #[error(transparent)]
+    Refused(#[from] Refusal),
 }
 
 /// What the request adds to its events.
@@ -47,6 +52,9 @@ pub struct Context {
     pub upload_time_ms: Option<i64>,
     /// `api.uuid` of the request.
     pub request_id: Option<String>,
+    /// The request's headers (lowercased names), for enrichers; filled only
+    /// when the project has one.
+    pub headers: Vec<(String, String)>,
     /// The server's clock when the request arrived (ms since the epoch).
     pub received_ms: i64,
 }
@@ -63,6 +71,15 @@ pub struct Ingestor {
     registry: Arc<SchemaRegistry>,
     log: Arc<dyn EventLog>,
     backlog: Option<Arc<crate::loader::Backlog>>,
+    plugins: Option<Arc<Plugins>>,
+}
+
+/// What became of a request's events.
+#[derive(Debug, Default)]
+pub struct Stored {
+    /// One per event given, in order, when an enricher ran; `None` when
+    /// every event was stored as given.
+    pub fates: Option<Vec<Fate>>,
 }
 
 struct InvalidRow {
@@ -76,7 +93,13 @@ struct InvalidRow {
 
 impl Ingestor {
     pub fn new(registry: Arc<SchemaRegistry>, log: Arc<dyn EventLog>) -> Self {
-        Ingestor { registry, log, backlog: None }
+        Ingestor { registry, log, backlog: None, plugins: None }
+    }
+
+    /// Runs the project's enrichers over every request's events.
+    pub fn with_plugins(mut self, plugins: Arc<Plugins>) -> Self {
+        self.plugins = Some(plugins);
+        self
     }
 
     /// Reports every append to the batch loop's backlog.
@@ -89,8 +112,39 @@ impl Ingestor {
         &self.registry
     }
 
-    /// Stores the events; returns once they are durable in the log.
-    pub async fn store(&self, ctx: &Context, events: Vec<Event>) -> Result<(), IngestError> {
+    /// Runs the project's enrichers, then stores the events they kept;
+    /// returns once those are durable in the log.
+    pub async fn store(&self, ctx: &Context, events: Vec<Event>) -> Result<Stored, IngestError> {
+        let (events, stored) = self.enrich(ctx, events).await?;
+        self.append(ctx, events).await?;
+        Ok(stored)
+    }
+
+    /// Resolves the request's values (`_ip: true`, ...) and runs the
+    /// project's enrichers: the events to store, and what became of each.
+    pub async fn enrich(&self, ctx: &Context, mut events: Vec<Event>) -> Result<(Vec<Event>, Stored), IngestError> {
+        for e in &mut events {
+            resolve_request_values(e, ctx);
+        }
+        let Some((plugins, set)) = self.plugins.as_ref().and_then(|p| p.project(&ctx.project).map(|s| (p, s))) else {
+            return Ok((events, Stored::default()));
+        };
+        if set.enrichers.is_empty() {
+            return Ok((events, Stored::default()));
+        }
+        let info = RequestInfo {
+            project: ctx.project.clone(),
+            client_address: ctx.client_ip.map(|ip| ip.to_string()),
+            user_agent: ctx.user_agent.clone(),
+            headers: ctx.headers.clone(),
+        };
+        let enriched = plugins.enrich(&set, &info, events).await?;
+        Ok((enriched.events, Stored { fates: Some(enriched.fates) }))
+    }
+
+    /// Types, encodes and appends events as they are; returns once they are
+    /// durable in the log.
+    pub async fn append(&self, ctx: &Context, events: Vec<Event>) -> Result<(), IngestError> {
         let batches = self.encode(ctx, events).await?;
         if !batches.is_empty() {
             let records = batches.iter().map(|b| b.records.len() as u64).sum();

@@ -4,6 +4,7 @@
 //! SQLite (the embedded default), PostgreSQL and MySQL/MariaDB; [`open`] is
 //! the one place that picks the database from the URL.
 
+mod plugins;
 mod sql;
 
 use std::sync::Arc;
@@ -116,6 +117,52 @@ pub struct OffsetAdvance {
     pub to: u64,
 }
 
+/// A project's plugin as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginRecord {
+    pub project: String,
+    pub name: String,
+    /// `enrich` or `rewrite`.
+    pub hook: String,
+    /// Plugins of a hook run in ascending position, then name.
+    pub position: i64,
+    /// `pass` or `reject`.
+    pub on_error: String,
+    pub memory_mb: i64,
+    pub timeout_ms: i64,
+    /// The component, by the SHA-256 of its bytes (lowercase hex).
+    pub sha256: String,
+    /// 1 for the first upload of the name, then +1 per upload.
+    pub version: i64,
+    /// +1 for every change of any kind.
+    pub revision: i64,
+    /// The project's configuration of the plugin, as JSON text.
+    pub config: String,
+    pub enabled: bool,
+    pub updated_at: i64,
+}
+
+/// What an upload sets; the configuration and the enabled flag of an
+/// existing plugin are kept.
+#[derive(Debug, Clone)]
+pub struct PluginUpload<'a> {
+    pub project: &'a str,
+    pub name: &'a str,
+    pub hook: &'a str,
+    pub position: i64,
+    pub on_error: &'a str,
+    pub memory_mb: i64,
+    pub timeout_ms: i64,
+    pub sha256: &'a str,
+}
+
+/// A change to a stored plugin.
+#[derive(Debug, Clone)]
+pub enum PluginChange {
+    Config(String),
+    Enabled(bool),
+}
+
 #[async_trait]
 pub trait MetadataStore: Send + Sync + 'static {
     /// Creates a project; `false` if one of that name exists.
@@ -158,6 +205,25 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// Replaces files with one that holds their rows, in one transaction;
     /// `false`, with nothing changed, when one of them is no longer there.
     async fn replace_files(&self, old: &[String], new: &ParquetFile, now_ms: i64) -> Result<bool>;
+
+    /// Stores a component's bytes under their SHA-256 (once).
+    async fn put_component(&self, sha256: &str, bytes: &[u8], now_ms: i64) -> Result<()>;
+    async fn component(&self, sha256: &str) -> Result<Option<Vec<u8>>>;
+    /// Creates a plugin, or points an existing one at a new upload.
+    async fn save_plugin(&self, upload: PluginUpload<'_>, now_ms: i64) -> Result<PluginRecord>;
+    /// The plugins of a project, or of every project.
+    async fn plugins(&self, project: Option<&str>) -> Result<Vec<PluginRecord>>;
+    /// Changes a plugin; `None` when there is no such plugin.
+    async fn change_plugin(
+        &self,
+        project: &str,
+        name: &str,
+        change: PluginChange,
+        now_ms: i64,
+    ) -> Result<Option<PluginRecord>>;
+    /// Deletes a plugin (and its component, when nothing else uses it);
+    /// `false` when there was none.
+    async fn delete_plugin(&self, project: &str, name: &str) -> Result<bool>;
 }
 
 /// Opens (and migrates) the metadata store named by `url`.

@@ -9,9 +9,10 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, Row};
 
+use super::plugins::PluginStatements;
 use super::{
-    Error, KeyKind, LogPartition, MetadataStore, NewSchemaVersion, OffsetAdvance, ParquetFile, Result, SchemaVersion,
-    StoredKey,
+    Error, KeyKind, LogPartition, MetadataStore, NewSchemaVersion, OffsetAdvance, ParquetFile, PluginChange,
+    PluginRecord, PluginUpload, Result, SchemaVersion, StoredKey,
 };
 use crate::types::{Field, FieldType};
 
@@ -20,7 +21,7 @@ static POSTGRES: Migrator = sqlx::migrate!("migrations/postgres");
 static MYSQL: Migrator = sqlx::migrate!("migrations/mysql");
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Dialect {
+pub(super) enum Dialect {
     Sqlite,
     Postgres,
     MySql,
@@ -46,7 +47,7 @@ impl Dialect {
     }
 
     /// Rewrites `?` placeholders to `$1, $2, ..` where the database wants them.
-    fn sql(self, query: &str) -> String {
+    pub(super) fn sql(self, query: &str) -> String {
         if self != Dialect::Postgres {
             return query.to_owned();
         }
@@ -65,7 +66,7 @@ impl Dialect {
     }
 
     /// An INSERT that does nothing when a unique key exists already.
-    fn insert_ignore(self, rest: &str) -> String {
+    pub(super) fn insert_ignore(self, rest: &str) -> String {
         match self {
             Dialect::Sqlite => format!("INSERT OR IGNORE INTO {rest}"),
             Dialect::Postgres => format!("INSERT INTO {rest} ON CONFLICT DO NOTHING"),
@@ -159,8 +160,9 @@ impl Statements {
 }
 
 pub struct SqlMetadataStore {
-    pool: AnyPool,
+    pub(super) pool: AnyPool,
     sql: Statements,
+    pub(super) plugin_sql: PluginStatements,
 }
 
 impl SqlMetadataStore {
@@ -188,7 +190,7 @@ impl SqlMetadataStore {
         }
         let pool = options.connect(&url).await?;
         dialect.migrator().run(&pool).await?;
-        Ok(SqlMetadataStore { pool, sql: Statements::new(dialect) })
+        Ok(SqlMetadataStore { pool, sql: Statements::new(dialect), plugin_sql: PluginStatements::new(dialect) })
     }
 
     fn schema_row(row: &AnyRow) -> Result<SchemaVersion> {
@@ -208,7 +210,7 @@ impl SqlMetadataStore {
 
 /// A TEXT column. Through sqlx's `Any` driver MySQL reports every TEXT
 /// column as a BLOB, so the bytes are accepted too.
-fn long_text(row: &AnyRow, column: &str) -> Result<String> {
+pub(super) fn long_text(row: &AnyRow, column: &str) -> Result<String> {
     match row.try_get::<String, _>(column) {
         Ok(text) => Ok(text),
         Err(_) => {
@@ -268,6 +270,7 @@ impl MetadataStore for SqlMetadataStore {
         sqlx::query(&self.sql.delete_project_schemas).bind(name).execute(&mut *tx).await?;
         sqlx::query(&self.sql.delete_project_offsets).bind(name).execute(&mut *tx).await?;
         sqlx::query(&self.sql.delete_project_files).bind(name).execute(&mut *tx).await?;
+        sqlx::query(&self.plugin_sql.delete_project_plugins).bind(name).execute(&mut *tx).await?;
         let done = sqlx::query(&self.sql.delete_project).bind(name).execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(done.rows_affected() == 1)
@@ -446,6 +449,36 @@ impl MetadataStore for SqlMetadataStore {
                 })
             })
             .collect()
+    }
+
+    async fn put_component(&self, sha256: &str, bytes: &[u8], now_ms: i64) -> Result<()> {
+        self.put_component_sql(sha256, bytes, now_ms).await
+    }
+
+    async fn component(&self, sha256: &str) -> Result<Option<Vec<u8>>> {
+        self.component_sql(sha256).await
+    }
+
+    async fn save_plugin(&self, upload: PluginUpload<'_>, now_ms: i64) -> Result<PluginRecord> {
+        self.save_plugin_sql(upload, now_ms).await
+    }
+
+    async fn plugins(&self, project: Option<&str>) -> Result<Vec<PluginRecord>> {
+        self.plugins_sql(project).await
+    }
+
+    async fn change_plugin(
+        &self,
+        project: &str,
+        name: &str,
+        change: PluginChange,
+        now_ms: i64,
+    ) -> Result<Option<PluginRecord>> {
+        self.change_plugin_sql(project, name, change, now_ms).await
+    }
+
+    async fn delete_plugin(&self, project: &str, name: &str) -> Result<bool> {
+        self.delete_plugin_sql(project, name).await
     }
 }
 

@@ -1,0 +1,23 @@
+//! Host bindings generated from `wit/plugin`, one module per world. The
+//! rewriter's bindings reuse the enricher's `types` and `host`, so one host
+//! implementation serves both.
+
+pub mod enricher {
+    wasmtime::component::bindgen!({
+        world: "enricher",
+        path: "../wit/plugin",
+    });
+}
+
+pub mod rewriter {
+    wasmtime::component::bindgen!({
+        world: "query-rewriter",
+        path: "../wit/plugin",
+        with: {
+            "weir:plugin/types": crate::plugin::bindings::enricher::weir::plugin::types,
+            "weir:plugin/host": crate::plugin::bindings::enricher::weir::plugin::host,
+        },
+    });
+}
+
+pub use enricher::weir::plugin::{host, types};
