@@ -58,8 +58,13 @@
 
 mod event;
 
+#[cfg(target_arch = "wasm32")]
 #[doc(hidden)]
 pub mod bindings;
+#[cfg(not(target_arch = "wasm32"))]
+mod native;
+#[cfg(not(target_arch = "wasm32"))]
+pub use native::testing;
 
 pub use event::{Event, Verdict};
 pub use serde_json::{Map, Value, json};
@@ -136,30 +141,39 @@ pub fn config<T: serde::de::DeserializeOwned>() -> Result<T, String> {
 /// The plugin's configuration for the calling project as JSON text (`null`
 /// when none was set).
 pub fn config_json() -> String {
-    bindings::host::config()
+    #[cfg(target_arch = "wasm32")]
+    return bindings::host::config();
+    #[cfg(not(target_arch = "wasm32"))]
+    return native::config();
 }
 
 /// Wall-clock time in milliseconds since the Unix epoch.
 pub fn now_millis() -> u64 {
-    bindings::host::now_millis()
+    #[cfg(target_arch = "wasm32")]
+    return bindings::host::now_millis();
+    #[cfg(not(target_arch = "wasm32"))]
+    return native::now_millis();
 }
 
 /// The call's log: `/plugin/test` answers it; in production it goes to the
 /// gateway's log at debug level. A call's log is capped.
 pub mod log {
-    use crate::bindings::host::{self, Level};
+    #[cfg(target_arch = "wasm32")]
+    use crate::bindings::host::{Level, log as write};
+    #[cfg(not(target_arch = "wasm32"))]
+    use crate::native::{Level, log as write};
 
     pub fn debug(message: &str) {
-        host::log(Level::Debug, message);
+        write(Level::Debug, message);
     }
     pub fn info(message: &str) {
-        host::log(Level::Info, message);
+        write(Level::Info, message);
     }
     pub fn warn(message: &str) {
-        host::log(Level::Warn, message);
+        write(Level::Warn, message);
     }
     pub fn error(message: &str) {
-        host::log(Level::Error, message);
+        write(Level::Error, message);
     }
 }
 
@@ -167,6 +181,7 @@ pub mod log {
 #[macro_export]
 macro_rules! export_enricher {
     ($ty:ty) => {
+        #[cfg(target_arch = "wasm32")]
         #[allow(unsafe_code)]
         const _: () = {
             struct WeirEnricherExport;
@@ -188,6 +203,7 @@ macro_rules! export_enricher {
 #[macro_export]
 macro_rules! export_query_rewriter {
     ($ty:ty) => {
+        #[cfg(target_arch = "wasm32")]
         #[allow(unsafe_code)]
         const _: () = {
             struct WeirRewriterExport;

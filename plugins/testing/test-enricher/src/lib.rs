@@ -64,6 +64,7 @@ fn spin() {
 
 /// The `short` behavior needs to answer fewer outcomes than events, which the
 /// SDK never does; it is exported by hand.
+#[cfg(target_arch = "wasm32")]
 mod short {
     use weir_plugin::bindings::types;
 
@@ -77,6 +78,7 @@ mod short {
     }
 }
 
+#[cfg(target_arch = "wasm32")]
 #[allow(unsafe_code)]
 const _: () = {
     struct Export;
