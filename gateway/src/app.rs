@@ -64,7 +64,8 @@ impl App {
         let engine: Arc<dyn QueryEngine> = Arc::new(DataFusionEngine::new(store.clone(), warehouse.clone()));
         let loader =
             Arc::new(Loader::new(log.clone(), store.clone(), registry.clone(), warehouse, config.batch.max_records));
-        let plugins = Arc::new(Plugins::new(config.plugins.clone(), store.clone())?);
+        let asset_dir = config.plugins.asset_dir.clone().unwrap_or_else(|| config.data_dir.join("plugin-assets"));
+        let plugins = Arc::new(Plugins::new(config.plugins.clone(), asset_dir, store.clone())?);
         plugins.refresh_all().await?;
         let ingest = Ingestor::new(registry, log.clone()).with_backlog(loader.backlog()).with_plugins(plugins.clone());
         Ok(App { config, store, log, keys, ingest, loader, engine, plugins })

@@ -251,6 +251,7 @@ fn unset_meaning(key: &str) -> &'static str {
         "metadata" => "(unset: SQLite in data_dir)",
         "log" => "(unset: files in data_dir)",
         "warehouse" => "(unset: a folder in data_dir)",
+        "plugins.asset_dir" => "(unset: data_dir/plugin-assets)",
         _ => "(unset)",
     }
 }

@@ -6,6 +6,8 @@
 //! `WEIRTEST_MYSQL_URL` (admin URLs; each test gets a database of its own),
 //! which `scripts/test.sh` sets after starting the servers.
 
+pub mod mmdb;
+
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;

@@ -6,6 +6,9 @@ pub mod enricher {
     wasmtime::component::bindgen!({
         world: "enricher",
         path: "../wit/plugin",
+        with: {
+            "weir:plugin/host.asset": crate::plugin::assets::Asset,
+        },
     });
 }
 

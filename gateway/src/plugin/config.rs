@@ -35,6 +35,10 @@ pub struct PluginsConfig {
     /// Bytes a call may log.
     #[serde(default = "default_log_bytes")]
     pub log_bytes: usize,
+    /// Folder of the read-only files plugins may open (a GeoIP database...).
+    /// Default: `<data_dir>/plugin-assets`.
+    #[serde(default)]
+    pub asset_dir: Option<std::path::PathBuf>,
 }
 
 fn default_max_upload_bytes() -> usize {
@@ -77,6 +81,7 @@ impl Default for PluginsConfig {
             poll_ms: default_poll_ms(),
             log_lines: default_log_lines(),
             log_bytes: default_log_bytes(),
+            asset_dir: None,
         }
     }
 }

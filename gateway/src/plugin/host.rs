@@ -6,10 +6,11 @@ use std::sync::Arc;
 
 use serde::Serialize;
 use wasmtime::ResourceLimiter;
-use wasmtime::component::ResourceTable;
+use wasmtime::component::{Resource, ResourceTable};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+use super::assets::{Asset, Assets};
 use super::bindings::host::{self, Level};
 
 /// Caps on a call's log.
@@ -77,10 +78,11 @@ pub struct HostState {
     log: CallLog,
     caps: LogCaps,
     stderr: MemoryOutputPipe,
+    assets: Arc<Assets>,
 }
 
 impl HostState {
-    pub fn new(memory_bytes: usize, config: Arc<str>, caps: LogCaps) -> HostState {
+    pub fn new(memory_bytes: usize, config: Arc<str>, caps: LogCaps, assets: Arc<Assets>) -> HostState {
         // No preopened folders, no environment, no arguments, no sockets:
         // the defaults of an empty WASI context. Standard error is kept for
         // the call's log (a panic's message lands there).
@@ -94,6 +96,7 @@ impl HostState {
             log: CallLog::default(),
             caps,
             stderr,
+            assets,
         }
     }
 
@@ -133,6 +136,26 @@ impl host::Host for HostState {
 
     fn now_millis(&mut self) -> u64 {
         u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or(0)
+    }
+
+    fn open_asset(&mut self, path: String) -> Result<Resource<Asset>, String> {
+        let asset = self.assets.open(&path)?;
+        self.table.push(asset).map_err(|e| format!("too many open assets: {e}"))
+    }
+}
+
+impl host::HostAsset for HostState {
+    fn size(&mut self, asset: Resource<Asset>) -> u64 {
+        self.table.get(&asset).map_or(0, |a| a.0.len() as u64)
+    }
+
+    fn read(&mut self, asset: Resource<Asset>, offset: u64, len: u32) -> Vec<u8> {
+        self.table.get(&asset).map_or_else(|_| Vec::new(), |a| a.read(offset, len))
+    }
+
+    fn drop(&mut self, asset: Resource<Asset>) -> wasmtime::Result<()> {
+        self.table.delete(asset)?;
+        Ok(())
     }
 }
 

@@ -5,6 +5,7 @@
 //! plugins loaded, ready and current with the metadata store; [`enrich`] and
 //! [`rewrite`] are where the pipeline and the query path call them.
 
+pub mod assets;
 pub mod bindings;
 pub mod config;
 pub mod enrich;

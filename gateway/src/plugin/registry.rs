@@ -15,6 +15,7 @@ use serde::Serialize;
 use tokio::sync::Semaphore;
 
 use super::bindings::types;
+use super::assets::Assets;
 use super::config::PluginsConfig;
 use super::host::LogCaps;
 use super::runtime::{CallLimits, Called, Failure, Prepared, Runtime, RuntimeLimits};
@@ -89,12 +90,13 @@ pub struct Plugins {
 }
 
 impl Plugins {
-    pub fn new(config: PluginsConfig, store: Arc<dyn MetadataStore>) -> Result<Plugins> {
+    /// `asset_dir` is the folder plugins' assets are read from.
+    pub fn new(config: PluginsConfig, asset_dir: std::path::PathBuf, store: Arc<dyn MetadataStore>) -> Result<Plugins> {
         let runtime = Runtime::new(RuntimeLimits {
             instances: config.instances,
             max_memory_bytes: usize::try_from(config.max_memory_mb << 20).unwrap_or(usize::MAX),
             log: LogCaps { lines: config.log_lines, bytes: config.log_bytes },
-        })?;
+        }, Arc::new(Assets::new(asset_dir)))?;
         Ok(Plugins {
             runtime: Arc::new(runtime),
             store,

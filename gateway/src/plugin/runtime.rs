@@ -28,6 +28,8 @@ pub struct RuntimeLimits {
     pub log: LogCaps,
 }
 
+use super::assets::Assets;
+
 /// A component ready to instantiate for its hook.
 #[derive(Clone)]
 pub enum Prepared {
@@ -80,6 +82,7 @@ pub struct Runtime {
     enrich_linker: Linker<HostState>,
     rewrite_linker: Linker<HostState>,
     limits: RuntimeLimits,
+    assets: Arc<Assets>,
     ticking: Arc<AtomicBool>,
 }
 
@@ -90,7 +93,7 @@ impl Drop for Runtime {
 }
 
 impl Runtime {
-    pub fn new(limits: RuntimeLimits) -> Result<Runtime> {
+    pub fn new(limits: RuntimeLimits, assets: Arc<Assets>) -> Result<Runtime> {
         let mut pool = PoolingAllocationConfig::default();
         pool.total_component_instances(limits.instances)
             .total_core_instances(limits.instances * 2)
@@ -116,7 +119,7 @@ impl Runtime {
             linker(&engine, |l| QueryRewriter::add_to_linker::<_, wasmtime::component::HasSelf<_>>(l, |s| s))?;
         let ticking = Arc::new(AtomicBool::new(true));
         spawn_ticker(engine.clone(), ticking.clone())?;
-        Ok(Runtime { engine, enrich_linker, rewrite_linker, limits, ticking })
+        Ok(Runtime { engine, enrich_linker, rewrite_linker, limits, assets, ticking })
     }
 
     pub fn limits(&self) -> RuntimeLimits {
@@ -152,7 +155,7 @@ impl Runtime {
 
     fn store(&self, limits: CallLimits, config: Arc<str>) -> Store<HostState> {
         let memory = limits.memory_bytes.min(self.limits.max_memory_bytes);
-        let mut store = Store::new(&self.engine, HostState::new(memory, config, self.limits.log));
+        let mut store = Store::new(&self.engine, HostState::new(memory, config, self.limits.log, self.assets.clone()));
         store.limiter(|s| &mut s.memory);
         let ticks = (limits.timeout.as_micros() / EPOCH_TICK.as_micros()).max(1);
         store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX));

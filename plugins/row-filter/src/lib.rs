@@ -14,7 +14,9 @@
 //! a predicate is the caller's `X-Weir-<name>` header as a SQL string; a
 //! query whose caller lacks an attribute the filter needs is denied. A name
 //! that a CTE of the query defines is the CTE, not the collection, and is
-//! left alone (the CTE's own body is filtered).
+//! left alone (the CTE's own body is filtered). `_all` (every collection
+//! at once) cannot be filtered per collection and is refused while any
+//! filter is configured.
 
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
@@ -122,6 +124,11 @@ impl VisitorMut for Filter<'_> {
         let TableFactor::Table { name, alias, args: None, .. } = factor else {
             return ControlFlow::Continue(());
         };
+        let last = name.0.last().and_then(part_name);
+        if last.as_deref() == Some("_all") && !self.ctes.iter().flatten().any(|c| c == "_all") {
+            self.error = Some("_all is not available: rows of this project are filtered per collection".to_owned());
+            return ControlFlow::Break(());
+        }
         let Some(collection) = self.collection(name) else {
             return ControlFlow::Continue(());
         };
@@ -215,5 +222,7 @@ mod tests {
         assert_eq!(fill("tenant = {{tenant}}", attr), Ok("tenant = 'o''neil'".to_owned()));
         assert!(fill("org = {{org}}", attr).is_err());
         assert!(add_filters("SELECT", &filters()).is_err());
+        assert!(add_filters("SELECT count(*) FROM _all", &filters()).is_err());
+        assert!(add_filters("SELECT count(*) FROM collection._all", &filters()).is_err());
     }
 }

@@ -51,11 +51,13 @@
 //!
 //! A plugin is instantiated afresh for every call and has no filesystem,
 //! network or environment: its configuration ([`config`]), a log
-//! ([`log`]) and a clock ([`now_millis`]) are what the host offers. Memory
+//! ([`log`]), a clock ([`now_millis`]) and read-only reference files
+//! ([`Asset`]) are what the host offers. Memory
 //! and time are capped per plugin (64 MiB and 20 ms per call unless the
 //! project sets otherwise); a plugin past its cap is stopped, and its
 //! events pass unchanged or are refused, as the project chose.
 
+mod asset;
 mod event;
 
 #[cfg(target_arch = "wasm32")]
@@ -66,6 +68,7 @@ mod native;
 #[cfg(not(target_arch = "wasm32"))]
 pub use native::testing;
 
+pub use asset::Asset;
 pub use event::{Event, Verdict};
 pub use serde_json::{Map, Value, json};
 

@@ -15,6 +15,12 @@ pub enum Level {
 thread_local! {
     static CONFIG: RefCell<String> = RefCell::new("null".to_owned());
     static LOG: RefCell<Vec<(Level, String)>> = const { RefCell::new(Vec::new()) };
+    static ASSET_DIR: RefCell<std::path::PathBuf> = RefCell::new(std::path::PathBuf::from("."));
+}
+
+pub fn open_asset(path: &str) -> Result<Vec<u8>, String> {
+    let full = ASSET_DIR.with(|d| d.borrow().join(path));
+    std::fs::read(&full).map_err(|e| format!("asset {path:?}: {e}"))
 }
 
 pub fn config() -> String {
@@ -38,6 +44,11 @@ pub mod testing {
     /// Sets the configuration [`crate::config`] answers on this thread.
     pub fn set_config(config: &serde_json::Value) {
         super::CONFIG.with(|c| *c.borrow_mut() = config.to_string());
+    }
+
+    /// Sets the folder [`crate::Asset::open`] reads from on this thread.
+    pub fn set_asset_dir(dir: &std::path::Path) {
+        super::ASSET_DIR.with(|d| *d.borrow_mut() = dir.to_owned());
     }
 
     /// The lines logged on this thread since the last call.
