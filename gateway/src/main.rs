@@ -1,5 +1,7 @@
 //! The `weir` command.
 
+mod plugin_cli;
+
 use std::path::PathBuf;
 
 use anyhow::Context as _;
@@ -56,6 +58,8 @@ enum Command {
         #[arg(long, env = "WEIR_LOG", value_name = "URL")]
         log: Option<String>,
     },
+    /// Manage a project's WebAssembly plugins on a running gateway.
+    Plugin(plugin_cli::PluginArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -70,6 +74,10 @@ fn main() -> anyhow::Result<()> {
             let config = Config::load(config.as_deref(), &overrides)?;
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             runtime.block_on(weir_gateway::app::serve(config)).context("weir serve")?;
+        }
+        Command::Plugin(args) => {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            runtime.block_on(plugin_cli::run(args))?;
         }
     }
     Ok(())

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use weir_gateway::metadata::{self, KeyKind, MetadataStore, NewSchemaVersion};
+use weir_gateway::metadata::{self, KeyKind, MetadataStore, NewSchemaVersion, PluginChange, PluginUpload};
 use weir_gateway::schema::SchemaRegistry;
 use weir_gateway::types::{Field, FieldType};
 use weir_tests::{Backend, on_every_backend};
@@ -129,7 +129,56 @@ async fn migrations_run_once(backend: Backend) {
     assert_eq!(reopened.projects().await.expect("list"), ["kept"]);
 }
 
+async fn plugins_and_their_components(backend: Backend) {
+    let (store, _, _dir) = store(backend).await;
+    // A component of several MiB, as real ones are (and as MySQL's packet and
+    // BLOB limits would refuse if the schema or server were wrong).
+    let big: Vec<u8> = (0..6_000_000u32).map(|i| (i % 251) as u8).collect();
+    store.put_component("sha-a", &big, 1).await.expect("put");
+    store.put_component("sha-a", &big, 2).await.expect("put again is a no-op");
+    store.put_component("sha-b", b"second", 2).await.expect("put");
+    assert_eq!(store.component("sha-a").await.expect("get").as_deref(), Some(&big[..]));
+    assert_eq!(store.component("nope").await.expect("get"), None);
+
+    let upload = |sha| PluginUpload {
+        project: "p",
+        name: "tagger",
+        hook: "enrich",
+        position: 3,
+        on_error: "pass",
+        memory_mb: 64,
+        timeout_ms: 20,
+        sha256: sha,
+    };
+    let first = store.save_plugin(upload("sha-a"), 10).await.expect("save");
+    assert_eq!((first.version, first.revision, first.config.as_str(), first.enabled), (1, 1, "null", true));
+    let configured =
+        store.change_plugin("p", "tagger", PluginChange::Config("{\"tag\":1}".into()), 11).await.expect("config");
+    assert_eq!(configured.map(|r| (r.revision, r.config)), Some((2, "{\"tag\":1}".to_owned())));
+    let disabled = store.change_plugin("p", "tagger", PluginChange::Enabled(false), 12).await.expect("disable");
+    assert_eq!(disabled.map(|r| (r.revision, r.enabled)), Some((3, false)));
+    let second = store.save_plugin(upload("sha-b"), 13).await.expect("save again");
+    assert_eq!(
+        (second.version, second.revision, second.config.as_str(), second.enabled, second.sha256.as_str()),
+        (2, 4, "{\"tag\":1}", false, "sha-b")
+    );
+    assert_eq!(store.component("sha-a").await.expect("get"), None, "the replaced version's component is gone");
+    assert!(store.change_plugin("p", "missing", PluginChange::Enabled(true), 14).await.expect("change").is_none());
+
+    store.save_plugin(PluginUpload { project: "q", name: "other", ..upload("sha-b") }, 15).await.expect("save");
+    let all: Vec<(String, String)> =
+        store.plugins(None).await.expect("all").into_iter().map(|r| (r.project, r.name)).collect();
+    assert_eq!(all, [("p".to_owned(), "tagger".to_owned()), ("q".to_owned(), "other".to_owned())]);
+    assert_eq!(store.plugins(Some("q")).await.expect("of q").len(), 1);
+    assert!(store.delete_plugin("p", "tagger").await.expect("delete"));
+    assert!(!store.delete_plugin("p", "tagger").await.expect("delete again"));
+    assert!(store.component("sha-b").await.expect("get").is_some(), "still used by q");
+    assert!(store.delete_plugin("q", "other").await.expect("delete"));
+    assert_eq!(store.component("sha-b").await.expect("get"), None, "unused components are deleted");
+}
+
 on_every_backend!(
+    plugins_and_their_components,
     projects_are_created_once_listed_and_deleted,
     keys_are_found_by_hash_and_revoked_by_set,
     the_user_type_is_chosen_once,

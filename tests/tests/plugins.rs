@@ -17,7 +17,9 @@ fn batch(k: &Keys, events: Vec<Value>) -> Value {
 }
 
 async fn upload_test_enricher(gw: &Gateway, k: &Keys, params: &str) {
-    let r = gw.upload_plugin(&k.master, "tagger", &format!("hook=enrich&{params}"), plugin_component("test-enricher")).await;
+    let r = gw
+        .upload_plugin(&k.master, "tagger", &format!("hook=enrich&{params}"), plugin_component("test-enricher"))
+        .await;
     assert_eq!(r.status, 200, "upload: {}", r.text());
 }
 
@@ -39,7 +41,13 @@ async fn plugin_lifecycle(backend: Backend) {
     let listed = gw.post("/plugin/list", &m, &json!({})).await.json();
     assert_eq!(listed.as_array().map(Vec::len), Some(1));
     assert_eq!(
-        (&listed[0]["name"], &listed[0]["order"], &listed[0]["on_error"], &listed[0]["enabled"], &listed[0]["memory_mb"]),
+        (
+            &listed[0]["name"],
+            &listed[0]["order"],
+            &listed[0]["on_error"],
+            &listed[0]["enabled"],
+            &listed[0]["memory_mb"]
+        ),
         (&json!("tagger"), &json!(5), &json!("pass"), &json!(true), &json!(64))
     );
     let collect_one = |n: i64| collect(&k, "pageview", json!({"n": n}));
@@ -64,8 +72,10 @@ async fn plugin_lifecycle(backend: Backend) {
     assert_eq!(gw.post("/plugin/list", &[], &json!({})).await.status, 401);
 
     let events = gw.stop_and_read().await;
-    let tags: Vec<(i64, Value)> =
-        of(&events, "pageview").iter().map(|e| (e["n"].as_f64().unwrap_or(0.0) as i64, e["tagged_by"].clone())).collect();
+    let tags: Vec<(i64, Value)> = of(&events, "pageview")
+        .iter()
+        .map(|e| (e["n"].as_f64().unwrap_or(0.0) as i64, e["tagged_by"].clone()))
+        .collect();
     assert_eq!(
         tags,
         vec![
@@ -90,12 +100,24 @@ async fn refused_uploads(backend: Backend) {
         assert!(r.text().contains(needle), "{:?} does not mention {needle:?}", r.text());
         assert_eq!(r.json()["error_code"], status);
     };
-    refused(gw.upload_plugin(&k.master, "p", "hook=enrich", b"hello".to_vec()).await, 400, "not a WebAssembly component");
-    refused(gw.upload_plugin(&k.master, "p", "hook=enrich", b"\0asm\x01\0\0\0".to_vec()).await, 400, "core WebAssembly module");
+    refused(
+        gw.upload_plugin(&k.master, "p", "hook=enrich", b"hello".to_vec()).await,
+        400,
+        "not a WebAssembly component",
+    );
+    refused(
+        gw.upload_plugin(&k.master, "p", "hook=enrich", b"\0asm\x01\0\0\0".to_vec()).await,
+        400,
+        "core WebAssembly module",
+    );
     let rewriter = plugin_component("test-rewriter");
     refused(gw.upload_plugin(&k.master, "p", "hook=enrich", rewriter.clone()).await, 400, "weir:plugin/enricher");
     let enricher = plugin_component("test-enricher");
-    refused(gw.upload_plugin(&k.master, "p", "hook=rewrite", enricher.clone()).await, 400, "weir:plugin/query-rewriter");
+    refused(
+        gw.upload_plugin(&k.master, "p", "hook=rewrite", enricher.clone()).await,
+        400,
+        "weir:plugin/query-rewriter",
+    );
     let mut truncated = enricher.clone();
     truncated.truncate(enricher.len() / 2);
     refused(gw.upload_plugin(&k.master, "p", "hook=enrich", truncated).await, 400, "does not compile");
@@ -105,7 +127,11 @@ async fn refused_uploads(backend: Backend) {
     refused(gw.upload_plugin(&k.master, "p", "hook=filter", enricher.clone()).await, 400, "enrich or rewrite");
     refused(gw.upload_plugin(&k.master, "p", "", enricher.clone()).await, 400, "hook is missing");
     refused(gw.upload_plugin(&k.master, "Upper!", "hook=enrich", enricher.clone()).await, 400, "plugin name");
-    refused(gw.upload_plugin(&k.master, "p", "hook=enrich&on_error=ignore", enricher.clone()).await, 400, "pass or reject");
+    refused(
+        gw.upload_plugin(&k.master, "p", "hook=enrich&on_error=ignore", enricher.clone()).await,
+        400,
+        "pass or reject",
+    );
     refused(gw.upload_plugin(&k.master, "p", "hook=rewrite&on_error=pass", rewriter).await, 400, "fail closed");
     refused(gw.upload_plugin(&k.master, "p", "hook=enrich&memory_mb=100000", enricher.clone()).await, 400, "memory_mb");
     refused(gw.upload_plugin(&k.read, "p", "hook=enrich", enricher.clone()).await, 403, "master_key");
@@ -132,7 +158,9 @@ async fn enricher_outcomes_reach_the_client(backend: Backend) {
     let r = gw.post("/event/collect", &[], &collect(&k, "click", json!({"n": 6, "action": "drop"}))).await;
     assert_eq!((r.status, r.text().as_str()), (200, "1"), "a dropped event is not an error");
     let bulk = "{\"collection\":\"click\",\"properties\":{\"n\":7}}\n{\"collection\":\"click\",\"properties\":{\"n\":8,\"action\":\"reject\"}}\n";
-    let r = gw.send("POST", "/event/bulk", &[("master_key", &k.master), ("content-type", "application/x-ndjson")], bulk).await;
+    let r = gw
+        .send("POST", "/event/bulk", &[("master_key", &k.master), ("content-type", "application/x-ndjson")], bulk)
+        .await;
     assert_eq!(r.status, 403);
     assert!(r.text().contains("nothing was stored"), "{}", r.text());
 
@@ -201,7 +229,19 @@ async fn limits_both_ways(backend: Backend) {
     let r = send(4).await;
     assert!(r.status == 500 && r.text().contains("trapped"), "{}", r.text());
     configure(&gw, &k, "tagger", json!({"behavior": "short"})).await;
-    let r = gw.post("/event/batch", &[], &batch(&k, vec![json!({"collection": "click", "properties": {"n": 5}}), json!({"collection": "click", "properties": {"n": 6}})])).await;
+    let r = gw
+        .post(
+            "/event/batch",
+            &[],
+            &batch(
+                &k,
+                vec![
+                    json!({"collection": "click", "properties": {"n": 5}}),
+                    json!({"collection": "click", "properties": {"n": 6}}),
+                ],
+            ),
+        )
+        .await;
     assert!(r.status == 500 && r.text().contains("answered 1 results for 2 events"), "{}", r.text());
 
     // With on_error=pass the same failure lets the events through untouched.
@@ -232,18 +272,39 @@ async fn test_endpoint_runs_without_storing(backend: Backend) {
     assert_eq!(out["log"]["lines"][0]["message"], "2 events of project shop");
 
     // A trap's panic message reaches the log; a flood of lines is capped.
-    let r = gw.post("/plugin/test", &m, &json!({"name": "tagger", "config": {"behavior": "trap"}, "events": events})).await.json();
+    let r = gw
+        .post("/plugin/test", &m, &json!({"name": "tagger", "config": {"behavior": "trap"}, "events": events}))
+        .await
+        .json();
     assert!(r["failure"].as_str().unwrap_or_default().contains("trapped"), "{r}");
     assert!(r["log"].to_string().contains("told to trap"), "{r}");
-    let r = gw.post("/plugin/test", &m, &json!({"name": "tagger", "config": {"behavior": "log_flood", "lines": 500}, "events": events})).await.json();
+    let r = gw
+        .post(
+            "/plugin/test",
+            &m,
+            &json!({"name": "tagger", "config": {"behavior": "log_flood", "lines": 500}, "events": events}),
+        )
+        .await
+        .json();
     assert_eq!(r["log"]["lines"].as_array().map(Vec::len), Some(100));
     assert_eq!(r["log"]["dropped"], 401);
 
     // An uploaded component, not stored.
     use base64::Engine as _;
     let component = base64::engine::general_purpose::STANDARD.encode(plugin_component("test-rewriter"));
-    let r = gw.post("/plugin/test", &m, &json!({"component": component, "config": {"replace_with": "SELECT 1"}, "query": "SELECT 2"})).await;
-    assert_eq!((r.json()["outcome"].clone(), r.json()["query"].clone()), (json!("rewritten"), json!("SELECT 1")), "{}", r.text());
+    let r = gw
+        .post(
+            "/plugin/test",
+            &m,
+            &json!({"component": component, "config": {"replace_with": "SELECT 1"}, "query": "SELECT 2"}),
+        )
+        .await;
+    assert_eq!(
+        (r.json()["outcome"].clone(), r.json()["query"].clone()),
+        (json!("rewritten"), json!("SELECT 1")),
+        "{}",
+        r.text()
+    );
     let listed = gw.post("/plugin/list", &m, &json!({})).await.json();
     assert_eq!(listed.as_array().map(Vec::len), Some(1));
 
@@ -280,9 +341,16 @@ async fn hot_reload_under_load(backend: Backend) {
         // ...and within 5 s on the other one.
         let started = Instant::now();
         loop {
-            let r = sibling.post("/plugin/test", &[("master_key", &k.master)], &json!({"name": "tagger", "events": [{"collection": "x", "properties": {}}]})).await;
+            let r = sibling
+                .post(
+                    "/plugin/test",
+                    &[("master_key", &k.master)],
+                    &json!({"name": "tagger", "events": [{"collection": "x", "properties": {}}]}),
+                )
+                .await;
             assert_eq!(r.status, 200);
-            let seen = sibling.post("/event/collect", &[], &collect(&k, "sibling_probe", json!({"round": round}))).await;
+            let seen =
+                sibling.post("/event/collect", &[], &collect(&k, "sibling_probe", json!({"round": round}))).await;
             assert_eq!(seen.status, 200);
             if r.json()["results"][0]["properties"]["tagged_by"] == tag.as_str() {
                 break;
@@ -298,7 +366,11 @@ async fn hot_reload_under_load(backend: Backend) {
     let mut gw = gw;
     let stored = gw.stop_and_read().await;
     let probes: Vec<Value> = of(&stored, "probe").iter().map(|e| e["tagged_by"].clone()).collect();
-    assert_eq!(probes, (0..6).map(|r| json!(format!("v{r}"))).collect::<Vec<_>>(), "each change was in force for the next request");
+    assert_eq!(
+        probes,
+        (0..6).map(|r| json!(format!("v{r}"))).collect::<Vec<_>>(),
+        "each change was in force for the next request"
+    );
 }
 
 async fn rewriters_stay_in_their_project(backend: Backend) {
@@ -341,7 +413,8 @@ async fn rewriters_stay_in_their_project(backend: Backend) {
     let r = query("SELECT 1").await;
     assert_eq!(r.status, 403);
     assert!(r.text().contains("deadline"), "a failing rewriter refuses the query: {}", r.text());
-    let r = gw.post("/query/execute", &[("read_key", &b.read)], &json!({"query": "SELECT count(*) FROM pageview"})).await;
+    let r =
+        gw.post("/query/execute", &[("read_key", &b.read)], &json!({"query": "SELECT count(*) FROM pageview"})).await;
     assert_eq!(r.json()["result"], json!([[5]]), "the other project has no rewriter");
 }
 

@@ -34,12 +34,16 @@ async fn user_agent(backend: Backend) {
     let mut gw = Gateway::start(backend).await;
     let k = gw.create_project("shop").await;
     install(&gw, &k, "user-agent", "enrich", Value::Null).await;
-    let body = batch(&k, vec![ev("visit", json!({"n": 1, "_user_agent": true})), ev("visit", json!({"n": 2, "_user_agent": IPHONE}))]);
+    let body = batch(
+        &k,
+        vec![ev("visit", json!({"n": 1, "_user_agent": true})), ev("visit", json!({"n": 2, "_user_agent": IPHONE}))],
+    );
     let r = gw
         .send("POST", "/event/batch", &[("content-type", "application/json"), ("user-agent", CHROME)], body.to_string())
         .await;
     assert_eq!(r.status, 200, "{}", r.text());
-    let crawler = json!({"collection": "visit", "api": {"api_key": k.write}, "properties": {"n": 3, "_user_agent": GOOGLEBOT}});
+    let crawler =
+        json!({"collection": "visit", "api": {"api_key": k.write}, "properties": {"n": 3, "_user_agent": GOOGLEBOT}});
     let r = gw.post("/event/collect", &[], &crawler).await;
     assert_eq!(r.status, 403, "a known crawler is refused as Rakam does: {}", r.text());
     assert!(r.text().contains("Googlebot is a known crawler"), "{}", r.text());
@@ -63,7 +67,10 @@ async fn referrer(backend: Backend) {
     let body = batch(
         &k,
         vec![
-            ev("visit", json!({"n": 1, "_referrer": "https://www.google.de/search?q=weir+gateway&hl=de", "_host": "shop.example"})),
+            ev(
+                "visit",
+                json!({"n": 1, "_referrer": "https://www.google.de/search?q=weir+gateway&hl=de", "_host": "shop.example"}),
+            ),
             ev("visit", json!({"n": 2, "_referrer": "https://shop.example/cart?x=1", "_host": "shop.example"})),
             ev("visit", json!({"n": 3, "_referrer": true})),
             ev("visit", json!({"n": 4})),
@@ -127,23 +134,48 @@ async fn geoip(backend: Backend) {
     assert_eq!(gw.post("/event/batch", &[], &body).await.status, 200);
 
     // The 2018 GeoLite2 City database, IPv4 and IPv6.
-    let r = gw.post("/plugin/config", &[("master_key", &k.master)], &json!({"name": "geoip", "config": {"database": "GeoLite2-City.mmdb"}})).await;
+    let r = gw
+        .post(
+            "/plugin/config",
+            &[("master_key", &k.master)],
+            &json!({"name": "geoip", "config": {"database": "GeoLite2-City.mmdb"}}),
+        )
+        .await;
     assert_eq!(r.status, 200);
-    let body = batch(&k, vec![ev("visit", json!({"n": 5, "_ip": "81.2.69.160"})), ev("visit", json!({"n": 6, "_ip": "2001:4860:4860::8888"}))]);
+    let body = batch(
+        &k,
+        vec![
+            ev("visit", json!({"n": 5, "_ip": "81.2.69.160"})),
+            ev("visit", json!({"n": 6, "_ip": "2001:4860:4860::8888"})),
+        ],
+    );
     assert_eq!(gw.post("/event/batch", &[], &body).await.status, 200);
 
     // A database outside the asset folder is refused; the upload's policy
     // (on_error=reject by default) refuses the events.
-    let r = gw.post("/plugin/config", &[("master_key", &k.master)], &json!({"name": "geoip", "config": {"database": "../metadata.db"}})).await;
+    let r = gw
+        .post(
+            "/plugin/config",
+            &[("master_key", &k.master)],
+            &json!({"name": "geoip", "config": {"database": "../metadata.db"}}),
+        )
+        .await;
     assert_eq!(r.status, 200);
     let r = gw.post("/event/batch", &[], &batch(&k, vec![ev("visit", json!({"n": 7, "_ip": "81.2.69.77"}))])).await;
     assert_eq!(r.status, 500, "{}", r.text());
     assert!(r.text().contains("plugin geoip failed"), "{}", r.text());
     let t = gw
-        .post("/plugin/test", &[("master_key", &k.master)], &json!({"name": "geoip", "events": [ev("visit", json!({"_ip": "81.2.69.77"}))]}))
+        .post(
+            "/plugin/test",
+            &[("master_key", &k.master)],
+            &json!({"name": "geoip", "events": [ev("visit", json!({"_ip": "81.2.69.77"}))]}),
+        )
         .await
         .json();
-    assert!(t["log"].to_string().contains("leads outside the asset folder") || t["log"].to_string().contains("without .."), "{t}");
+    assert!(
+        t["log"].to_string().contains("leads outside the asset folder") || t["log"].to_string().contains("without .."),
+        "{t}"
+    );
 
     let stored = gw.stop_and_read().await;
     let fields = ["_country_code", "_region", "_city", "_latitude", "_longitude", "_timezone"];
@@ -172,8 +204,10 @@ async fn pii_hasher(backend: Backend) {
     let mut gw = Gateway::start(backend).await;
     let shop = gw.create_project("shop").await;
     let blog = gw.create_project("blog").await;
-    install(&gw, &shop, "pii-hasher", "enrich", json!({"salt": "shop-salt", "fields": ["email"], "lowercase": true})).await;
-    install(&gw, &blog, "pii-hasher", "enrich", json!({"salt": "blog-salt", "fields": ["email"], "lowercase": true})).await;
+    install(&gw, &shop, "pii-hasher", "enrich", json!({"salt": "shop-salt", "fields": ["email"], "lowercase": true}))
+        .await;
+    install(&gw, &blog, "pii-hasher", "enrich", json!({"salt": "blog-salt", "fields": ["email"], "lowercase": true}))
+        .await;
     for k in [&shop, &blog] {
         let body = batch(k, vec![ev("signup", json!({"email": "Ann@Example.com", "plan": "pro"}))]);
         assert_eq!(gw.post("/event/batch", &[], &body).await.status, 200);
@@ -199,7 +233,8 @@ async fn row_filter(backend: Backend) {
         .iter()
         .map(|(u, c)| ev("pageview", json!({"_user": u, "country": c})))
         .collect();
-    let buys: Vec<Value> = ["u1", "u3", "u4"].iter().map(|u| ev("purchase", json!({"_user": u, "amount": 10.0}))).collect();
+    let buys: Vec<Value> =
+        ["u1", "u3", "u4"].iter().map(|u| ev("purchase", json!({"_user": u, "amount": 10.0}))).collect();
     assert_eq!(gw.post("/event/batch", &[], &batch(&k, [views, buys].concat())).await.status, 200);
     assert_eq!(gw.send("POST", "/event/bulk/commit", &[("master_key", &k.master)], "").await.status, 200);
     install(&gw, &k, "row-filter", "rewrite", json!({"filters": {"pageview": "country = {{country}}"}})).await;
@@ -223,7 +258,8 @@ async fn row_filter(backend: Backend) {
     assert_eq!(r.json()["result"], json!([[3]]), "collections without a filter are whole");
     let r = query("SELECT count(*) FROM _all", "DE").await;
     assert_eq!(r.status, 403, "{}", r.text());
-    let r = gw.post("/query/execute", &[("read_key", &k.read)], &json!({"query": "SELECT count(*) FROM pageview"})).await;
+    let r =
+        gw.post("/query/execute", &[("read_key", &k.read)], &json!({"query": "SELECT count(*) FROM pageview"})).await;
     assert_eq!(r.status, 403, "a caller without the attribute is refused: {}", r.text());
     assert!(r.text().contains("X-Weir-country"), "{}", r.text());
 }

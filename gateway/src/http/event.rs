@@ -14,8 +14,8 @@ use serde_json::value::RawValue;
 use super::request::{client_ip, header_str, key_from, query_param, read_body, utf8};
 use super::{ApiError, ApiResult, AppState, json_response, success};
 use crate::ingest::{Context, Event, Stored};
-use crate::plugin::enrich::Fate;
 use crate::metadata::KeyKind;
+use crate::plugin::enrich::Fate;
 
 /// The `api` object of collection requests.
 #[derive(Debug, Default, Deserialize)]
@@ -142,7 +142,8 @@ fn context(
     peer: SocketAddr,
     received_ms: i64,
 ) -> ApiResult<Context> {
-    let header_list = if app.plugins.has_enrichers(&project) { super::plugin::header_list(headers) } else { Vec::new() };
+    let header_list =
+        if app.plugins.has_enrichers(&project) { super::plugin::header_list(headers) } else { Vec::new() };
     Ok(Context {
         headers: header_list,
         project,

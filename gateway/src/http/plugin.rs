@@ -65,7 +65,8 @@ pub async fn upload(State(app): State<AppState>, uri: Uri, headers: HeaderMap, b
     let query = uri.query();
     let settings = &app.config.plugins;
     let name = plugin_name(&query_param(query, "name").ok_or_else(|| ApiError::bad_request("name is missing"))?)?;
-    let hook_text = query_param(query, "hook").ok_or_else(|| ApiError::bad_request("hook is missing: enrich or rewrite"))?;
+    let hook_text =
+        query_param(query, "hook").ok_or_else(|| ApiError::bad_request("hook is missing: enrich or rewrite"))?;
     let hook = Hook::parse(&hook_text)
         .ok_or_else(|| ApiError::bad_request(format!("hook must be enrich or rewrite, not {hook_text:?}")))?;
     let on_error = match (hook, query_param(query, "on_error").as_deref()) {
@@ -200,7 +201,8 @@ pub async fn get(State(app): State<AppState>, uri: Uri, headers: HeaderMap, body
 }
 
 async fn change(app: &AppState, project: &str, name: &str, change: PluginChange) -> ApiResult<Response> {
-    let record = app.store.change_plugin(project, name, change, app.now_ms()).await?.ok_or_else(|| no_such_plugin(name))?;
+    let record =
+        app.store.change_plugin(project, name, change, app.now_ms()).await?.ok_or_else(|| no_such_plugin(name))?;
     app.plugins.refresh_project(project).await.map_err(invalid)?;
     Ok(json_response(StatusCode::OK, &view(app, record)))
 }
@@ -287,7 +289,10 @@ pub async fn test(
                 .decode(component.trim())
                 .map_err(|e| ApiError::bad_request(format!("component is not base64: {e}")))?;
             if bytes.len() > settings.max_upload_bytes {
-                return Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "the component is larger than plugins.max_upload_bytes"));
+                return Err(ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "the component is larger than plugins.max_upload_bytes",
+                ));
             }
             let hook_text = req.hook.as_deref().unwrap_or(if req.query.is_some() { "rewrite" } else { "enrich" });
             let hook = Hook::parse(hook_text)
@@ -303,15 +308,16 @@ pub async fn test(
         (None, Some(name)) => {
             let record = find(&app, &project, name).await?;
             let hook = Hook::parse(&record.hook).unwrap_or(Hook::Enrich);
-            let bytes = app
-                .store
-                .component(&record.sha256)
-                .await?
-                .ok_or_else(|| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "the stored component is missing"))?;
+            let bytes =
+                app.store.component(&record.sha256).await?.ok_or_else(|| {
+                    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "the stored component is missing")
+                })?;
             let prepared = app.plugins.prepare(&record.sha256, Arc::from(bytes), hook).await.map_err(invalid)?;
             let limits = app.plugins.limits(
                 req.memory_mb.unwrap_or(record.memory_mb).clamp(1, i64::try_from(settings.max_memory_mb).unwrap_or(1)),
-                req.timeout_ms.unwrap_or(record.timeout_ms).clamp(1, i64::try_from(settings.max_timeout_ms).unwrap_or(1)),
+                req.timeout_ms
+                    .unwrap_or(record.timeout_ms)
+                    .clamp(1, i64::try_from(settings.max_timeout_ms).unwrap_or(1)),
             );
             (record.name, prepared, limits, record.config)
         }
@@ -337,17 +343,27 @@ pub async fn test(
             let context = crate::plugin::enrich::request_context(&info, &events);
             let called = app.plugins.run_enrich(&prepared, limits, config, context, events).await;
             match called.result {
-                Ok(outcomes) => answer(&name, json!({"results": outcomes.into_iter().map(outcome_json).collect::<Vec<_>>()}), None, called.log),
+                Ok(outcomes) => answer(
+                    &name,
+                    json!({"results": outcomes.into_iter().map(outcome_json).collect::<Vec<_>>()}),
+                    None,
+                    called.log,
+                ),
                 Err(f) => answer(&name, json!({}), Some(f.to_string()), called.log),
             }
         }
         Prepared::Rewrite(_) => {
             let sql = req.query.ok_or_else(|| ApiError::bad_request("a rewriter is tested with a query"))?;
-            let caller = QueryCaller { project: project.clone(), key_kind: KeyKind::Read, attributes: attributes(&headers) };
+            let caller =
+                QueryCaller { project: project.clone(), key_kind: KeyKind::Read, attributes: attributes(&headers) };
             let called = app.plugins.run_rewrite(&prepared, limits, config, query_context(&caller), sql).await;
             match called.result {
-                Ok(types::RewriteOutcome::Rewritten(q)) => answer(&name, json!({"outcome": "rewritten", "query": q}), None, called.log),
-                Ok(types::RewriteOutcome::Denied(r)) => answer(&name, json!({"outcome": "denied", "reason": r}), None, called.log),
+                Ok(types::RewriteOutcome::Rewritten(q)) => {
+                    answer(&name, json!({"outcome": "rewritten", "query": q}), None, called.log)
+                }
+                Ok(types::RewriteOutcome::Denied(r)) => {
+                    answer(&name, json!({"outcome": "denied", "reason": r}), None, called.log)
+                }
                 Err(f) => answer(&name, json!({}), Some(f.to_string()), called.log),
             }
         }

@@ -12,9 +12,9 @@ use super::request::{json, key_from, query_param, read_body};
 use super::{ApiError, ApiResult, AppState, json_response};
 use crate::app::App;
 use crate::metadata::KeyKind;
+use crate::plugin::rewrite::QueryCaller;
 use crate::query::engine::{EngineError, QueryOutput};
 use crate::query::rewrite::{self, RewriteError, Scope};
-use crate::plugin::rewrite::QueryCaller;
 use crate::query::{Collections, result};
 
 #[derive(Deserialize)]
@@ -151,7 +151,7 @@ pub async fn explain(State(app): State<AppState>, uri: Uri, headers: HeaderMap, 
     let project = caller.project.as_str();
     let req = read_request(&app, &headers, body).await?;
     let sql = format!("EXPLAIN {}", app.user_sql(&caller, &req.query).await?.trim_start());
-    let collections = app.collections(&project).await?;
+    let collections = app.collections(project).await?;
     let statement = app.rewritten(project, &collections, &sql, None)?;
     let output = app.run_query(project, &collections, &sql, statement).await?;
     let rows = result::rows(&output.batches, app.config.query.max_result_bytes)

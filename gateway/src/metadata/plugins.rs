@@ -97,6 +97,8 @@ impl SqlMetadataStore {
 
     pub(super) async fn save_plugin_sql(&self, u: PluginUpload<'_>, now_ms: i64) -> Result<PluginRecord> {
         let mut tx = self.pool.begin().await?;
+        let previous =
+            sqlx::query(&self.plugin_sql.plugin).bind(u.project).bind(u.name).fetch_optional(&mut *tx).await?;
         let updated = sqlx::query(&self.plugin_sql.update_upload)
             .bind(u.hook)
             .bind(u.position)
@@ -125,6 +127,11 @@ impl SqlMetadataStore {
         }
         let row = sqlx::query(&self.plugin_sql.plugin).bind(u.project).bind(u.name).fetch_one(&mut *tx).await?;
         let record = plugin_row(&row)?;
+        // The component the previous version ran, once nothing uses it.
+        if let Some(previous) = previous {
+            let old: String = previous.try_get("sha256")?;
+            sqlx::query(&self.plugin_sql.delete_orphan_components).bind(old).execute(&mut *tx).await?;
+        }
         tx.commit().await?;
         Ok(record)
     }

@@ -25,6 +25,10 @@ pub struct PluginsConfig {
     /// Plugin instances alive at once, across projects; calls beyond it wait.
     #[serde(default = "default_instances")]
     pub instances: u32,
+    /// Plugin calls of one project running at once; more wait. Keeps a
+    /// tenant's slow plugin to its share of the cores.
+    #[serde(default = "default_project_calls")]
+    pub project_calls: usize,
     /// Milliseconds between checks of the metadata store for plugins
     /// changed by other gateways.
     #[serde(default = "default_poll_ms")]
@@ -59,6 +63,9 @@ fn default_max_timeout_ms() -> u64 {
 fn default_instances() -> u32 {
     128
 }
+fn default_project_calls() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
+}
 fn default_poll_ms() -> u64 {
     2_000
 }
@@ -78,6 +85,7 @@ impl Default for PluginsConfig {
             default_timeout_ms: default_timeout_ms(),
             max_timeout_ms: default_max_timeout_ms(),
             instances: default_instances(),
+            project_calls: default_project_calls(),
             poll_ms: default_poll_ms(),
             log_lines: default_log_lines(),
             log_bytes: default_log_bytes(),
@@ -97,6 +105,9 @@ impl PluginsConfig {
         }
         if self.instances == 0 || self.instances > 10_000 {
             return Some("plugins.instances must be between 1 and 10000".into());
+        }
+        if self.project_calls == 0 {
+            return Some("plugins.project_calls must be above 0".into());
         }
         if self.poll_ms < 100 {
             return Some("plugins.poll_ms must be at least 100".into());

@@ -6,11 +6,11 @@ use serde::Serialize;
 use serde::ser::SerializeMap;
 use serde_json::Value as Json;
 
-use super::bindings::types;
-use super::registry::{LoadedPlugin, Plugins, ProjectPlugins};
-use super::host::CallLog;
-use super::runtime::Failure;
 use super::OnError;
+use super::bindings::types;
+use super::host::CallLog;
+use super::registry::{LoadedPlugin, Plugins, ProjectPlugins};
+use super::runtime::Failure;
 use crate::ingest::Event;
 
 /// What the request tells enrichers about itself.
@@ -30,7 +30,10 @@ pub enum Fate {
     /// Filtered out by a plugin: not stored, not an error.
     Dropped,
     /// Refused by a plugin, for a reason the client is told.
-    Rejected { plugin: String, reason: String },
+    Rejected {
+        plugin: String,
+        reason: String,
+    },
 }
 
 /// The events to store, and the fate of each event given, in order.
@@ -59,7 +62,12 @@ enum Decision {
 impl Plugins {
     /// Runs the project's enrichers over the events, in order; each sees the
     /// events the ones before it kept, as they left them.
-    pub async fn enrich(&self, set: &ProjectPlugins, info: &RequestInfo, events: Vec<Event>) -> Result<Enriched, Refusal> {
+    pub async fn enrich(
+        &self,
+        set: &ProjectPlugins,
+        info: &RequestInfo,
+        events: Vec<Event>,
+    ) -> Result<Enriched, Refusal> {
         let mut fates = vec![Fate::Kept; events.len()];
         let mut slots: Vec<Option<Event>> = events.into_iter().map(Some).collect();
         for plugin in &set.enrichers {

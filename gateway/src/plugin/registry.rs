@@ -14,8 +14,8 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::sync::Semaphore;
 
-use super::bindings::types;
 use super::assets::Assets;
+use super::bindings::types;
 use super::config::PluginsConfig;
 use super::host::LogCaps;
 use super::runtime::{CallLimits, Called, Failure, Prepared, Runtime, RuntimeLimits};
@@ -86,21 +86,28 @@ pub struct Plugins {
     /// One permit per pooled instance: calls beyond the pool wait here
     /// rather than fail.
     calls: Arc<Semaphore>,
+    /// Per project, so that one tenant's slow or looping plugin holds at
+    /// most `plugins.project_calls` threads and never the whole pool.
+    project_calls: Mutex<HashMap<String, Arc<Semaphore>>>,
     refreshing: tokio::sync::Mutex<()>,
 }
 
 impl Plugins {
     /// `asset_dir` is the folder plugins' assets are read from.
     pub fn new(config: PluginsConfig, asset_dir: std::path::PathBuf, store: Arc<dyn MetadataStore>) -> Result<Plugins> {
-        let runtime = Runtime::new(RuntimeLimits {
-            instances: config.instances,
-            max_memory_bytes: usize::try_from(config.max_memory_mb << 20).unwrap_or(usize::MAX),
-            log: LogCaps { lines: config.log_lines, bytes: config.log_bytes },
-        }, Arc::new(Assets::new(asset_dir)))?;
+        let runtime = Runtime::new(
+            RuntimeLimits {
+                instances: config.instances,
+                max_memory_bytes: usize::try_from(config.max_memory_mb << 20).unwrap_or(usize::MAX),
+                log: LogCaps { lines: config.log_lines, bytes: config.log_bytes },
+            },
+            Arc::new(Assets::new(asset_dir)),
+        )?;
         Ok(Plugins {
             runtime: Arc::new(runtime),
             store,
             calls: Arc::new(Semaphore::new(config.instances as usize)),
+            project_calls: Mutex::default(),
             config,
             prepared: Mutex::default(),
             projects: RwLock::default(),
@@ -317,8 +324,8 @@ impl Plugins {
         let Prepared::Enrich(pre) = prepared else {
             return wrong_hook();
         };
-        let (runtime, pre) = (self.runtime.clone(), pre.clone());
-        self.blocking(move || runtime.enrich(&pre, limits, config, &context, &events)).await
+        let (runtime, pre, project) = (self.runtime.clone(), pre.clone(), context.project.clone());
+        self.blocking(&project, move || runtime.enrich(&pre, limits, config, &context, &events)).await
     }
 
     /// Runs a prepared rewriter (stored or not) over a query.
@@ -333,8 +340,8 @@ impl Plugins {
         let Prepared::Rewrite(pre) = prepared else {
             return wrong_hook();
         };
-        let (runtime, pre) = (self.runtime.clone(), pre.clone());
-        self.blocking(move || runtime.rewrite(&pre, limits, config, &context, &sql)).await
+        let (runtime, pre, project) = (self.runtime.clone(), pre.clone(), context.project.clone());
+        self.blocking(&project, move || runtime.rewrite(&pre, limits, config, &context, &sql)).await
     }
 
     fn count<T>(&self, plugin: &LoadedPlugin, result: &Result<T, Failure>) {
@@ -344,9 +351,27 @@ impl Plugins {
         }
     }
 
-    async fn blocking<T: Send + 'static>(&self, call: impl FnOnce() -> Called<T> + Send + 'static) -> Called<T> {
+    fn project_gate(&self, project: &str) -> Arc<Semaphore> {
+        let mut gates = self.project_calls.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        gates.entry(project.to_owned()).or_insert_with(|| Arc::new(Semaphore::new(self.config.project_calls))).clone()
+    }
+
+    /// Runs a call on a blocking thread once the project and the pool have
+    /// room for it.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        project: &str,
+        call: impl FnOnce() -> Called<T> + Send + 'static,
+    ) -> Called<T> {
+        let shut = || Called {
+            result: Err(Failure::Instantiate("the plugin runtime is shut down".into())),
+            log: Default::default(),
+        };
+        let Ok(_project_permit) = self.project_gate(project).acquire_owned().await else {
+            return shut();
+        };
         let Ok(_permit) = self.calls.clone().acquire_owned().await else {
-            return Called { result: Err(Failure::Instantiate("the plugin runtime is shut down".into())), log: Default::default() };
+            return shut();
         };
         match tokio::task::spawn_blocking(call).await {
             Ok(called) => called,

@@ -114,7 +114,8 @@ impl Runtime {
             .epoch_interruption(true)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&config).map_err(|e| Error::Runtime(e.to_string()))?;
-        let enrich_linker = linker(&engine, |l| Enricher::add_to_linker::<_, wasmtime::component::HasSelf<_>>(l, |s| s))?;
+        let enrich_linker =
+            linker(&engine, |l| Enricher::add_to_linker::<_, wasmtime::component::HasSelf<_>>(l, |s| s))?;
         let rewrite_linker =
             linker(&engine, |l| QueryRewriter::add_to_linker::<_, wasmtime::component::HasSelf<_>>(l, |s| s))?;
         let ticking = Arc::new(AtomicBool::new(true));
@@ -140,7 +141,8 @@ impl Runtime {
         let component = Component::new(&self.engine, bytes)
             .map_err(|e| Error::Invalid(format!("the component does not compile: {}", chain(&e))))?;
         let world = hook.world();
-        let invalid = |e: wasmtime::Error| Error::Invalid(format!("it does not implement the {world} world: {}", chain(&e)));
+        let invalid =
+            |e: wasmtime::Error| Error::Invalid(format!("it does not implement the {world} world: {}", chain(&e)));
         Ok(match hook {
             Hook::Enrich => {
                 let pre = self.enrich_linker.instantiate_pre(&component).map_err(invalid)?;
@@ -174,10 +176,9 @@ impl Runtime {
         events: &[types::Event],
     ) -> Called<Vec<types::Outcome>> {
         let mut store = self.store(limits, config);
-        let result = pre
-            .instantiate(&mut store)
-            .map_err(|e| (e, true))
-            .and_then(|instance| instance.weir_plugin_enrich().call_enrich(&mut store, context, events).map_err(|e| (e, false)));
+        let result = pre.instantiate(&mut store).map_err(|e| (e, true)).and_then(|instance| {
+            instance.weir_plugin_enrich().call_enrich(&mut store, context, events).map_err(|e| (e, false))
+        });
         let result = match result {
             Ok(outcomes) if outcomes.len() != events.len() => {
                 Err(Failure::WrongCount { expected: events.len(), got: outcomes.len() })
@@ -198,10 +199,9 @@ impl Runtime {
         sql: &str,
     ) -> Called<types::RewriteOutcome> {
         let mut store = self.store(limits, config);
-        let result = pre
-            .instantiate(&mut store)
-            .map_err(|e| (e, true))
-            .and_then(|instance| instance.weir_plugin_rewrite().call_rewrite(&mut store, context, sql).map_err(|e| (e, false)));
+        let result = pre.instantiate(&mut store).map_err(|e| (e, true)).and_then(|instance| {
+            instance.weir_plugin_rewrite().call_rewrite(&mut store, context, sql).map_err(|e| (e, false))
+        });
         let result = result.map_err(|(e, instantiating)| failure(&e, &store, limits, instantiating));
         Called { result, log: store.into_data().into_log() }
     }

@@ -85,7 +85,8 @@ impl<S: Source> Reader<S> {
         let metadata_at = tail_start + (marker + METADATA_MARKER.len()) as u64;
         let (metadata, _) = decode(&mut pages, metadata_at, metadata_at)?;
         let number = |key: &str| metadata.get(key).and_then(Value::as_u64).ok_or(format!("metadata has no {key}"));
-        let (node_count, record_size, ip_version) = (number("node_count")?, number("record_size")?, number("ip_version")?);
+        let (node_count, record_size, ip_version) =
+            (number("node_count")?, number("record_size")?, number("ip_version")?);
         if ![24, 28, 32].contains(&record_size) {
             return Err(format!("record size {record_size} is not supported"));
         }
@@ -185,7 +186,7 @@ fn decode<S: Source>(pages: &mut Pages<S>, base: u64, at: u64) -> Result<(Value,
     }
     let mut size = u64::from(ctrl & 0x1F);
     if size >= 29 {
-        let extra = u64::from(size - 28);
+        let extra = size - 28;
         let b = pages.bytes(pos, extra)?;
         let be = b.iter().fold(0u64, |acc, &x| (acc << 8) | u64::from(x));
         size = match size {

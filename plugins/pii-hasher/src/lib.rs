@@ -99,7 +99,9 @@ mod tests {
 
     #[test]
     fn fields_are_hashed_with_the_salt() {
-        weir_plugin::testing::set_config(&weir_plugin::json!({"salt": "s1", "fields": ["email", "age"], "lowercase": true}));
+        weir_plugin::testing::set_config(
+            &weir_plugin::json!({"salt": "s1", "fields": ["email", "age"], "lowercase": true}),
+        );
         let mut events = vec![
             Event::from_json("signup", r#"{"email": " Ann@Example.com ", "age": 41, "plan": "pro"}"#),
             Event::from_json("signup", r#"{"email": "ann@example.com"}"#),

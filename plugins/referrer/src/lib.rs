@@ -69,7 +69,8 @@ fn classify_with(
         _ => None,
     });
     let known = custom.or_else(|| {
-        lookup(&out.domain).map(|s| (s.medium.to_owned(), s.name.to_owned(), s.params.iter().map(|p| (*p).to_owned()).collect()))
+        lookup(&out.domain)
+            .map(|s| (s.medium.to_owned(), s.name.to_owned(), s.params.iter().map(|p| (*p).to_owned()).collect()))
     });
     if let Some((medium, source, params)) = known {
         out.term = params.iter().find_map(|p| url.query_value(p)).filter(|t| !t.is_empty());
@@ -135,9 +136,18 @@ mod tests {
             medium_source_term("https://www.google.com/search?q=weir+event%20gateway&hl=en", Some("shop.example")),
             ("search".into(), s("Google"), s("weir event gateway"))
         );
-        assert_eq!(medium_source_term("https://www.google.co.uk/search?q=x", None), ("search".into(), s("Google"), s("x")));
-        assert_eq!(medium_source_term("https://duckduckgo.com/?q=rust", None), ("search".into(), s("DuckDuckGo"), s("rust")));
-        assert_eq!(medium_source_term("https://m.facebook.com/story.php", None), ("social".into(), s("Facebook"), None));
+        assert_eq!(
+            medium_source_term("https://www.google.co.uk/search?q=x", None),
+            ("search".into(), s("Google"), s("x"))
+        );
+        assert_eq!(
+            medium_source_term("https://duckduckgo.com/?q=rust", None),
+            ("search".into(), s("DuckDuckGo"), s("rust"))
+        );
+        assert_eq!(
+            medium_source_term("https://m.facebook.com/story.php", None),
+            ("social".into(), s("Facebook"), None)
+        );
         assert_eq!(medium_source_term("https://t.co/abc", None), ("social".into(), s("Twitter"), None));
         assert_eq!(medium_source_term("https://mail.google.com/mail/u/0/", None), ("email".into(), s("Gmail"), None));
         assert_eq!(medium_source_term("https://blog.example.org/post", None), ("unknown".into(), None, None));
@@ -153,7 +163,10 @@ mod tests {
         let mut extra = BTreeMap::new();
         extra.insert("search.example".to_owned(), vec!["search".to_owned(), "Example".to_owned(), "k".to_owned()]);
         let r = classify_with("https://search.example/?k=term", None, &[], &extra).expect("url");
-        assert_eq!((r.medium.as_str(), r.source.as_deref(), r.term.as_deref()), ("search", Some("Example"), Some("term")));
+        assert_eq!(
+            (r.medium.as_str(), r.source.as_deref(), r.term.as_deref()),
+            ("search", Some("Example"), Some("term"))
+        );
         let r = classify_with("https://app.shop.example/x", None, &["shop.example".to_owned()], &extra).expect("url");
         assert_eq!(r.medium, "internal");
     }

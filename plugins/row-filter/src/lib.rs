@@ -42,7 +42,8 @@ pub fn fill(predicate: &str, attribute: impl Fn(&str) -> Option<String>) -> Resu
     while let Some(start) = rest.find("{{") {
         let end = rest[start..].find("}}").ok_or("a {{ placeholder is not closed")? + start;
         let name = rest[start + 2..end].trim().to_ascii_lowercase();
-        let value = attribute(&name).ok_or_else(|| format!("the caller has no {name} attribute (X-Weir-{name} header)"))?;
+        let value =
+            attribute(&name).ok_or_else(|| format!("the caller has no {name} attribute (X-Weir-{name} header)"))?;
         out.push_str(&rest[..start]);
         out.push('\'');
         out.push_str(&value.replace('\'', "''"));
@@ -95,7 +96,8 @@ impl Filter<'_> {
         let predicate = &self.filters[collection];
         let quoted = Ident::with_quote('"', collection);
         let sql = format!("SELECT * FROM collection.{quoted} WHERE ({predicate})");
-        match Parser::parse_sql(&GenericDialect {}, &sql).map_err(|e| format!("the filter of {collection}: {e}"))?.pop() {
+        match Parser::parse_sql(&GenericDialect {}, &sql).map_err(|e| format!("the filter of {collection}: {e}"))?.pop()
+        {
             Some(Statement::Query(q)) if matches!(q.body.as_ref(), SetExpr::Select(_)) => Ok(*q),
             _ => Err(format!("the filter of {collection} is not a predicate")),
         }
@@ -140,7 +142,12 @@ impl VisitorMut for Filter<'_> {
                     name: Ident::with_quote('"', &collection),
                     columns: vec![],
                 });
-                *factor = TableFactor::Derived { lateral: false, subquery: Box::new(query), alias: Some(alias), sample: None };
+                *factor = TableFactor::Derived {
+                    lateral: false,
+                    subquery: Box::new(query),
+                    alias: Some(alias),
+                    sample: None,
+                };
                 ControlFlow::Continue(())
             }
             Err(e) => {

@@ -87,7 +87,7 @@ fn crawler(ua: &str, lower: &str) -> Option<UserAgent> {
     // The crawler's name is the first product token that carries a marker
     // (URLs inside the string name the operator, not the product).
     let token = ua
-        .split(|c: char| c == ' ' || c == ';' || c == '(' || c == ')' || c == ',')
+        .split([' ', ';', '(', ')', ','])
         .filter(|t| !t.is_empty() && !t.contains("http") && !t.starts_with('+'))
         .find(|t| {
             let t = t.to_ascii_lowercase();
@@ -248,32 +248,60 @@ mod tests {
     fn browsers_systems_and_devices() {
         check(
             "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.6099.129 Safari/537.36",
-            "Chrome", "120", "Windows", "10", "Other",
+            "Chrome",
+            "120",
+            "Windows",
+            "10",
+            "Other",
         );
         check(
             "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1_2 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Mobile/15E148 Safari/604.1",
-            "Mobile Safari", "17", "iOS", "17.1", "iPhone",
+            "Mobile Safari",
+            "17",
+            "iOS",
+            "17.1",
+            "iPhone",
         );
         check(
             "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.2 Safari/605.1.15",
-            "Safari", "17", "Mac OS X", "10.15", "Mac",
+            "Safari",
+            "17",
+            "Mac OS X",
+            "10.15",
+            "Mac",
         );
         check(
             "Mozilla/5.0 (Linux; Android 14; SM-S918B) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Mobile Safari/537.36",
-            "Chrome Mobile", "120", "Android", "14", "Samsung SM-S918B",
+            "Chrome Mobile",
+            "120",
+            "Android",
+            "14",
+            "Samsung SM-S918B",
         );
         check(
             "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36 Edg/120.0.2210.91",
-            "Edge", "120", "Windows", "10", "Other",
+            "Edge",
+            "120",
+            "Windows",
+            "10",
+            "Other",
         );
         check(
             "Mozilla/5.0 (X11; Ubuntu; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0",
-            "Firefox", "121", "Ubuntu", "", "Other",
+            "Firefox",
+            "121",
+            "Ubuntu",
+            "",
+            "Other",
         );
         check("Mozilla/5.0 (Windows NT 6.1; Trident/7.0; rv:11.0) like Gecko", "IE", "11", "Windows", "7", "Other");
         check(
             "Mozilla/5.0 (Linux; Android 10; K) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36",
-            "Chrome", "120", "Android", "10", "Generic Tablet",
+            "Chrome",
+            "120",
+            "Android",
+            "10",
+            "Generic Tablet",
         );
         check("something else entirely", "Other", "", "Other", "", "Other");
     }
@@ -282,7 +310,10 @@ mod tests {
     fn crawlers_are_named() {
         let bot = parse("Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)");
         assert!(bot.crawler);
-        assert_eq!((bot.family.as_str(), bot.version.as_deref(), bot.device.as_str()), ("Googlebot", Some("2"), "Spider"));
+        assert_eq!(
+            (bot.family.as_str(), bot.version.as_deref(), bot.device.as_str()),
+            ("Googlebot", Some("2"), "Spider")
+        );
         assert_eq!(parse("curl/8.5.0").family, "curl");
         assert_eq!(parse("python-requests/2.31.0").family, "python-requests");
         assert!(parse("Mozilla/5.0 (compatible; bingbot/2.0; +http://www.bing.com/bingbot.htm)").crawler);
