@@ -384,12 +384,14 @@ mod tests {
             ("http.batch_max_bytes", "WEIR_HTTP__BATCH_MAX_BYTES"),
             ("file_log.segment_bytes", "WEIR_FILE_LOG__SEGMENT_BYTES"),
             ("projects.allow_deletion", "WEIR_PROJECTS__ALLOW_DELETION"),
+            ("plugins.default_timeout_ms", "WEIR_PLUGINS__DEFAULT_TIMEOUT_MS"),
+            ("plugins.asset_dir", "WEIR_PLUGINS__ASSET_DIR"),
         ] {
             let line = table.lines().find(|l| l.split_whitespace().next() == Some(key)).expect(key);
             assert!(line.contains(env), "{line}");
         }
         assert!(table.contains("500000"));
-        assert_eq!(table.lines().count(), 25, "{table}");
+        assert_eq!(table.lines().count(), 36, "{table}");
     }
 
     #[test]
