@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value as Json, json};
 use sha2::{Digest, Sha256};
 
+use super::project::body_of;
 use super::request::{client_ip, header_str, json, key_from, query_param, read_body};
 use super::{ApiError, ApiResult, AppState, json_response, success};
 use crate::ingest::Event;
@@ -172,10 +173,6 @@ pub struct ConfigBody {
     config: Json,
 }
 
-async fn body_json<T: serde::de::DeserializeOwned>(app: &AppState, headers: &HeaderMap, body: Body) -> ApiResult<T> {
-    json(&read_body(headers, body, app.config.http.max_body_bytes, "").await?)
-}
-
 fn no_such_plugin(name: &str) -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, format!("there is no plugin {name:?} in this project"))
 }
@@ -195,7 +192,7 @@ async fn find(app: &AppState, project: &str, name: &str) -> ApiResult<PluginReco
 /// `POST /plugin/get {name}`.
 pub async fn get(State(app): State<AppState>, uri: Uri, headers: HeaderMap, body: Body) -> ApiResult<Response> {
     let project = master(&app, &uri, &headers).await?;
-    let req: NameOnly = body_json(&app, &headers, body).await?;
+    let req: NameOnly = body_of(&app, &headers, body).await?;
     let record = find(&app, &project, &req.name).await?;
     Ok(json_response(StatusCode::OK, &view(&app, record)))
 }
@@ -211,28 +208,28 @@ async fn change(app: &AppState, project: &str, name: &str, change: PluginChange)
 /// this project (any JSON).
 pub async fn config(State(app): State<AppState>, uri: Uri, headers: HeaderMap, body: Body) -> ApiResult<Response> {
     let project = master(&app, &uri, &headers).await?;
-    let req: ConfigBody = body_json(&app, &headers, body).await?;
+    let req: ConfigBody = body_of(&app, &headers, body).await?;
     change(&app, &project, &req.name, PluginChange::Config(req.config.to_string())).await
 }
 
 /// `POST /plugin/enable {name}`.
 pub async fn enable(State(app): State<AppState>, uri: Uri, headers: HeaderMap, body: Body) -> ApiResult<Response> {
     let project = master(&app, &uri, &headers).await?;
-    let req: NameOnly = body_json(&app, &headers, body).await?;
+    let req: NameOnly = body_of(&app, &headers, body).await?;
     change(&app, &project, &req.name, PluginChange::Enabled(true)).await
 }
 
 /// `POST /plugin/disable {name}`.
 pub async fn disable(State(app): State<AppState>, uri: Uri, headers: HeaderMap, body: Body) -> ApiResult<Response> {
     let project = master(&app, &uri, &headers).await?;
-    let req: NameOnly = body_json(&app, &headers, body).await?;
+    let req: NameOnly = body_of(&app, &headers, body).await?;
     change(&app, &project, &req.name, PluginChange::Enabled(false)).await
 }
 
 /// `POST /plugin/delete {name}`.
 pub async fn delete(State(app): State<AppState>, uri: Uri, headers: HeaderMap, body: Body) -> ApiResult<Response> {
     let project = master(&app, &uri, &headers).await?;
-    let req: NameOnly = body_json(&app, &headers, body).await?;
+    let req: NameOnly = body_of(&app, &headers, body).await?;
     if !app.store.delete_plugin(&project, &req.name).await? {
         return Err(no_such_plugin(&req.name));
     }

@@ -16,7 +16,12 @@ use crate::names;
 use crate::schema::DeclareError;
 use crate::types::{Field, FieldType};
 
-async fn body_of<T: serde::de::DeserializeOwned>(app: &AppState, headers: &HeaderMap, body: Body) -> ApiResult<T> {
+/// A JSON body within `http.max_body_bytes`.
+pub(super) async fn body_of<T: serde::de::DeserializeOwned>(
+    app: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+) -> ApiResult<T> {
     let bytes = read_body(headers, body, app.config.http.max_body_bytes, "").await?;
     json(&bytes)
 }

@@ -34,13 +34,7 @@ pub struct UserAgentEnricher;
 
 impl Enricher for UserAgentEnricher {
     fn enrich(_context: &RequestContext, events: &mut [Event]) {
-        let config = match weir_plugin::config::<Option<Config>>() {
-            Ok(c) => c.unwrap_or_default(),
-            Err(e) => {
-                weir_plugin::log::error(&e);
-                Config::default()
-            }
-        };
+        let config: Config = weir_plugin::config_or_default();
         for event in events.iter_mut() {
             enrich_one(event, &config);
         }

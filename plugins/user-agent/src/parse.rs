@@ -74,24 +74,24 @@ pub fn parse(ua: &str) -> UserAgent {
     if let Some(crawler) = crawler(ua, &lower) {
         return crawler;
     }
-    let mobile = ua.contains("Mobile") || ua.contains("iPhone");
+    let mobile = has(ua, "Mobile") || has(ua, "iPhone");
     let (family, version) = browser(ua, mobile);
     let (os, os_version) = os(ua);
     UserAgent { family, version, os, os_version, device: device(ua, mobile), crawler: false }
 }
 
 fn crawler(ua: &str, lower: &str) -> Option<UserAgent> {
-    if !CRAWLER_MARKERS.iter().any(|m| lower.contains(m)) {
+    if !marker_finders().iter().any(|f| f.find(lower.as_bytes()).is_some()) {
         return None;
     }
     // The crawler's name is the first product token that carries a marker
     // (URLs inside the string name the operator, not the product).
     let token = ua
         .split([' ', ';', '(', ')', ','])
-        .filter(|t| !t.is_empty() && !t.contains("http") && !t.starts_with('+'))
+        .filter(|t| !t.is_empty() && !has(t, "http") && !t.starts_with('+'))
         .find(|t| {
             let t = t.to_ascii_lowercase();
-            CRAWLER_MARKERS.iter().any(|m| t.contains(m.trim_end_matches('/')))
+            CRAWLER_MARKERS.iter().any(|m| has(&t, m.trim_end_matches('/')))
         })
         .unwrap_or("Spider");
     let (name, version) = token.split_once('/').unwrap_or((token, ""));
@@ -111,6 +111,24 @@ fn version_at(text: &str) -> &str {
     &text[..end]
 }
 
+/// Substring search with the memchr crate: vectorized natively and, built
+/// with `simd128`, in WebAssembly too (the standard library's is scalar there).
+fn has(haystack: &str, needle: &str) -> bool {
+    memchr::memmem::find(haystack.as_bytes(), needle.as_bytes()).is_some()
+}
+
+/// Searchers for the crawler markers and browser tokens, built once per
+/// instance (that is, once per batch) and used for every event.
+fn marker_finders() -> &'static [memchr::memmem::Finder<'static>] {
+    static FINDERS: std::sync::OnceLock<Vec<memchr::memmem::Finder<'static>>> = std::sync::OnceLock::new();
+    FINDERS.get_or_init(|| CRAWLER_MARKERS.iter().map(|m| memchr::memmem::Finder::new(m.as_bytes())).collect())
+}
+
+fn browser_finders() -> &'static [memchr::memmem::Finder<'static>] {
+    static FINDERS: std::sync::OnceLock<Vec<memchr::memmem::Finder<'static>>> = std::sync::OnceLock::new();
+    FINDERS.get_or_init(|| BROWSERS.iter().map(|(t, _, _)| memchr::memmem::Finder::new(t.as_bytes())).collect())
+}
+
 /// The major part of a version.
 fn major(version: &str) -> Option<String> {
     let v = version_at(version);
@@ -120,24 +138,24 @@ fn major(version: &str) -> Option<String> {
 
 /// The version after the first occurrence of `token`.
 fn after<'a>(ua: &'a str, token: &str) -> Option<&'a str> {
-    ua.find(token).map(|i| &ua[i + token.len()..])
+    memchr::memmem::find(ua.as_bytes(), token.as_bytes()).map(|i| &ua[i + token.len()..])
 }
 
 fn browser(ua: &str, mobile: bool) -> (String, Option<String>) {
-    for (token, family, mobile_family) in BROWSERS {
-        if let Some(rest) = after(ua, token) {
+    for ((token, family, mobile_family), finder) in BROWSERS.iter().zip(browser_finders()) {
+        if let Some(rest) = finder.find(ua.as_bytes()).map(|i| &ua[i + token.len()..]) {
             let mut name = if mobile { *mobile_family } else { *family };
-            if *token == "Chrome/" && ua.contains("; wv)") {
+            if *token == "Chrome/" && has(ua, "; wv)") {
                 name = "Chrome Mobile WebView";
             }
             return (name.to_owned(), major(rest));
         }
     }
-    if ua.contains("Trident/") {
+    if has(ua, "Trident/") {
         return ("IE".into(), after(ua, "rv:").and_then(major));
     }
-    if ua.contains("Safari/") || ua.contains("AppleWebKit/") && (ua.contains("iPhone") || ua.contains("iPad")) {
-        let family = if mobile || ua.contains("iPad") { "Mobile Safari" } else { "Safari" };
+    if has(ua, "Safari/") || has(ua, "AppleWebKit/") && (has(ua, "iPhone") || has(ua, "iPad")) {
+        let family = if mobile || has(ua, "iPad") { "Mobile Safari" } else { "Safari" };
         return (family.into(), after(ua, "Version/").and_then(major));
     }
     ("Other".into(), None)
@@ -167,19 +185,19 @@ fn os(ua: &str) -> (String, Option<String>) {
     if let Some(rest) = after(ua, "Android ") {
         return ("Android".into(), dotted(rest, '.', 2));
     }
-    if ua.contains("Android") {
+    if has(ua, "Android") {
         return ("Android".into(), None);
     }
     if let Some(rest) = after(ua, "Mac OS X ") {
         return ("Mac OS X".into(), dotted(rest, '_', 2).or_else(|| dotted(rest, '.', 2)));
     }
-    if ua.contains("CrOS") {
+    if has(ua, "CrOS") {
         return ("Chrome OS".into(), None);
     }
-    if ua.contains("Ubuntu") {
+    if has(ua, "Ubuntu") {
         return ("Ubuntu".into(), None);
     }
-    if ua.contains("Linux") {
+    if has(ua, "Linux") {
         return ("Linux".into(), None);
     }
     ("Other".into(), None)
@@ -194,17 +212,17 @@ fn dotted(text: &str, sep: char, parts: usize) -> Option<String> {
 
 fn device(ua: &str, mobile: bool) -> String {
     for apple in ["iPhone", "iPad", "iPod"] {
-        if ua.contains(apple) {
+        if has(ua, apple) {
             return apple.into();
         }
     }
-    if ua.contains("Android") {
+    if has(ua, "Android") {
         if let Some(model) = android_model(ua) {
             return model;
         }
         return if mobile { "Generic Smartphone" } else { "Generic Tablet" }.into();
     }
-    if ua.contains("Macintosh") {
+    if has(ua, "Macintosh") {
         return "Mac".into();
     }
     "Other".into()

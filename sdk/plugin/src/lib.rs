@@ -141,6 +141,19 @@ pub fn config<T: serde::de::DeserializeOwned>() -> Result<T, String> {
     serde_json::from_str(&config_json()).map_err(|e| format!("invalid plugin configuration: {e}"))
 }
 
+/// The plugin's configuration, or `T::default()` when none is set. A
+/// configuration that does not fit `T` is logged as an error and the
+/// default is used.
+pub fn config_or_default<T: serde::de::DeserializeOwned + Default>() -> T {
+    match config::<Option<T>>() {
+        Ok(config) => config.unwrap_or_default(),
+        Err(e) => {
+            log::error(&e);
+            T::default()
+        }
+    }
+}
+
 /// The plugin's configuration for the calling project as JSON text (`null`
 /// when none was set).
 pub fn config_json() -> String {

@@ -27,7 +27,7 @@ pub struct TestEnricher;
 
 impl Enricher for TestEnricher {
     fn enrich(context: &RequestContext, events: &mut [Event]) {
-        let config: Config = weir_plugin::config::<Option<Config>>().ok().flatten().unwrap_or_default();
+        let config: Config = weir_plugin::config_or_default();
         match config.behavior.as_str() {
             "spin" => spin(),
             "allocate" => {

@@ -21,7 +21,7 @@ pub struct TestRewriter;
 
 impl QueryRewriter for TestRewriter {
     fn rewrite(context: &QueryContext, sql: &str) -> Result<String, String> {
-        let config: Config = weir_plugin::config::<Option<Config>>().ok().flatten().unwrap_or_default();
+        let config: Config = weir_plugin::config_or_default();
         weir_plugin::log::info(&format!("query of project {}: {sql}", context.project));
         if config.spin {
             let mut n: u64 = 0;
