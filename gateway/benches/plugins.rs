@@ -11,8 +11,8 @@
 //! - the same two transformations compiled natively and run in process,
 //!   with the ratios.
 //!
-//! Run: `cargo build --release --target wasm32-wasip2 --manifest-path
-//! plugins/Cargo.toml && cargo bench -p weir-gateway --bench plugins`
+//! Run: `cd plugins && cargo build --release --target wasm32-wasip2
+//! && cd .. && cargo bench -p weir-gateway --bench plugins`
 //! (`WEIRBENCH_SECONDS` sets the length of each load phase, default 10;
 //! `WEIRBENCH_IN_PROCESS_ONLY=1` skips the HTTP phases).
 
@@ -67,7 +67,11 @@ fn component(name: &str) -> Result<Vec<u8>, Box<dyn std::error::Error>> {
         .map_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"), PathBuf::from);
     let path = target.join("wasm32-wasip2/release").join(format!("{}.wasm", name.replace('-', "_")));
     std::fs::read(&path).map_err(|e| {
-        format!("{}: {e}; build the plugins first (cargo build --release --target wasm32-wasip2 --manifest-path plugins/Cargo.toml)", path.display()).into()
+        format!(
+            "{}: {e}; build the plugins first (cd plugins && cargo build --release --target wasm32-wasip2)",
+            path.display()
+        )
+        .into()
     })
 }
 
@@ -158,7 +162,13 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     println!("| measure | figure | target | met |");
     println!("| --- | --- | --- | --- |");
     let row = |name: &str, figure: String, target: &str, met: bool| {
-        let met = if target.is_empty() { "-" } else if met { "yes" } else { "no" };
+        let met = if target.is_empty() {
+            "-"
+        } else if met {
+            "yes"
+        } else {
+            "no"
+        };
         println!("| {name} | {figure} | {target} | {met} |");
     };
     row("/event/batch, no plugin", format!("{plain:.0} events/s"), "", true);

@@ -106,7 +106,7 @@ pub fn plugin_component(crate_name: &str) -> Vec<u8> {
     let path = dir.join(format!("{}.wasm", crate_name.replace('-', "_")));
     std::fs::read(&path).unwrap_or_else(|e| {
         panic!(
-            "{}: {e}; build the plugins with `cargo build --release --target wasm32-wasip2 --manifest-path plugins/Cargo.toml`",
+            "{}: {e}; build the plugins with `cd plugins && cargo build --release --target wasm32-wasip2`",
             path.display()
         )
     })
