@@ -41,13 +41,16 @@ fn plugin_name(raw: &str) -> ApiResult<String> {
     Ok(raw.to_owned())
 }
 
-fn number_param(query: Option<&str>, name: &str, default: i64, max: i64) -> ApiResult<i64> {
-    match query_param(query, name) {
-        None => Ok(default),
-        Some(text) => match text.parse::<i64>() {
-            Ok(n) if (1..=max).contains(&n) || (name == "order" && n.abs() <= max) => Ok(n),
-            _ => Err(ApiError::bad_request(format!("{name} must be a whole number from 1 to {max}, not {text:?}"))),
-        },
+/// A whole-number query parameter within `range`, or `default` when absent.
+fn number_param(query: Option<&str>, name: &str, default: i64, range: std::ops::RangeInclusive<i64>) -> ApiResult<i64> {
+    let Some(text) = query_param(query, name) else { return Ok(default) };
+    match text.parse::<i64>() {
+        Ok(n) if range.contains(&n) => Ok(n),
+        _ => Err(ApiError::bad_request(format!(
+            "{name} must be a whole number from {} to {}, not {text:?}",
+            range.start(),
+            range.end()
+        ))),
     }
 }
 
@@ -79,18 +82,18 @@ pub async fn upload(State(app): State<AppState>, uri: Uri, headers: HeaderMap, b
         (Hook::Enrich, Some(text)) => OnError::parse(text)
             .ok_or_else(|| ApiError::bad_request(format!("on_error must be pass or reject, not {text:?}")))?,
     };
-    let position = number_param(query, "order", 0, 1_000_000)?;
+    let position = number_param(query, "order", 0, -1_000_000..=1_000_000)?;
     let memory_mb = number_param(
         query,
         "memory_mb",
         i64::try_from(settings.default_memory_mb).unwrap_or(64),
-        i64::try_from(settings.max_memory_mb).unwrap_or(i64::MAX),
+        1..=i64::try_from(settings.max_memory_mb).unwrap_or(i64::MAX),
     )?;
     let timeout_ms = number_param(
         query,
         "timeout_ms",
         i64::try_from(settings.default_timeout_ms).unwrap_or(20),
-        i64::try_from(settings.max_timeout_ms).unwrap_or(i64::MAX),
+        1..=i64::try_from(settings.max_timeout_ms).unwrap_or(i64::MAX),
     )?;
     if let Some(ct) = header_str(&headers, header::CONTENT_TYPE)
         && !ct.starts_with("application/wasm")

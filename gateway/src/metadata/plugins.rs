@@ -96,9 +96,12 @@ impl SqlMetadataStore {
     }
 
     pub(super) async fn save_plugin_sql(&self, u: PluginUpload<'_>, now_ms: i64) -> Result<PluginRecord> {
-        let mut tx = self.pool.begin().await?;
+        // Read before the transaction: one that reads first and writes later
+        // cannot wait for SQLite's write lock (it fails busy at once), so
+        // every transaction here begins with its write.
         let previous =
-            sqlx::query(&self.plugin_sql.plugin).bind(u.project).bind(u.name).fetch_optional(&mut *tx).await?;
+            sqlx::query(&self.plugin_sql.plugin).bind(u.project).bind(u.name).fetch_optional(&self.pool).await?;
+        let mut tx = self.pool.begin().await?;
         let updated = sqlx::query(&self.plugin_sql.update_upload)
             .bind(u.hook)
             .bind(u.position)
@@ -172,13 +175,16 @@ impl SqlMetadataStore {
     }
 
     pub(super) async fn delete_plugin_sql(&self, project: &str, name: &str) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
-        let row = sqlx::query(&self.plugin_sql.plugin).bind(project).bind(name).fetch_optional(&mut *tx).await?;
+        let row = sqlx::query(&self.plugin_sql.plugin).bind(project).bind(name).fetch_optional(&self.pool).await?;
         let Some(row) = row else {
             return Ok(false);
         };
         let sha256: String = row.try_get("sha256")?;
-        sqlx::query(&self.plugin_sql.delete_plugin).bind(project).bind(name).execute(&mut *tx).await?;
+        let mut tx = self.pool.begin().await?;
+        let deleted = sqlx::query(&self.plugin_sql.delete_plugin).bind(project).bind(name).execute(&mut *tx).await?;
+        if deleted.rows_affected() == 0 {
+            return Ok(false);
+        }
         sqlx::query(&self.plugin_sql.delete_orphan_components).bind(sha256).execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(true)
