@@ -65,6 +65,29 @@ pub struct Config {
     /// The WebAssembly plugin runtime.
     #[serde(default)]
     pub plugins: crate::plugin::config::PluginsConfig,
+    /// The read-only Schema Registry API (`/subjects`, `/schemas/ids/…`).
+    #[serde(default)]
+    pub schema_registry: SchemaRegistryConfig,
+}
+
+/// The Schema Registry API (`[schema_registry]`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SchemaRegistryConfig {
+    /// Whether loopback clients may read every project's schemas without a
+    /// key. Others always need a project's read key.
+    #[serde(default = "default_true")]
+    pub open_on_loopback: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+impl Default for SchemaRegistryConfig {
+    fn default() -> Self {
+        SchemaRegistryConfig { open_on_loopback: true }
+    }
 }
 
 /// HTTP limits (`[http]`).
@@ -240,6 +263,7 @@ impl Default for Config {
             projects: ProjectsConfig::default(),
             file_log: FileLogConfig::default(),
             plugins: crate::plugin::config::PluginsConfig::default(),
+            schema_registry: SchemaRegistryConfig::default(),
         }
     }
 }
@@ -391,7 +415,7 @@ mod tests {
             assert!(line.contains(env), "{line}");
         }
         assert!(table.contains("500000"));
-        assert_eq!(table.lines().count(), 36, "{table}");
+        assert_eq!(table.lines().count(), 37, "{table}");
     }
 
     #[test]

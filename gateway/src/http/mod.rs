@@ -5,6 +5,7 @@ mod event;
 mod plugin;
 mod project;
 mod query;
+mod registry;
 pub mod request;
 
 use std::net::SocketAddr;
@@ -56,6 +57,11 @@ pub fn router(app: AppState) -> Router {
         .route("/plugin/enable", post(plugin::enable))
         .route("/plugin/disable", post(plugin::disable))
         .route("/plugin/test", post(plugin::test))
+        .route("/subjects", get(registry::subjects))
+        .route("/subjects/{subject}/versions", get(registry::versions))
+        .route("/subjects/{subject}/versions/{version}", get(registry::version))
+        .route("/schemas/ids/{id}", get(registry::schema))
+        .route("/schemas/ids/{id}/schema", get(registry::schema_text))
         .route("/health", get(health))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -1,0 +1,210 @@
+//! A read-only Schema Registry API over the metadata store, in Confluent's
+//! shapes, so that Confluent-style consumers decode Weir's records: each
+//! record starts with the id of the schema version that wrote it, and
+//! `/schemas/ids/{id}` answers that schema.
+//!
+//! Subjects are `<topic>-value` (`<project>.<collection>-value`), versions
+//! are the collection's schema versions, ids the global schema ids.
+//!
+//! Who may read: a project's read key (the `read_key` header, or HTTP Basic
+//! auth with the key as the password, as Confluent clients send
+//! `basic.auth.user.info`) sees that project's subjects; a client on
+//! loopback without a key sees every project's, unless
+//! `schema_registry.open_on_loopback` is off.
+
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Path, State};
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use http::{HeaderMap, HeaderValue, StatusCode, header};
+use serde_json::{Value as Json, json};
+
+use super::{ApiError, ApiResult, AppState};
+use crate::metadata::{KeyKind, SchemaVersion};
+use crate::names::{split_topic, topic_name};
+
+const CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
+
+/// Confluent's error shape (`error_code` is Confluent's code, such as 40401),
+/// with Rakam's `error` beside it.
+fn registry_error(status: StatusCode, code: u32, message: &str) -> Response {
+    let body = json!({"error_code": code, "message": message, "error": message});
+    let mut response = (status, body.to_string()).into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
+    response
+}
+
+fn answer(value: &Json) -> Response {
+    let mut response = (StatusCode::OK, value.to_string()).into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
+    response
+}
+
+/// The projects the caller may read: one, by its read key, or all.
+enum Scope {
+    Project(String),
+    All,
+}
+
+impl Scope {
+    fn allows(&self, project: &str) -> bool {
+        match self {
+            Scope::Project(p) => p == project,
+            Scope::All => true,
+        }
+    }
+}
+
+/// A read key from the `read_key` header or Basic auth's password.
+fn read_key(headers: &HeaderMap) -> Option<String> {
+    if let Some(key) = headers.get("read_key").and_then(|v| v.to_str().ok()).filter(|k| !k.is_empty()) {
+        return Some(key.to_owned());
+    }
+    let basic = headers.get(header::AUTHORIZATION)?.to_str().ok()?.strip_prefix("Basic ")?;
+    let decoded = base64::engine::general_purpose::STANDARD.decode(basic.trim()).ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (_, password) = text.split_once(':')?;
+    Some(password.to_owned())
+}
+
+async fn scope(app: &AppState, headers: &HeaderMap, peer: SocketAddr) -> ApiResult<Scope> {
+    match read_key(headers) {
+        Some(key) => Ok(Scope::Project(app.authorize(Some(key), &[KeyKind::Read]).await?)),
+        None if app.config.schema_registry.open_on_loopback && peer.ip().is_loopback() => Ok(Scope::All),
+        None => Err(ApiError::unauthorized(
+            "read_key is missing: send a project's read key (read_key header, or as the Basic auth password)",
+        )),
+    }
+}
+
+/// A subject's project and collection, if it names one.
+fn subject_parts(subject: &str) -> Option<(String, String)> {
+    let topic = subject.strip_suffix("-value")?;
+    let (project, collection) = split_topic(topic)?;
+    Some((project.to_owned(), collection))
+}
+
+async fn versions_of(app: &AppState, scope: &Scope, subject: &str) -> ApiResult<Option<Vec<SchemaVersion>>> {
+    let Some((project, collection)) = subject_parts(subject) else { return Ok(None) };
+    if !scope.allows(&project) {
+        return Ok(None);
+    }
+    let versions = app.store.schema_versions(&project, &collection).await?;
+    Ok((!versions.is_empty()).then_some(versions))
+}
+
+/// `GET /subjects`.
+pub async fn subjects(
+    State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let scope = scope(&app, &headers, peer).await?;
+    let projects = match &scope {
+        Scope::Project(p) => vec![p.clone()],
+        Scope::All => app.store.projects().await?,
+    };
+    let mut subjects = Vec::new();
+    for project in projects {
+        for schema in app.store.latest_schemas(&project).await? {
+            subjects.push(format!("{}-value", topic_name(&project, &schema.collection)));
+        }
+    }
+    subjects.sort();
+    Ok(answer(&json!(subjects)))
+}
+
+/// `GET /subjects/{subject}/versions`.
+pub async fn versions(
+    State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(subject): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let scope = scope(&app, &headers, peer).await?;
+    Ok(match versions_of(&app, &scope, &subject).await? {
+        Some(versions) => answer(&json!(versions.iter().map(|v| v.version).collect::<Vec<_>>())),
+        None => registry_error(StatusCode::NOT_FOUND, 40401, &format!("Subject '{subject}' not found.")),
+    })
+}
+
+/// `GET /subjects/{subject}/versions/{version|latest}`.
+pub async fn version(
+    State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path((subject, version)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let scope = scope(&app, &headers, peer).await?;
+    let Some(versions) = versions_of(&app, &scope, &subject).await? else {
+        return Ok(registry_error(StatusCode::NOT_FOUND, 40401, &format!("Subject '{subject}' not found.")));
+    };
+    let found = match version.as_str() {
+        "latest" | "-1" => versions.last(),
+        n => match n.parse::<i64>() {
+            Ok(n) if n > 0 => versions.iter().find(|v| v.version == n),
+            _ => {
+                return Ok(registry_error(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    42202,
+                    "The specified version is not a valid version id. Allowed values are between [1, 2^31-1] and the string \"latest\"",
+                ));
+            }
+        },
+    };
+    Ok(match found {
+        Some(v) => answer(&json!({"subject": subject, "version": v.version, "id": v.id, "schema": v.avro_schema})),
+        None => registry_error(StatusCode::NOT_FOUND, 40402, "Version not found."),
+    })
+}
+
+async fn schema_by_id(app: &AppState, scope: &Scope, id: &str) -> ApiResult<Option<SchemaVersion>> {
+    let Ok(id) = id.parse::<i64>() else { return Ok(None) };
+    Ok(app.store.schema_by_id(id).await?.filter(|s| scope.allows(&s.project)))
+}
+
+/// `GET /schemas/ids/{id}`.
+pub async fn schema(
+    State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let scope = scope(&app, &headers, peer).await?;
+    Ok(match schema_by_id(&app, &scope, &id).await? {
+        Some(s) => answer(&json!({"schema": s.avro_schema})),
+        None => registry_error(StatusCode::NOT_FOUND, 40403, "Schema not found"),
+    })
+}
+
+/// `GET /schemas/ids/{id}/schema`: the schema itself.
+pub async fn schema_text(
+    State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let scope = scope(&app, &headers, peer).await?;
+    Ok(match schema_by_id(&app, &scope, &id).await? {
+        Some(s) => answer(&serde_json::from_str::<Json>(&s.avro_schema).unwrap_or(Json::String(s.avro_schema))),
+        None => registry_error(StatusCode::NOT_FOUND, 40403, "Schema not found"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_come_from_the_header_or_basic_auth() {
+        let mut h = HeaderMap::new();
+        assert_eq!(read_key(&h), None);
+        h.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic c2hvcDpzZWNyZXQ=")); // shop:secret
+        assert_eq!(read_key(&h).as_deref(), Some("secret"));
+        h.insert("read_key", HeaderValue::from_static("k"));
+        assert_eq!(read_key(&h).as_deref(), Some("k"));
+        assert_eq!(subject_parts("shop.pageview-value"), Some(("shop".into(), "pageview".into())));
+        assert_eq!(subject_parts("shop.pageview-key"), None);
+    }
+}
