@@ -308,11 +308,7 @@ pub async fn test(
         (None, Some(name)) => {
             let record = find(&app, &project, name).await?;
             let hook = Hook::parse(&record.hook).unwrap_or(Hook::Enrich);
-            let bytes =
-                app.store.component(&record.sha256).await?.ok_or_else(|| {
-                    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "the stored component is missing")
-                })?;
-            let prepared = app.plugins.prepare(&record.sha256, Arc::from(bytes), hook).await.map_err(invalid)?;
+            let prepared = app.plugins.stored(&record.sha256, hook).await.map_err(invalid)?;
             let limits = app.plugins.limits(
                 req.memory_mb.unwrap_or(record.memory_mb).clamp(1, i64::try_from(settings.max_memory_mb).unwrap_or(1)),
                 req.timeout_ms

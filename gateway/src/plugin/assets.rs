@@ -1,12 +1,16 @@
 //! Read-only files plugins may read: reference data (a GeoIP database, a
 //! lookup table) that the operator places in the asset folder and a
 //! project's plugin configuration names. Each file is loaded once and
-//! shared by every call; a changed file is loaded again.
+//! shared by every call; whether it changed is checked at most once a
+//! second, so a call that opens an asset costs no file system calls.
 
 use std::collections::HashMap;
 use std::path::{Component, Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
+
+/// How long an opened asset is served without looking at its file again.
+const RECHECK: Duration = Duration::from_secs(1);
 
 /// An open asset: the whole file, shared.
 #[derive(Debug, Clone)]
@@ -23,7 +27,14 @@ impl Asset {
 
 pub struct Assets {
     dir: PathBuf,
-    loaded: Mutex<HashMap<PathBuf, (Option<SystemTime>, Asset)>>,
+    /// By the path a plugin asked for.
+    loaded: Mutex<HashMap<String, Loaded>>,
+}
+
+struct Loaded {
+    modified: Option<SystemTime>,
+    checked: Instant,
+    asset: Asset,
 }
 
 impl Assets {
@@ -38,21 +49,27 @@ impl Assets {
         if path.is_empty() || !relative.components().all(|c| matches!(c, Component::Normal(_))) {
             return Err(format!("asset path {path:?} must be relative to the asset folder, without .."));
         }
+        let mut loaded = self.loaded.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(l) = loaded.get(path)
+            && l.checked.elapsed() < RECHECK
+        {
+            return Ok(l.asset.clone());
+        }
         let dir = self.dir.canonicalize().map_err(|e| format!("the asset folder {}: {e}", self.dir.display()))?;
         let full = dir.join(relative).canonicalize().map_err(|e| format!("asset {path:?}: {e}"))?;
         if !full.starts_with(&dir) {
             return Err(format!("asset {path:?} leads outside the asset folder"));
         }
         let modified = std::fs::metadata(&full).and_then(|m| m.modified()).ok();
-        let mut loaded = self.loaded.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some((when, asset)) = loaded.get(&full)
-            && *when == modified
+        if let Some(l) = loaded.get_mut(path)
+            && l.modified == modified
         {
-            return Ok(asset.clone());
+            l.checked = Instant::now();
+            return Ok(l.asset.clone());
         }
         let bytes = std::fs::read(&full).map_err(|e| format!("asset {path:?}: {e}"))?;
         let asset = Asset(Arc::from(bytes));
-        loaded.insert(full, (modified, asset.clone()));
+        loaded.insert(path.to_owned(), Loaded { modified, checked: Instant::now(), asset: asset.clone() });
         Ok(asset)
     }
 }
@@ -75,5 +92,21 @@ mod tests {
         for bad in ["", "/etc/passwd", "../outside-weir-asset", "geo/../../x", "missing"] {
             assert!(assets.open(bad).is_err(), "{bad} opened");
         }
+    }
+
+    #[test]
+    fn a_changed_file_is_read_again_after_the_recheck_interval() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("table.bin");
+        std::fs::write(&file, b"old").expect("write");
+        let assets = Assets::new(dir.path().to_owned());
+        assert_eq!(assets.open("table.bin").expect("open").read(0, 10), b"old");
+        std::fs::write(&file, b"newer").expect("rewrite");
+        // Make the change visible even on file systems with coarse times.
+        let later = std::time::SystemTime::now() + Duration::from_secs(5);
+        std::fs::File::options().write(true).open(&file).and_then(|f| f.set_modified(later)).expect("touch");
+        assert_eq!(assets.open("table.bin").expect("open").read(0, 10), b"old", "served from memory within a second");
+        std::thread::sleep(RECHECK + Duration::from_millis(100));
+        assert_eq!(assets.open("table.bin").expect("open").read(0, 10), b"newer");
     }
 }

@@ -161,24 +161,23 @@ impl Plugins {
         Ok(prepared)
     }
 
+    /// A stored component, ready for its hook: compiled already, or read
+    /// from the metadata store and compiled now.
+    pub async fn stored(&self, sha256: &str, hook: Hook) -> Result<Prepared> {
+        let key = (sha256.to_owned(), hook);
+        if let Some(p) = self.prepared.lock().ok().and_then(|c| c.get(&key).cloned()) {
+            return Ok(p);
+        }
+        let bytes = self.store.component(sha256).await?.ok_or_else(|| Error::MissingComponent(sha256.to_owned()))?;
+        self.prepare(sha256, bytes.into(), hook).await
+    }
+
     async fn load(&self, record: &PluginRecord) -> Result<Option<Arc<LoadedPlugin>>> {
         let (Some(hook), Some(on_error)) = (Hook::parse(&record.hook), OnError::parse(&record.on_error)) else {
             tracing::error!(project = %record.project, plugin = %record.name, "stored plugin has an unknown hook or policy");
             return Ok(None);
         };
-        let key = (record.sha256.clone(), hook);
-        let cached = self.prepared.lock().ok().and_then(|c| c.get(&key).cloned());
-        let prepared = match cached {
-            Some(p) => p,
-            None => {
-                let bytes = self
-                    .store
-                    .component(&record.sha256)
-                    .await?
-                    .ok_or_else(|| Error::MissingComponent(record.sha256.clone()))?;
-                self.prepare(&record.sha256, bytes.into(), hook).await?
-            }
-        };
+        let prepared = self.stored(&record.sha256, hook).await?;
         Ok(Some(Arc::new(LoadedPlugin {
             name: record.name.clone(),
             version: record.version,
