@@ -139,6 +139,63 @@ async fn refused_uploads(backend: Backend) {
     assert_eq!(listed, json!([]), "nothing refused was stored");
 }
 
+async fn bad_plugin_requests_get_clear_errors(backend: Backend) {
+    let gw = Gateway::start(backend).await;
+    let k = gw.create_project("shop").await;
+    upload_test_enricher(&gw, &k, "on_error=pass").await;
+    let m = [("master_key", k.master.as_str())];
+    let refused = |r: weir_tests::Response, status: u16, needle: &str| {
+        assert_eq!(r.status, status, "{}", r.text());
+        let body = r.json();
+        assert_eq!(body["error_code"], status, "{body}");
+        assert!(body["error"].as_str().unwrap_or_default().contains(needle), "{body} does not mention {needle:?}");
+    };
+    refused(gw.post("/plugin/config", &m, &json!({"name": "nope", "config": 1})).await, 404, "no plugin \"nope\"");
+    refused(gw.post("/plugin/enable", &m, &json!({"name": "nope"})).await, 404, "no plugin");
+    refused(gw.post("/plugin/disable", &m, &json!({"name": "nope"})).await, 404, "no plugin");
+    refused(gw.post("/plugin/config", &m, &json!({"name": "tagger", "config": 1, "extra": 2})).await, 400, "extra");
+    refused(gw.post("/plugin/get", &m, &json!({})).await, 400, "name");
+    refused(gw.send("POST", "/plugin/config", &m, "{not json").await, 400, "JSON");
+    let json_type = [("master_key", k.master.as_str()), ("content-type", "application/json")];
+    refused(gw.send("POST", "/plugin/upload?name=p&hook=enrich", &json_type, "{}").await, 415, "application/wasm");
+    refused(
+        gw.upload_plugin(&k.master, "p", "hook=enrich&order=99999999", plugin_component("identity")).await,
+        400,
+        "order must be a whole number from -1000000 to 1000000",
+    );
+    refused(
+        gw.upload_plugin(&k.master, "p", "hook=enrich&timeout_ms=0", plugin_component("identity")).await,
+        400,
+        "timeout_ms",
+    );
+    refused(gw.post("/plugin/test", &m, &json!({"events": []})).await, 400, "name of a stored plugin, or a component");
+    refused(gw.post("/plugin/test", &m, &json!({"component": "%%%", "events": []})).await, 400, "not base64");
+    refused(gw.post("/plugin/test", &m, &json!({"name": "tagger"})).await, 400, "tested with events");
+    refused(
+        gw.post("/plugin/test", &m, &json!({"name": "tagger", "query": "SELECT 1"})).await,
+        400,
+        "tested with events",
+    );
+    refused(
+        gw.post("/plugin/test", &m, &json!({"name": "tagger", "events": [{"collection": "", "properties": {}}]})).await,
+        400,
+        "event 0",
+    );
+    refused(gw.post("/plugin/test", &m, &json!({"name": "nope", "events": []})).await, 404, "no plugin");
+    use base64::Engine as _;
+    let rewriter = base64::engine::general_purpose::STANDARD.encode(plugin_component("test-rewriter"));
+    refused(
+        gw.post("/plugin/test", &m, &json!({"component": rewriter, "hook": "rewrite"})).await,
+        400,
+        "tested with a query",
+    );
+    refused(
+        gw.post("/plugin/test", &m, &json!({"component": rewriter, "hook": "filter", "query": "SELECT 1"})).await,
+        400,
+        "enrich or rewrite",
+    );
+}
+
 async fn enricher_outcomes_reach_the_client(backend: Backend) {
     let mut gw = Gateway::start(backend).await;
     let k = gw.create_project("shop").await;
@@ -421,6 +478,7 @@ async fn rewriters_stay_in_their_project(backend: Backend) {
 on_every_backend!(
     plugin_lifecycle,
     refused_uploads,
+    bad_plugin_requests_get_clear_errors,
     enricher_outcomes_reach_the_client,
     limits_both_ways,
     test_endpoint_runs_without_storing,

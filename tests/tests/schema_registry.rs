@@ -53,7 +53,8 @@ async fn subjects_versions_and_ids(backend: Backend) {
     assert_eq!(get(&gw, "/subjects", &[("authorization", &basic)]).await, blog_only);
     assert_eq!(get(&gw, "/subjects/shop.pageview-value/versions", &[("read_key", &blog.read)]).await.0, 404);
     assert_eq!(get(&gw, &format!("/schemas/ids/{id}"), &[("read_key", &blog.read)]).await.0, 404);
-    assert_eq!(get(&gw, "/subjects", &[("read_key", &blog.write)]).await.0, 403);
+    let (status, wrong) = get(&gw, "/subjects", &[("read_key", &blog.write)]).await;
+    assert_eq!((status, &wrong["error_code"]), (403, &json!(403)), "{wrong}");
 
     // Off loopback's open door, a key is needed.
     let closed = gw
@@ -62,7 +63,9 @@ async fn subjects_versions_and_ids(backend: Backend) {
             ..Options::default()
         })
         .await;
-    assert_eq!(get(&closed, "/subjects", &[]).await.0, 401);
+    let (status, missing) = get(&closed, "/subjects", &[]).await;
+    assert_eq!((status, &missing["error_code"]), (401, &json!(401)), "{missing}");
+    assert!(missing["error"].as_str().unwrap_or_default().contains("read_key is missing"), "{missing}");
     assert_eq!(get(&closed, "/subjects", &[("read_key", &shop.read)]).await, (200, json!(["shop.pageview-value"])));
 
     // Every record names a schema id the registry answers, under its subject.
