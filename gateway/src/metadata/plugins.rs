@@ -96,12 +96,9 @@ impl SqlMetadataStore {
     }
 
     pub(super) async fn save_plugin_sql(&self, u: PluginUpload<'_>, now_ms: i64) -> Result<PluginRecord> {
-        // Read before the transaction: one that reads first and writes later
-        // cannot wait for SQLite's write lock (it fails busy at once), so
-        // every transaction here begins with its write.
+        let mut tx = self.begin_write().await?;
         let previous =
-            sqlx::query(&self.plugin_sql.plugin).bind(u.project).bind(u.name).fetch_optional(&self.pool).await?;
-        let mut tx = self.pool.begin().await?;
+            sqlx::query(&self.plugin_sql.plugin).bind(u.project).bind(u.name).fetch_optional(&mut *tx).await?;
         let updated = sqlx::query(&self.plugin_sql.update_upload)
             .bind(u.hook)
             .bind(u.position)
@@ -154,7 +151,7 @@ impl SqlMetadataStore {
         change: PluginChange,
         now_ms: i64,
     ) -> Result<Option<PluginRecord>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let done = match change {
             PluginChange::Config(config) => {
                 sqlx::query(&self.plugin_sql.update_config).bind(config).bind(now_ms).bind(project).bind(name)
@@ -175,16 +172,13 @@ impl SqlMetadataStore {
     }
 
     pub(super) async fn delete_plugin_sql(&self, project: &str, name: &str) -> Result<bool> {
-        let row = sqlx::query(&self.plugin_sql.plugin).bind(project).bind(name).fetch_optional(&self.pool).await?;
+        let mut tx = self.begin_write().await?;
+        let row = sqlx::query(&self.plugin_sql.plugin).bind(project).bind(name).fetch_optional(&mut *tx).await?;
         let Some(row) = row else {
             return Ok(false);
         };
         let sha256: String = row.try_get("sha256")?;
-        let mut tx = self.pool.begin().await?;
-        let deleted = sqlx::query(&self.plugin_sql.delete_plugin).bind(project).bind(name).execute(&mut *tx).await?;
-        if deleted.rows_affected() == 0 {
-            return Ok(false);
-        }
+        sqlx::query(&self.plugin_sql.delete_plugin).bind(project).bind(name).execute(&mut *tx).await?;
         sqlx::query(&self.plugin_sql.delete_orphan_components).bind(sha256).execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(true)

@@ -65,6 +65,17 @@ impl Dialect {
         out
     }
 
+    /// How a transaction that writes begins. SQLite's default (deferred)
+    /// transaction takes the write lock only at its first write, and if
+    /// another connection wrote in between it fails busy instead of waiting;
+    /// `BEGIN IMMEDIATE` takes the lock at once and waits for it.
+    fn begin_write(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "BEGIN IMMEDIATE",
+            Dialect::Postgres | Dialect::MySql => "BEGIN",
+        }
+    }
+
     /// An INSERT that does nothing when a unique key exists already.
     pub(super) fn insert_ignore(self, rest: &str) -> String {
         match self {
@@ -161,11 +172,17 @@ impl Statements {
 
 pub struct SqlMetadataStore {
     pub(super) pool: AnyPool,
+    dialect: Dialect,
     sql: Statements,
     pub(super) plugin_sql: PluginStatements,
 }
 
 impl SqlMetadataStore {
+    /// A transaction that writes (every transaction here does).
+    pub(super) async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+        Ok(self.pool.begin_with(self.dialect.begin_write()).await?)
+    }
+
     /// Connects to the database named by `url` and applies its migrations.
     pub async fn connect(url: &str) -> Result<Self> {
         let dialect = Dialect::of(url)?;
@@ -190,7 +207,12 @@ impl SqlMetadataStore {
         }
         let pool = options.connect(&url).await?;
         dialect.migrator().run(&pool).await?;
-        Ok(SqlMetadataStore { pool, sql: Statements::new(dialect), plugin_sql: PluginStatements::new(dialect) })
+        Ok(SqlMetadataStore {
+            pool,
+            dialect,
+            sql: Statements::new(dialect),
+            plugin_sql: PluginStatements::new(dialect),
+        })
     }
 
     fn schema_row(row: &AnyRow) -> Result<SchemaVersion> {
@@ -265,7 +287,7 @@ impl MetadataStore for SqlMetadataStore {
     }
 
     async fn delete_project(&self, name: &str) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(&self.sql.delete_project_keys).bind(name).execute(&mut *tx).await?;
         sqlx::query(&self.sql.delete_project_schemas).bind(name).execute(&mut *tx).await?;
         sqlx::query(&self.sql.delete_project_offsets).bind(name).execute(&mut *tx).await?;
@@ -277,7 +299,7 @@ impl MetadataStore for SqlMetadataStore {
     }
 
     async fn insert_keys(&self, project: &str, key_set: &str, hashes: &[(KeyKind, String)], now_ms: i64) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         for (kind, hash) in hashes {
             sqlx::query(&self.sql.insert_key)
                 .bind(hash.as_str())
@@ -379,7 +401,7 @@ impl MetadataStore for SqlMetadataStore {
     }
 
     async fn commit_load(&self, files: &[ParquetFile], advances: &[OffsetAdvance], now_ms: i64) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         for a in advances {
             let moved = sqlx::query(&self.sql.advance_offset)
                 .bind(signed(a.to))
@@ -416,7 +438,7 @@ impl MetadataStore for SqlMetadataStore {
     }
 
     async fn replace_files(&self, old: &[String], new: &ParquetFile, now_ms: i64) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         for path in old {
             let gone = sqlx::query(&self.sql.delete_file).bind(path.as_str()).execute(&mut *tx).await?.rows_affected();
             if gone != 1 {
