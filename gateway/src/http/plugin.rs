@@ -65,9 +65,13 @@ fn invalid(e: PluginError) -> ApiError {
 /// `POST /plugin/upload?name=&hook=enrich|rewrite&order=&on_error=pass|reject&memory_mb=&timeout_ms=`
 /// with the component as the body.
 pub async fn upload(State(app): State<AppState>, uri: Uri, headers: HeaderMap, body: Body) -> ApiResult<Response> {
+    let settings = &app.config.plugins;
+    // The body is read before anything can refuse the request: a refusal
+    // that leaves it unread resets the connection under a client that is
+    // still sending, and the client never sees the answer.
+    let bytes = read_body(&headers, body, settings.max_upload_bytes, "").await?;
     let project = master(&app, &uri, &headers).await?;
     let query = uri.query();
-    let settings = &app.config.plugins;
     let name = plugin_name(&query_param(query, "name").ok_or_else(|| ApiError::bad_request("name is missing"))?)?;
     let hook_text =
         query_param(query, "hook").ok_or_else(|| ApiError::bad_request("hook is missing: enrich or rewrite"))?;
@@ -104,7 +108,6 @@ pub async fn upload(State(app): State<AppState>, uri: Uri, headers: HeaderMap, b
             format!("send the component as application/wasm, not {ct}"),
         ));
     }
-    let bytes = read_body(&headers, body, settings.max_upload_bytes, "").await?;
     let sha256 = hex::encode(Sha256::digest(&bytes));
     app.plugins.prepare(&sha256, Arc::from(&bytes[..]), hook).await.map_err(invalid)?;
     let now = app.now_ms();
@@ -276,9 +279,11 @@ pub async fn test(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
-    let project = master(&app, &uri, &headers).await?;
+    // Read first, as for uploads: this body may hold a whole component.
     let limit = app.config.http.max_body_bytes.max(app.config.plugins.max_upload_bytes * 4 / 3 + 4096);
-    let req: TestBody = json(&read_body(&headers, body, limit, "").await?)?;
+    let bytes = read_body(&headers, body, limit, "").await?;
+    let project = master(&app, &uri, &headers).await?;
+    let req: TestBody = json(&bytes)?;
     let settings = &app.config.plugins;
     let clamp = |given: Option<i64>, default: u64, max: u64| {
         given.unwrap_or(i64::try_from(default).unwrap_or(1)).clamp(1, i64::try_from(max).unwrap_or(i64::MAX))
