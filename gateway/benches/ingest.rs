@@ -122,12 +122,12 @@ async fn floor_events_per_s(batches: &[Bytes]) -> Result<f64, Box<dyn std::error
     let log_dir = tempfile::tempdir()?;
     let store = weir_gateway::metadata::open(&format!("sqlite://{}/floor.db", log_dir.path().display())).await?;
     store.create_project("bench", 0).await?;
-    let registry = Arc::new(SchemaRegistry::new(store));
-    let log = weir_gateway::log::open(
-        &format!("file://{}/log", log_dir.path().display()),
-        &weir_gateway::log::file::FileLogConfig::default(),
-    )
-    .await?;
+    let registry = Arc::new(SchemaRegistry::new(store.clone()));
+    let settings = weir_gateway::log::LogSettings {
+        file: &weir_gateway::log::file::FileLogConfig::default(),
+        kafka: &weir_gateway::log::kafka::KafkaLogConfig::default(),
+    };
+    let log = weir_gateway::log::open(&format!("file://{}/log", log_dir.path().display()), settings, store).await?;
     let ingestor = Arc::new(Ingestor::new(registry, log));
     let ctx = Arc::new(Context { project: "bench".into(), received_ms: 1_700_000_000_000, ..Context::default() });
     let batches = Arc::new(batches.to_vec());

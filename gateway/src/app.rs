@@ -57,7 +57,8 @@ impl App {
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|source| Error::DataDir { path: config.data_dir.display().to_string(), source })?;
         let store = metadata::open(&config.metadata_url()).await?;
-        let log = log::open(&config.log_url(), &config.file_log).await?;
+        let settings = log::LogSettings { file: &config.file_log, kafka: &config.kafka };
+        let log = log::open(&config.log_url(), settings, store.clone()).await?;
         let keys = KeyService::new(store.clone(), Duration::from_millis(config.projects.key_cache_ms));
         let registry = Arc::new(SchemaRegistry::new(store.clone()));
         let warehouse = Warehouse::open(&config.warehouse_url())?;
@@ -119,12 +120,15 @@ pub async fn serve(config: Config) -> Result<()> {
         std::time::Duration::from_millis(batch.compact_grace_ms),
     );
     Arc::new(compactor).spawn(std::time::Duration::from_millis(batch.compact_interval_ms.max(10)));
+    let log = app.log.clone();
     let router = crate::http::router(app);
     println!("weir listening on http://{local}");
-    axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>())
+    let served = axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>())
         .with_graceful_shutdown(shutdown_signal())
         .await
-        .map_err(Error::Serve)
+        .map_err(Error::Serve);
+    log.close().await;
+    served
 }
 
 async fn shutdown_signal() {

@@ -11,6 +11,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
 use crate::log::file::FileLogConfig;
+use crate::log::kafka::KafkaLogConfig;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -40,7 +41,8 @@ pub struct Config {
     /// Default: `sqlite://<data_dir>/metadata.db`.
     #[serde(default)]
     pub metadata: Option<String>,
-    /// Event log URL: `file://<folder>`. Default: `file://<data_dir>/log`.
+    /// Event log URL: `file://<folder>` or `kafka://<host:port>[,<host:port>]`.
+    /// Default: `file://<data_dir>/log`.
     #[serde(default)]
     pub log: Option<String>,
     /// Columnar storage URL: `file://<folder>`. Default:
@@ -62,6 +64,9 @@ pub struct Config {
     /// Settings of the embedded file log.
     #[serde(default)]
     pub file_log: FileLogConfig,
+    /// Settings of the Kafka log.
+    #[serde(default)]
+    pub kafka: KafkaLogConfig,
     /// The WebAssembly plugin runtime.
     #[serde(default)]
     pub plugins: crate::plugin::config::PluginsConfig,
@@ -262,6 +267,7 @@ impl Default for Config {
             http: HttpConfig::default(),
             projects: ProjectsConfig::default(),
             file_log: FileLogConfig::default(),
+            kafka: KafkaLogConfig::default(),
             plugins: crate::plugin::config::PluginsConfig::default(),
             schema_registry: SchemaRegistryConfig::default(),
         }
@@ -282,6 +288,9 @@ fn unset_meaning(key: &str) -> &'static str {
 
 fn flatten(prefix: &str, value: &serde_json::Value, rows: &mut Vec<(String, String)>) {
     match value {
+        serde_json::Value::Object(fields) if fields.is_empty() && !prefix.is_empty() => {
+            rows.push((prefix.to_owned(), "(none)".to_owned()));
+        }
         serde_json::Value::Object(fields) => {
             for (name, v) in fields {
                 let key = if prefix.is_empty() { name.clone() } else { format!("{prefix}.{name}") };
@@ -351,6 +360,7 @@ impl Config {
         if let Some(problem) = self.plugins.problem() {
             return Err(Error::Invalid(problem));
         }
+        self.kafka.validate().map_err(Error::Invalid)?;
         if self.file_log.segment_bytes < 1024 {
             return Err(Error::Invalid("file_log.segment_bytes must be at least 1024".to_owned()));
         }
@@ -410,12 +420,14 @@ mod tests {
             ("projects.allow_deletion", "WEIR_PROJECTS__ALLOW_DELETION"),
             ("plugins.default_timeout_ms", "WEIR_PLUGINS__DEFAULT_TIMEOUT_MS"),
             ("plugins.asset_dir", "WEIR_PLUGINS__ASSET_DIR"),
+            ("kafka.topic_prefix", "WEIR_KAFKA__TOPIC_PREFIX"),
+            ("kafka.producer", "WEIR_KAFKA__PRODUCER"),
         ] {
             let line = table.lines().find(|l| l.split_whitespace().next() == Some(key)).expect(key);
             assert!(line.contains(env), "{line}");
         }
         assert!(table.contains("500000"));
-        assert_eq!(table.lines().count(), 37, "{table}");
+        assert_eq!(table.lines().count(), 47, "{table}");
     }
 
     #[test]

@@ -132,23 +132,42 @@ impl Loader {
         }
     }
 
-    /// One read of up to `max_records` per partition.
+    /// One read of up to `max_records` per partition. A partition that
+    /// fails does not hold up the others; the first failure is returned
+    /// once every partition had its turn.
     async fn pass(&self, now_ms: i64) -> Result<LoadStats> {
         let offsets = self.store.committed_offsets().await?;
         let mut stats = LoadStats::default();
+        let mut failure = None;
         for topic in self.log.topics().await? {
             for partition in 0..topic.partitions {
                 let from = offsets.get(&(topic.name.clone(), partition)).copied().unwrap_or(0);
-                let Some(staged) = self.write_partition(&topic.name, partition, from).await? else { continue };
-                if !self.store.commit_load(&staged.files, std::slice::from_ref(&staged.advance), now_ms).await? {
-                    return Err(Error::Fenced { topic: topic.name.clone(), partition });
+                match self.move_partition(&topic.name, partition, from, now_ms).await {
+                    Ok(moved) => {
+                        stats.files += moved.files;
+                        stats.rows += moved.rows;
+                    }
+                    Err(e) => {
+                        tracing::warn!(topic = topic.name, partition, error = %e, "cannot load a partition");
+                        failure.get_or_insert(e);
+                    }
                 }
-                self.log.release(&topic.name, partition, staged.advance.to).await?;
-                stats.files += staged.files.len();
-                stats.rows += staged.files.iter().map(|f| f.rows).sum::<u64>();
             }
         }
-        Ok(stats)
+        match failure {
+            Some(e) if stats.files == 0 => Err(e),
+            _ => Ok(stats),
+        }
+    }
+
+    /// Loads and commits one read of a partition.
+    async fn move_partition(&self, topic: &str, partition: u32, from: u64, now_ms: i64) -> Result<LoadStats> {
+        let Some(staged) = self.write_partition(topic, partition, from).await? else { return Ok(LoadStats::default()) };
+        if !self.store.commit_load(&staged.files, std::slice::from_ref(&staged.advance), now_ms).await? {
+            return Err(Error::Fenced { topic: topic.to_owned(), partition });
+        }
+        self.log.release(topic, partition, staged.advance.to).await?;
+        Ok(LoadStats { files: staged.files.len(), rows: staged.files.iter().map(|f| f.rows).sum() })
     }
 
     /// Reads a partition from `from`, and writes its records as durable
@@ -156,7 +175,14 @@ impl Loader {
     pub async fn write_partition(&self, topic: &str, partition: u32, from: u64) -> Result<Option<Staged>> {
         let Some((project, collection)) = split_topic(topic) else { return Ok(None) };
         let batch = self.log.read(topic, partition, from, self.max_records).await?;
-        let (Some(first), Some(last)) = (batch.records.first(), batch.records.last()) else { return Ok(None) };
+        let resume_at = batch.resume_at;
+        let (Some(first), Some(last)) = (batch.records.first(), batch.records.last()) else {
+            // Only records the log left out (voided appends): move past them.
+            return Ok((resume_at > from).then(|| Staged {
+                files: Vec::new(),
+                advance: OffsetAdvance { topic: topic.to_owned(), partition, from, to: resume_at },
+            }));
+        };
         let (first, last) = (first.offset, last.offset);
 
         // Read every record with the newest schema: the collection's, or a
@@ -202,7 +228,7 @@ impl Loader {
                 bytes: size,
             });
         }
-        let advance = OffsetAdvance { topic: topic.to_owned(), partition, from, to: last + 1 };
+        let advance = OffsetAdvance { topic: topic.to_owned(), partition, from, to: resume_at.max(last + 1) };
         Ok(Some(Staged { files, advance }))
     }
 

@@ -4,7 +4,10 @@
 //!
 //! PostgreSQL and MariaDB come from `WEIRTEST_POSTGRES_URL` and
 //! `WEIRTEST_MYSQL_URL` (admin URLs; each test gets a database of its own),
-//! which `scripts/test.sh` sets after starting the servers.
+//! which `scripts/test.sh` sets after starting the servers. The Kafka
+//! backend starts a broker of its own per test from `WEIRTEST_TANSU`.
+
+pub mod broker;
 
 pub mod mmdb;
 
@@ -16,23 +19,50 @@ use serde_json::{Map, Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use weir_gateway::avro;
-use weir_gateway::log::EventLog;
-use weir_gateway::log::file::{FileLog, FileLogConfig};
+use weir_gateway::log::LogSettings;
+use weir_gateway::log::file::FileLogConfig;
+use weir_gateway::log::kafka::KafkaLogConfig;
 use weir_gateway::metadata::{self, MetadataStore};
 pub use weir_sdk::{BatchOutcome, Client, Response};
 
-/// A metadata backend to run a suite on.
+/// A deployment to run a suite on: the embedded log with each metadata
+/// store, and the cluster's Kafka log (with PostgreSQL).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,
     Postgres,
     MySql,
+    Kafka,
 }
 
 /// Generates one `#[tokio::test]` per backend for each named test function,
 /// each of which takes a [`Backend`]: `on_every_backend!(a, b);`.
 #[macro_export]
 macro_rules! on_every_backend {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+               async fn $name() { super::$name($crate::Backend::Sqlite).await } )*
+        }
+        mod postgres {
+            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+               async fn $name() { super::$name($crate::Backend::Postgres).await } )*
+        }
+        mod mysql {
+            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+               async fn $name() { super::$name($crate::Backend::MySql).await } )*
+        }
+        mod kafka {
+            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+               async fn $name() { super::$name($crate::Backend::Kafka).await } )*
+        }
+    };
+}
+
+/// [`on_every_backend!`] for suites about one log's files: the embedded log
+/// on each metadata store.
+#[macro_export]
+macro_rules! on_every_metadata_store {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
             $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -59,7 +89,7 @@ impl Backend {
     pub async fn fresh_metadata_url(self, dir: &Path) -> String {
         match self {
             Backend::Sqlite => format!("sqlite://{}", dir.join("metadata.db").display()),
-            Backend::Postgres => create_database("WEIRTEST_POSTGRES_URL").await,
+            Backend::Postgres | Backend::Kafka => create_database("WEIRTEST_POSTGRES_URL").await,
             Backend::MySql => create_database("WEIRTEST_MYSQL_URL").await,
         }
     }
@@ -127,6 +157,11 @@ pub struct Gateway {
     pub client: Client,
     pub data_dir: PathBuf,
     pub metadata_url: String,
+    /// The event log's URL.
+    pub log_url: String,
+    /// The gateway's own Kafka broker, on the Kafka backend (shared with
+    /// its siblings).
+    pub broker: Option<std::sync::Arc<broker::Broker>>,
     options: Options,
     _dir: Option<tempfile::TempDir>,
 }
@@ -149,28 +184,48 @@ impl Gateway {
         let dir = tempfile::tempdir().expect("tempdir");
         let metadata_url = backend.fresh_metadata_url(dir.path()).await;
         let data_dir = dir.path().to_owned();
-        let mut gw = Self::spawn(data_dir, metadata_url, options).await;
+        let broker = match backend {
+            Backend::Kafka => Some(std::sync::Arc::new(broker::Broker::start().await)),
+            _ => None,
+        };
+        let mut gw = Self::spawn(data_dir, metadata_url, broker, options).await;
         gw._dir = Some(dir);
         gw
     }
 
-    /// Starts another gateway on the same metadata store, with a data folder
-    /// of its own.
+    /// Starts another gateway on the same metadata store (and broker), with
+    /// a data folder of its own.
     pub async fn sibling(&self, options: Options) -> Gateway {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut gw = Self::spawn(dir.path().to_owned(), self.metadata_url.clone(), options).await;
+        let mut gw = Self::spawn(dir.path().to_owned(), self.metadata_url.clone(), self.broker.clone(), options).await;
         gw._dir = Some(dir);
         gw
     }
 
-    async fn spawn(data_dir: PathBuf, metadata_url: String, options: Options) -> Gateway {
-        let child = launch(&data_dir, &metadata_url, &options, "127.0.0.1:0").await;
-        let (child, base) = child;
+    async fn spawn(
+        data_dir: PathBuf,
+        metadata_url: String,
+        broker: Option<std::sync::Arc<broker::Broker>>,
+        mut options: Options,
+    ) -> Gateway {
+        let log_url = match &broker {
+            Some(b) => {
+                // The broker's settings first, so that a test's own win.
+                let mut env = b.gateway_env();
+                env.append(&mut options.env);
+                options.env = env;
+                b.url()
+            }
+            None => format!("file://{}", data_dir.join("log").display()),
+        };
+        let (child, base) = launch(&data_dir, &metadata_url, &options, "127.0.0.1:0").await;
         Gateway {
             child: Some(child),
             client: Client::new(&base).expect("client"),
             data_dir,
             metadata_url,
+            log_url,
+            broker,
             options,
             _dir: None,
         }
@@ -244,7 +299,7 @@ impl Gateway {
     /// Stops the gateway and reads every event in its log.
     pub async fn stop_and_read(&mut self) -> Vec<LoggedEvent> {
         self.stop().await;
-        read_log(&self.data_dir, &self.metadata_url).await
+        read_log(&self.log_url, &self.metadata_url).await
     }
 }
 
@@ -309,7 +364,8 @@ async fn launch(data_dir: &Path, metadata_url: &str, options: &Options, listen: 
     // Wait until it answers.
     let client = Client::new(&base).expect("client");
     for _ in 0..100 {
-        if client.send("GET", "/health", &[], "").await.is_ok_and(|r| r.status == 200) {
+        // 503 is an answer too: the log may be down on purpose.
+        if client.send("GET", "/health", &[], "").await.is_ok_and(|r| r.status == 200 || r.status == 503) {
             return (child, base);
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -329,11 +385,17 @@ pub struct LoggedEvent {
     pub fields: Map<String, Value>,
 }
 
-/// Reads every record of a stopped gateway's file log, decoded with the
-/// schemas in its metadata store.
-pub async fn read_log(data_dir: &Path, metadata_url: &str) -> Vec<LoggedEvent> {
-    let log = FileLog::open(data_dir.join("log"), FileLogConfig::default()).await.expect("open log");
+/// Reads every record of a stopped gateway's log, decoded with the schemas
+/// in its metadata store. Records of voided appends are left out, as the
+/// batch loop leaves them out.
+pub async fn read_log(log_url: &str, metadata_url: &str) -> Vec<LoggedEvent> {
     let store = metadata::open(metadata_url).await.expect("open metadata");
+    // Every append of a stopped gateway is decided: no need to wait for
+    // the Kafka log's settle time.
+    let kafka = KafkaLogConfig { delivery_timeout_ms: 100, settle_ms: 0, ..KafkaLogConfig::default() };
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let settings = LogSettings { file: &FileLogConfig::default(), kafka: &kafka };
+    let log = weir_gateway::log::open(log_url, settings, store.clone()).await.expect("open log");
     let mut events = Vec::new();
     for topic in log.topics().await.expect("topics") {
         let (project, collection) = weir_gateway::names::split_topic(&topic.name).expect("topic name");
@@ -342,13 +404,13 @@ pub async fn read_log(data_dir: &Path, metadata_url: &str) -> Vec<LoggedEvent> {
             let mut from = 0;
             loop {
                 let batch = log.read(&topic.name, partition, from, 10_000).await.expect("read");
-                if batch.records.is_empty() {
-                    break;
-                }
                 for record in &batch.records {
                     events.push(decode(&*store, &topic.name, &collection, partition, record, &latest.fields).await);
-                    from = record.offset + 1;
                 }
+                if batch.resume_at <= from {
+                    break;
+                }
+                from = batch.resume_at;
             }
         }
     }

@@ -1,6 +1,6 @@
 //! The batch loop from the event log into Parquet: exactly once, across
 //! partitions, days, schema versions, batch boundaries and a crash between
-//! writing files and committing them. Run on every metadata backend.
+//! writing files and committing them. Run on every backend.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,20 +15,25 @@ use weir_gateway::columnar::Warehouse;
 use weir_gateway::compaction::Compactor;
 use weir_gateway::ingest::{Context, Event, Ingestor};
 use weir_gateway::loader::Loader;
-use weir_gateway::log::EventLog;
 use weir_gateway::log::file::{FileLog, FileLogConfig};
+use weir_gateway::log::kafka::KafkaLogConfig;
+use weir_gateway::log::{EventLog, LogSettings};
 use weir_gateway::metadata::{self, MetadataStore, OffsetAdvance};
 use weir_gateway::query::engine::{DataFusionEngine, QueryEngine};
 use weir_gateway::query::rewrite;
 use weir_gateway::schema::SchemaRegistry;
+use weir_tests::broker::Broker;
 use weir_tests::{Backend, Gateway, on_every_backend};
 
 struct Parts {
     _dir: tempfile::TempDir,
     store: Arc<dyn MetadataStore>,
-    log: Arc<FileLog>,
+    log: Arc<dyn EventLog>,
     ingest: Ingestor,
     loader: Loader,
+    /// How long a record waits before the loader may read it.
+    hold: Duration,
+    _broker: Option<Broker>,
 }
 
 async fn parts(backend: Backend, max_records: usize) -> Parts {
@@ -36,13 +41,24 @@ async fn parts(backend: Backend, max_records: usize) -> Parts {
     let url = backend.fresh_metadata_url(dir.path()).await;
     let store = metadata::open(&url).await.expect("metadata");
     store.create_project("p", 0).await.expect("project");
-    let config = FileLogConfig { partitions: 3, ..FileLogConfig::default() };
-    let log = Arc::new(FileLog::open(dir.path().join("log"), config).await.expect("log"));
+    let (log, broker): (Arc<dyn EventLog>, _) = match backend {
+        Backend::Kafka => {
+            let broker = Broker::start().await;
+            let kafka = KafkaLogConfig { partitions: 3, delivery_timeout_ms: 1000, settle_ms: 0, ..Default::default() };
+            let settings = LogSettings { file: &FileLogConfig::default(), kafka: &kafka };
+            (weir_gateway::log::open(&broker.url(), settings, store.clone()).await.expect("log"), Some(broker))
+        }
+        _ => {
+            let config = FileLogConfig { partitions: 3, ..FileLogConfig::default() };
+            (Arc::new(FileLog::open(dir.path().join("log"), config).await.expect("log")), None)
+        }
+    };
+    let hold = log.read_delay();
     let registry = Arc::new(SchemaRegistry::new(store.clone()));
     let warehouse = Warehouse::open(&format!("file://{}", dir.path().join("warehouse").display())).expect("warehouse");
     let loader = Loader::new(log.clone(), store.clone(), registry.clone(), warehouse, max_records);
     let ingest = Ingestor::new(registry, log.clone());
-    Parts { _dir: dir, store, log, ingest, loader }
+    Parts { _dir: dir, store, log, ingest, loader, hold, _broker: broker }
 }
 
 /// Sends events `seqs` to `collection`, one request each; even ones on one
@@ -57,6 +73,7 @@ async fn send(p: &Parts, collection: &str, seqs: impl Iterator<Item = u64>, extr
         let ctx = Context { project: "p".into(), received_ms: 1_709_287_200_000, ..Context::default() };
         p.ingest.store(&ctx, vec![event]).await.expect("store");
     }
+    tokio::time::sleep(p.hold).await;
 }
 
 /// Every row of a collection's table, read through its manifest.

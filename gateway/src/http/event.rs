@@ -297,6 +297,9 @@ pub async fn bulk(
 /// in columnar storage when it answers.
 pub async fn bulk_commit(State(app): State<AppState>, uri: Uri, headers: HeaderMap) -> ApiResult<Response> {
     app.authorize(key_from(&headers, uri.query(), "master_key"), &[KeyKind::Master]).await?;
+    // Records acknowledged before the commit become readable after the
+    // log's read delay.
+    tokio::time::sleep(app.log.read_delay()).await;
     app.loader.run_once(app.now_ms()).await.map_err(|e| {
         tracing::error!(error = %e, "the batch loop failed");
         ApiError::unavailable(format!("the batch could not be committed: {e}"))

@@ -12,6 +12,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use http::{HeaderValue, StatusCode, header};
@@ -70,8 +71,12 @@ pub fn router(app: AppState) -> Router {
         .with_state(app)
 }
 
-async fn health() -> Response {
-    json_response(StatusCode::OK, &serde_json::json!({"status": "ok"}))
+/// `GET /health`: 200 while the event log takes appends, else 503; the
+/// body says which.
+async fn health(State(app): State<AppState>) -> Response {
+    let log = app.log.health().await;
+    let (status, word) = if log.up { (StatusCode::OK, "ok") } else { (StatusCode::SERVICE_UNAVAILABLE, "unavailable") };
+    json_response(status, &serde_json::json!({"status": word, "log": {"up": log.up, "detail": log.detail}}))
 }
 
 async fn not_found() -> ApiError {

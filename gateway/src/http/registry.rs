@@ -3,8 +3,10 @@
 //! record starts with the id of the schema version that wrote it, and
 //! `/schemas/ids/{id}` answers that schema.
 //!
-//! Subjects are `<topic>-value` (`<project>.<collection>-value`), versions
-//! are the collection's schema versions, ids the global schema ids.
+//! Subjects are `<topic>-value`, with the topic as the log's readers see it
+//! (`<prefix><project>.<collection>` on Kafka, `<project>.<collection>` on
+//! the file log); versions are the collection's schema versions, ids the
+//! global schema ids.
 //!
 //! Who may read: a project's read key (the `read_key` header, or HTTP Basic
 //! auth with the key as the password, as Confluent clients send
@@ -78,15 +80,16 @@ async fn scope(app: &AppState, headers: &HeaderMap, peer: SocketAddr) -> ApiResu
     }
 }
 
-/// A subject's project and collection, if it names one.
-fn subject_parts(subject: &str) -> Option<(String, String)> {
-    let topic = subject.strip_suffix("-value")?;
-    let (project, collection) = split_topic(topic)?;
+/// A subject's project and collection, if it names one; `log_topic` maps
+/// a broker's topic name to the log's.
+fn subject_parts(subject: &str, log_topic: impl Fn(&str) -> Option<String>) -> Option<(String, String)> {
+    let topic = log_topic(subject.strip_suffix("-value")?)?;
+    let (project, collection) = split_topic(&topic)?;
     Some((project.to_owned(), collection))
 }
 
 async fn versions_of(app: &AppState, scope: &Scope, subject: &str) -> ApiResult<Option<Vec<SchemaVersion>>> {
-    let Some((project, collection)) = subject_parts(subject) else { return Ok(None) };
+    let Some((project, collection)) = subject_parts(subject, |t| app.log.log_topic(t)) else { return Ok(None) };
     if !scope.allows(&project) {
         return Ok(None);
     }
@@ -108,7 +111,7 @@ pub async fn subjects(
     let mut subjects = Vec::new();
     for project in projects {
         for schema in app.store.latest_schemas(&project).await? {
-            subjects.push(format!("{}-value", topic_name(&project, &schema.collection)));
+            subjects.push(format!("{}-value", app.log.broker_topic(&topic_name(&project, &schema.collection))));
         }
     }
     subjects.sort();
@@ -204,7 +207,11 @@ mod tests {
         assert_eq!(read_key(&h).as_deref(), Some("secret"));
         h.insert("read_key", HeaderValue::from_static("k"));
         assert_eq!(read_key(&h).as_deref(), Some("k"));
-        assert_eq!(subject_parts("shop.pageview-value"), Some(("shop".into(), "pageview".into())));
-        assert_eq!(subject_parts("shop.pageview-key"), None);
+        let same = |t: &str| Some(t.to_owned());
+        assert_eq!(subject_parts("shop.pageview-value", same), Some(("shop".into(), "pageview".into())));
+        assert_eq!(subject_parts("shop.pageview-key", same), None);
+        let prefixed = |t: &str| t.strip_prefix("weir.").map(str::to_owned);
+        assert_eq!(subject_parts("weir.shop.pageview-value", prefixed), Some(("shop".into(), "pageview".into())));
+        assert_eq!(subject_parts("shop.pageview-value", prefixed), None);
     }
 }

@@ -2,9 +2,11 @@
 //! partitions of records at increasing offsets.
 //!
 //! [`open`] is the one place that picks the implementation from the URL:
-//! `file://` is the embedded segment-file log ([`file::FileLog`]).
+//! `file://` is the embedded segment-file log ([`file::FileLog`]),
+//! `kafka://` the Kafka log ([`kafka::KafkaLog`]).
 
 pub mod file;
+pub mod kafka;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -12,9 +14,11 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 
+use crate::metadata::MetadataStore;
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("unsupported log URL {0:?}: use file://<folder>")]
+    #[error("unsupported log URL {0:?}: use file://<folder> or kafka://<host:port>[,<host:port>]")]
     UnsupportedUrl(String),
     #[error("event log I/O on {path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
@@ -22,6 +26,10 @@ pub enum Error {
     Locked(PathBuf),
     #[error("the event log stopped accepting writes after an I/O error and needs a restart: {0}")]
     Poisoned(String),
+    #[error("the event log is unavailable: {0}")]
+    Unavailable(String),
+    #[error("event log configuration: {0}")]
+    Config(String),
     #[error("the event log is shut down")]
     Closed,
     #[error("no topic {0:?}")]
@@ -79,12 +87,22 @@ pub struct ReadBatch {
     /// The offset after the last durable record when the read was made: a
     /// reader that has reached it has read the whole partition.
     pub end_offset: u64,
+    /// Where the next read of the partition starts: after the last record
+    /// returned, or after records the log skipped (appends it voided).
+    pub resume_at: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopicInfo {
     pub name: String,
     pub partitions: u32,
+}
+
+/// Whether the log can take appends, and why not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogHealth {
+    pub up: bool,
+    pub detail: String,
 }
 
 #[async_trait]
@@ -107,14 +125,48 @@ pub trait EventLog: Send + Sync + 'static {
 
     /// Deletes every topic whose name starts with `prefix`.
     async fn delete_topics(&self, prefix: &str) -> Result<()>;
+
+    /// Whether appends can succeed now.
+    async fn health(&self) -> LogHealth {
+        LogHealth { up: true, detail: "ok".to_owned() }
+    }
+
+    /// The name a topic has for outside readers (Kafka consumers).
+    fn broker_topic(&self, topic: &str) -> String {
+        topic.to_owned()
+    }
+
+    /// The topic of a name outside readers use, if it is one of the log's.
+    fn log_topic(&self, broker_topic: &str) -> Option<String> {
+        Some(broker_topic.to_owned())
+    }
+
+    /// How long after its append a record may wait before reads return it.
+    fn read_delay(&self) -> std::time::Duration {
+        std::time::Duration::ZERO
+    }
+
+    /// Waits for appends under way to finish, at shutdown.
+    async fn close(&self) {}
 }
 
-/// Opens the event log named by `url`.
-pub async fn open(url: &str, file_config: &file::FileLogConfig) -> Result<Arc<dyn EventLog>> {
+/// The settings of every log implementation; the URL picks one.
+#[derive(Debug, Clone, Copy)]
+pub struct LogSettings<'a> {
+    pub file: &'a file::FileLogConfig,
+    pub kafka: &'a kafka::KafkaLogConfig,
+}
+
+/// Opens the event log named by `url`. The Kafka log records voided
+/// appends in `store`.
+pub async fn open(url: &str, settings: LogSettings<'_>, store: Arc<dyn MetadataStore>) -> Result<Arc<dyn EventLog>> {
     match url.split_once("://") {
         Some(("file", path)) if !path.is_empty() => {
-            let log = file::FileLog::open(PathBuf::from(path), file_config.clone()).await?;
+            let log = file::FileLog::open(PathBuf::from(path), settings.file.clone()).await?;
             Ok(Arc::new(log))
+        }
+        Some(("kafka", brokers)) if !brokers.is_empty() => {
+            Ok(Arc::new(kafka::KafkaLog::open(brokers, settings.kafka, store)?))
         }
         _ => Err(Error::UnsupportedUrl(url.to_owned())),
     }

@@ -6,6 +6,7 @@
 
 mod plugins;
 mod sql;
+mod voids;
 
 use std::sync::Arc;
 
@@ -156,6 +157,14 @@ pub struct PluginUpload<'a> {
     pub sha256: &'a str,
 }
 
+/// One append to a shared event log: its writer (a gateway process, by a
+/// random number it draws at start) and the writer's sequence number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct AppendId {
+    pub writer: u64,
+    pub seq: u64,
+}
+
 /// A change to a stored plugin.
 #[derive(Debug, Clone)]
 pub enum PluginChange {
@@ -224,6 +233,13 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// Deletes a plugin (and its component, when nothing else uses it);
     /// `false` when there was none.
     async fn delete_plugin(&self, project: &str, name: &str) -> Result<bool>;
+
+    /// Records appends that their writer answered as failed (each once).
+    async fn void_appends(&self, appends: &[AppendId], now_ms: i64) -> Result<()>;
+    /// The voided appends of these writers.
+    async fn voided_appends(&self, writers: &[u64]) -> Result<std::collections::HashSet<AppendId>>;
+    /// Forgets voids recorded before `before_ms`; returns how many.
+    async fn prune_voided_appends(&self, before_ms: i64) -> Result<u64>;
 }
 
 /// Opens (and migrates) the metadata store named by `url`.

@@ -10,8 +10,9 @@ use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, Row};
 
 use super::plugins::PluginStatements;
+use super::voids::VoidStatements;
 use super::{
-    Error, KeyKind, LogPartition, MetadataStore, NewSchemaVersion, OffsetAdvance, ParquetFile, PluginChange,
+    AppendId, Error, KeyKind, LogPartition, MetadataStore, NewSchemaVersion, OffsetAdvance, ParquetFile, PluginChange,
     PluginRecord, PluginUpload, Result, SchemaVersion, StoredKey,
 };
 use crate::types::{Field, FieldType};
@@ -172,9 +173,10 @@ impl Statements {
 
 pub struct SqlMetadataStore {
     pub(super) pool: AnyPool,
-    dialect: Dialect,
+    pub(super) dialect: Dialect,
     sql: Statements,
     pub(super) plugin_sql: PluginStatements,
+    pub(super) void_sql: VoidStatements,
 }
 
 impl SqlMetadataStore {
@@ -212,6 +214,7 @@ impl SqlMetadataStore {
             dialect,
             sql: Statements::new(dialect),
             plugin_sql: PluginStatements::new(dialect),
+            void_sql: VoidStatements::new(dialect),
         })
     }
 
@@ -501,6 +504,18 @@ impl MetadataStore for SqlMetadataStore {
 
     async fn delete_plugin(&self, project: &str, name: &str) -> Result<bool> {
         self.delete_plugin_sql(project, name).await
+    }
+
+    async fn void_appends(&self, appends: &[AppendId], now_ms: i64) -> Result<()> {
+        self.void_appends_sql(appends, now_ms).await
+    }
+
+    async fn voided_appends(&self, writers: &[u64]) -> Result<std::collections::HashSet<AppendId>> {
+        self.voided_appends_sql(writers).await
+    }
+
+    async fn prune_voided_appends(&self, before_ms: i64) -> Result<u64> {
+        self.prune_voided_appends_sql(before_ms).await
     }
 }
 

@@ -1,0 +1,11 @@
+-- Appends to a shared event log (Kafka) that a gateway answered as failed.
+-- Their records may still reach the log later (a request the broker took
+-- before it stopped answering); the batch loop skips them. An append is a
+-- writer (one gateway process) and that writer's sequence number.
+CREATE TABLE voided_appends (
+    writer BIGINT NOT NULL,
+    seq BIGINT NOT NULL,
+    voided_at BIGINT NOT NULL,
+    PRIMARY KEY (writer, seq)
+) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin;
+CREATE INDEX voided_appends_by_time ON voided_appends (voided_at);

@@ -1,0 +1,204 @@
+//! Appending: every record of an append is produced, and the append is
+//! answered as stored only once every record has a successful delivery
+//! report within the delivery timeout. Otherwise the append is voided in
+//! the metadata store before it is answered as failed, so that records of
+//! it the broker takes later are never loaded.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use futures::future::join_all;
+use rdkafka::ClientConfig;
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use rdkafka::types::RDKafkaErrorCode;
+
+use super::header::{APPEND_HEADER, encode};
+use super::topics::Topics;
+use super::unavailable;
+use crate::log::{Error, Position, Result, TopicBatch};
+use crate::metadata::{AppendId, MetadataStore};
+
+pub struct Appender {
+    config: ClientConfig,
+    /// Replaced when the idempotent producer reports a fatal error.
+    producer: RwLock<Arc<FutureProducer>>,
+    store: Arc<dyn MetadataStore>,
+    writer: u64,
+    next_seq: AtomicU64,
+    delivery_timeout: Duration,
+    settle: Duration,
+}
+
+impl Appender {
+    pub fn new(
+        config: ClientConfig,
+        store: Arc<dyn MetadataStore>,
+        delivery_timeout: Duration,
+        settle: Duration,
+    ) -> Result<Self> {
+        let producer = config.create::<FutureProducer>().map_err(unavailable("create the producer"))?;
+        Ok(Appender {
+            config,
+            producer: RwLock::new(Arc::new(producer)),
+            store,
+            writer: rand::random(),
+            next_seq: AtomicU64::new(0),
+            delivery_timeout,
+            settle,
+        })
+    }
+
+    fn producer(&self) -> Arc<FutureProducer> {
+        self.producer.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub async fn append(&self, topics: &Topics, batches: Vec<TopicBatch>) -> Result<Vec<Vec<Position>>> {
+        let names: Vec<String> = batches.iter().map(|b| topics.broker_name(&b.topic)).collect();
+        topics.ensure(&names.iter().map(String::as_str).collect::<Vec<_>>()).await?;
+
+        let id = AppendId { writer: self.writer, seq: self.next_seq.fetch_add(1, Ordering::Relaxed) };
+        let header = encode(id);
+        let started = tokio::time::Instant::now();
+        let deadline = started + self.delivery_timeout;
+        let timestamp = chrono::Utc::now().timestamp_millis();
+        let producer = self.producer();
+        let mut pending: Vec<Vec<DeliveryFuture>> = Vec::with_capacity(batches.len());
+        let mut produced = false;
+        let mut outcome = Ok(());
+        'batches: for (batch, name) in batches.iter().zip(&names) {
+            let mut futures = Vec::with_capacity(batch.records.len());
+            for record in &batch.records {
+                let headers =
+                    OwnedHeaders::new_with_capacity(1).insert(Header { key: APPEND_HEADER, value: Some(&header[..]) });
+                let mut message =
+                    FutureRecord::to(name).payload(&record.value[..]).headers(headers).timestamp(timestamp);
+                if let Some(key) = &record.key {
+                    message = message.key(&key[..]);
+                }
+                match send(&producer, message, deadline).await {
+                    Ok(future) => {
+                        produced = true;
+                        futures.push(future);
+                    }
+                    Err(e) => {
+                        outcome = Err(e);
+                        break 'batches;
+                    }
+                }
+            }
+            pending.push(futures);
+        }
+
+        let delivered = if outcome.is_ok() {
+            match tokio::time::timeout_at(deadline, join_all(pending.into_iter().map(join_all))).await {
+                Ok(reports) => positions(reports),
+                Err(_) => Err(Error::Unavailable(format!(
+                    "the brokers did not confirm the records within {} ms",
+                    self.delivery_timeout.as_millis()
+                ))),
+            }
+        } else {
+            outcome.map(|()| Vec::new())
+        };
+        match delivered {
+            Ok(positions) => Ok(positions),
+            Err(e) => {
+                if produced {
+                    self.void(id, timestamp).await?;
+                }
+                self.renew_if_fatal(&producer);
+                Err(e)
+            }
+        }
+    }
+
+    /// Records the append as void before it is answered as failed.
+    async fn void(&self, id: AppendId, timestamp: i64) -> Result<()> {
+        let now = chrono::Utc::now().timestamp_millis();
+        self.store.void_appends(&[id], now).await.map_err(|e| {
+            tracing::error!(error = %e, "an append that failed could not be voided; its records may be loaded");
+            Error::Unavailable(format!("the events could not be stored, nor the failure recorded: {e}"))
+        })?;
+        let loadable_from = timestamp + millis(self.delivery_timeout) + millis(self.settle);
+        if now >= loadable_from {
+            tracing::error!("an append was voided after the batch loop may have loaded it; raise kafka.settle_ms");
+        }
+        Ok(())
+    }
+
+    /// An idempotent producer that hit a fatal error refuses every later
+    /// record: start a new one.
+    fn renew_if_fatal(&self, failed: &Arc<FutureProducer>) {
+        let Some((code, reason)) = failed.client().fatal_error() else { return };
+        tracing::warn!(%code, reason, "the producer failed fatally; starting a new one");
+        match self.config.create::<FutureProducer>() {
+            Ok(fresh) => {
+                let mut slot = self.producer.write().unwrap_or_else(|e| e.into_inner());
+                if Arc::ptr_eq(&slot, failed) {
+                    *slot = Arc::new(fresh);
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "cannot start a new producer"),
+        }
+    }
+
+    /// Waits until every record handed to the producer is delivered or
+    /// failed (at shutdown).
+    pub fn flush(&self, timeout: Duration) {
+        if let Err(e) = self.producer().flush(timeout) {
+            tracing::warn!(error = %e, "records were still waiting for delivery at shutdown");
+        }
+    }
+}
+
+/// Hands a record to the producer, waiting while its queue is full.
+async fn send<'a>(
+    producer: &FutureProducer,
+    mut message: FutureRecord<'a, [u8], [u8]>,
+    deadline: tokio::time::Instant,
+) -> Result<DeliveryFuture> {
+    loop {
+        match producer.send_result(message) {
+            Ok(future) => return Ok(future),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(Error::Unavailable("the producer queue stayed full".to_owned()));
+                }
+                message = back;
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            Err((e, _)) => return Err(Error::Unavailable(format!("cannot produce: {e}"))),
+        }
+    }
+}
+
+type Report =
+    std::result::Result<rdkafka::producer::future_producer::OwnedDeliveryResult, futures::channel::oneshot::Canceled>;
+
+fn positions(reports: Vec<Vec<Report>>) -> Result<Vec<Vec<Position>>> {
+    reports
+        .into_iter()
+        .map(|batch| {
+            batch
+                .into_iter()
+                .map(|report| match report {
+                    Ok(Ok(delivery)) => Ok(Position {
+                        partition: u32::try_from(delivery.partition)
+                            .map_err(|_| Error::Unavailable("negative partition".to_owned()))?,
+                        offset: u64::try_from(delivery.offset)
+                            .map_err(|_| Error::Unavailable("negative offset".to_owned()))?,
+                    }),
+                    Ok(Err((e, _))) => Err(Error::Unavailable(format!("a record was not delivered: {e}"))),
+                    Err(_) => Err(Error::Unavailable("the producer went away".to_owned())),
+                })
+                .collect()
+        })
+        .collect()
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}

@@ -1,0 +1,174 @@
+//! Reading a partition for the batch loop: assign and seek to an offset
+//! (no consumer group), read to the partition's end as the broker reports it
+//! (partition EOF, not the watermarks), stop at the first record whose
+//! append may still be voided, and leave out records of voided appends.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use rdkafka::ClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Headers, Message};
+use rdkafka::{Offset, TopicPartitionList};
+
+use super::header::{APPEND_HEADER, decode};
+use super::unavailable;
+use crate::log::{Error, ReadBatch, Result, StoredRecord};
+use crate::metadata::{AppendId, MetadataStore};
+
+/// Partition EOF is how a read learns it reached the end; librdkafka also
+/// reports it as a client error, which is not one.
+pub struct ReaderContext;
+
+impl ClientContext for ReaderContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if !matches!(error, KafkaError::PartitionEOF(_)) {
+            tracing::warn!(%error, reason, "Kafka reader");
+        }
+    }
+}
+
+impl ConsumerContext for ReaderContext {}
+
+pub struct Reader {
+    consumer: Arc<BaseConsumer<ReaderContext>>,
+    /// One read at a time: a read owns the consumer's assignment.
+    reading: Arc<Mutex<()>>,
+    store: Arc<dyn MetadataStore>,
+    /// A record is loaded once this long has passed since its timestamp:
+    /// its writer's delivery timeout plus the settle time.
+    hold: Duration,
+    timeout: Duration,
+}
+
+/// A record read, with the append it belongs to.
+struct Read {
+    record: StoredRecord,
+    append: Option<AppendId>,
+}
+
+impl Reader {
+    pub fn new(
+        consumer: BaseConsumer<ReaderContext>,
+        store: Arc<dyn MetadataStore>,
+        hold: Duration,
+        timeout: Duration,
+    ) -> Self {
+        Reader { consumer: Arc::new(consumer), reading: Arc::new(Mutex::new(())), store, hold, timeout }
+    }
+
+    /// How long after its timestamp a record is held back.
+    pub fn hold(&self) -> Duration {
+        self.hold
+    }
+
+    pub async fn read(&self, broker_topic: &str, partition: u32, from: u64, max_records: usize) -> Result<ReadBatch> {
+        let consumer = self.consumer.clone();
+        let reading = self.reading.clone();
+        let (topic, hold, timeout) = (broker_topic.to_owned(), self.hold, self.timeout);
+        let (reads, resume_at, at_end) = tokio::task::spawn_blocking(move || {
+            let _one = reading.lock().unwrap_or_else(|e| e.into_inner());
+            read_blocking(&consumer, &topic, partition, from, max_records, hold, timeout)
+        })
+        .await
+        .map_err(|e| Error::Unavailable(e.to_string()))??;
+
+        let writers: Vec<u64> =
+            reads.iter().filter_map(|r| r.append.map(|a| a.writer)).collect::<HashSet<_>>().into_iter().collect();
+        let voided = if writers.is_empty() {
+            HashSet::new()
+        } else {
+            self.store.voided_appends(&writers).await.map_err(|e| Error::Unavailable(e.to_string()))?
+        };
+        let records: Vec<StoredRecord> =
+            reads.into_iter().filter(|r| r.append.is_none_or(|a| !voided.contains(&a))).map(|r| r.record).collect();
+        let _ = at_end;
+        Ok(ReadBatch { records, end_offset: resume_at, resume_at })
+    }
+}
+
+/// The records of a partition from `from`: (records, where the next read
+/// starts, whether the partition's end was reached).
+fn read_blocking(
+    consumer: &BaseConsumer<ReaderContext>,
+    topic: &str,
+    partition: u32,
+    from: u64,
+    max_records: usize,
+    hold: Duration,
+    timeout: Duration,
+) -> Result<(Vec<Read>, u64, bool)> {
+    let p = i32::try_from(partition).map_err(|_| Error::NoPartition { topic: topic.to_owned(), partition })?;
+    let start = i64::try_from(from).map_err(|_| Error::Unavailable(format!("offset {from} is out of range")))?;
+    let mut assignment = TopicPartitionList::new();
+    assignment.add_partition_offset(topic, p, Offset::Offset(start)).map_err(unavailable("seek"))?;
+    consumer.assign(&assignment).map_err(unavailable("assign"))?;
+    let result = poll_until_end(consumer, topic, p, from, max_records, hold, timeout);
+    if let Err(e) = consumer.unassign() {
+        tracing::warn!(error = %e, "cannot drop the reader's assignment");
+    }
+    result
+}
+
+fn poll_until_end(
+    consumer: &BaseConsumer<ReaderContext>,
+    topic: &str,
+    partition: i32,
+    from: u64,
+    max_records: usize,
+    hold: Duration,
+    timeout: Duration,
+) -> Result<(Vec<Read>, u64, bool)> {
+    let loadable_before = chrono::Utc::now().timestamp_millis() - i64::try_from(hold.as_millis()).unwrap_or(i64::MAX);
+    let give_up = Instant::now() + timeout;
+    let mut reads = Vec::new();
+    let mut next = from;
+    let mut last_error = None;
+    while reads.len() < max_records {
+        let left = give_up.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            // Nothing more came in time: what was read stands.
+            if reads.is_empty() && next == from {
+                if let Some(e) = last_error {
+                    return Err(Error::Unavailable(format!("cannot read {topic}/{partition}: {e}")));
+                }
+            }
+            return Ok((reads, next, false));
+        }
+        match consumer.poll(left.min(Duration::from_millis(100))) {
+            None => {}
+            Some(Err(KafkaError::PartitionEOF(p))) if p == partition => return Ok((reads, next, true)),
+            Some(Err(KafkaError::PartitionEOF(_))) => {}
+            Some(Err(e)) => last_error = Some(e),
+            Some(Ok(m)) => {
+                let Ok(offset) = u64::try_from(m.offset()) else { continue };
+                if m.topic() != topic || m.partition() != partition || offset < next {
+                    continue;
+                }
+                let timestamp = m.timestamp().to_millis().unwrap_or(0);
+                if timestamp > loadable_before {
+                    // Its writer may still void it: it and everything after
+                    // it wait for a later read.
+                    return Ok((reads, next, false));
+                }
+                let append = m
+                    .headers()
+                    .and_then(|h| h.iter().find(|h| h.key == APPEND_HEADER).and_then(|h| h.value.and_then(decode)));
+                reads.push(Read {
+                    record: StoredRecord {
+                        offset,
+                        timestamp_ms: timestamp,
+                        key: m.key().map(Bytes::copy_from_slice),
+                        value: Bytes::copy_from_slice(m.payload().unwrap_or_default()),
+                    },
+                    append,
+                });
+                next = offset + 1;
+            }
+        }
+    }
+    Ok((reads, next, false))
+}
