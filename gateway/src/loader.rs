@@ -241,7 +241,11 @@ impl Loader {
             loop {
                 tokio::select! {
                     _ = ticks.tick() => {}
-                    () = self.backlog.wake.notified() => {}
+                    () = self.backlog.wake.notified() => {
+                        // The records that woke the loop are readable once
+                        // the log's read delay has passed.
+                        tokio::time::sleep(self.log.read_delay()).await;
+                    }
                 }
                 self.backlog.waiting.store(0, Ordering::Relaxed);
                 let now = chrono::Utc::now().timestamp_millis();

@@ -231,6 +231,15 @@ impl Gateway {
         }
     }
 
+    /// A log topic's name for Kafka consumers (and in Schema Registry
+    /// subjects): with the gateway's topic prefix on the Kafka log.
+    pub fn broker_topic(&self, topic: &str) -> String {
+        match &self.broker {
+            Some(_) => format!("{}{topic}", weir_gateway::log::kafka::KafkaLogConfig::default().topic_prefix),
+            None => topic.to_owned(),
+        }
+    }
+
     pub fn base(&self) -> &str {
         self.client.base()
     }

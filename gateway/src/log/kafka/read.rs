@@ -131,10 +131,8 @@ fn poll_until_end(
         let left = give_up.saturating_duration_since(Instant::now());
         if left.is_zero() {
             // Nothing more came in time: what was read stands.
-            if reads.is_empty() && next == from {
-                if let Some(e) = last_error {
-                    return Err(Error::Unavailable(format!("cannot read {topic}/{partition}: {e}")));
-                }
+            if let Some(e) = last_error.filter(|_| reads.is_empty()) {
+                return Err(Error::Unavailable(format!("cannot read {topic}/{partition}: {e}")));
             }
             return Ok((reads, next, false));
         }
