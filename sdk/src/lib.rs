@@ -37,10 +37,17 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, Clone)]
 pub struct Response {
     pub status: u16,
+    /// Header names lowercased, in the order they came.
+    pub headers: Vec<(String, String)>,
     pub body: Bytes,
 }
 
 impl Response {
+    /// The first value of a header (`name` lowercase).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+
     /// The body as JSON (`Value::Null` when it is not JSON).
     pub fn json(&self) -> Value {
         serde_json::from_slice(&self.body).unwrap_or(Value::Null)
@@ -114,8 +121,13 @@ impl Client {
         let request = request.body(Full::new(body.into())).map_err(|e| Error::Http(e.to_string()))?;
         let response = self.http.request(request).await.map_err(|e| Error::Http(e.to_string()))?;
         let status = response.status().as_u16();
+        let headers = response
+            .headers()
+            .iter()
+            .map(|(name, value)| (name.as_str().to_owned(), String::from_utf8_lossy(value.as_bytes()).into_owned()))
+            .collect();
         let body = response.into_body().collect().await.map_err(|e| Error::Http(e.to_string()))?.to_bytes();
-        Ok(Response { status, body })
+        Ok(Response { status, headers, body })
     }
 
     /// POSTs a JSON body.

@@ -1,6 +1,6 @@
 //! A real Kafka-compatible broker for one test: tansu, from
-//! `WEIRTEST_TANSU` (`scripts/test.sh` installs it), on a free loopback
-//! port, keeping its data in memory.
+//! `WEIRTEST_TANSU` (`scripts/test.sh` installs it), on a loopback port,
+//! keeping its data in memory.
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -22,12 +22,17 @@ pub fn tansu_binary() -> String {
 }
 
 impl Broker {
-    /// Starts a broker and waits until it accepts connections.
+    /// Starts a broker on a free port and waits until it accepts
+    /// connections.
     pub async fn start() -> Broker {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
-        let url = format!("tcp://127.0.0.1:{port}");
+        Self::start_on(free_port()).await
+    }
+
+    /// Starts a broker on `port`.
+    pub async fn start_on(port: u16) -> Broker {
+        let listener = format!("tcp://127.0.0.1:{port}");
         let child = Command::new(tansu_binary())
-            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+            .args(["broker", "--listener-url", &listener, "--advertised-listener-url", &listener])
             .args(["--storage-engine", "memory://tansu/"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -47,24 +52,17 @@ impl Broker {
 
     /// The gateway's log URL.
     pub fn url(&self) -> String {
-        format!("kafka://127.0.0.1:{}", self.port)
+        url(self.port)
     }
 
-    /// Settings for gateways on this broker: one partition per topic (as
-    /// the file log has by default) and short timeouts, so that suites
-    /// written for the file log read the same order and wait little.
+    /// [`gateway_env`] for this broker.
     pub fn gateway_env(&self) -> Vec<(String, String)> {
-        [
-            ("WEIR_LOG", self.url()),
-            ("WEIR_KAFKA__PARTITIONS", "1".to_owned()),
-            ("WEIR_KAFKA__DELIVERY_TIMEOUT_MS", "3000".to_owned()),
-            ("WEIR_KAFKA__SETTLE_MS", "300".to_owned()),
-            ("WEIR_KAFKA__PROBE_INTERVAL_MS", "200".to_owned()),
-            ("WEIR_KAFKA__REQUEST_TIMEOUT_MS", "2000".to_owned()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect()
+        gateway_env(self.port)
+    }
+
+    /// `host:port`, as Kafka clients take it.
+    pub fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
     }
 
     /// SIGSTOP: the broker stops answering but keeps its connections and
@@ -77,6 +75,33 @@ impl Broker {
     pub fn resume(&self) {
         signal(self.pid, "-CONT");
     }
+}
+
+/// A loopback port nothing listens on (yet).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port()
+}
+
+/// The log URL of a broker on `port`.
+pub fn url(port: u16) -> String {
+    format!("kafka://127.0.0.1:{port}")
+}
+
+/// Settings for gateways on a broker on `port`: one partition per topic (as
+/// the file log has by default) and short timeouts, so that suites written
+/// for the file log read the same order and wait little.
+pub fn gateway_env(port: u16) -> Vec<(String, String)> {
+    [
+        ("WEIR_LOG", url(port)),
+        ("WEIR_KAFKA__PARTITIONS", "1".to_owned()),
+        ("WEIR_KAFKA__DELIVERY_TIMEOUT_MS", "3000".to_owned()),
+        ("WEIR_KAFKA__SETTLE_MS", "300".to_owned()),
+        ("WEIR_KAFKA__PROBE_INTERVAL_MS", "200".to_owned()),
+        ("WEIR_KAFKA__REQUEST_TIMEOUT_MS", "2000".to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
 }
 
 fn signal(pid: u32, which: &str) {

@@ -92,9 +92,10 @@ impl Appender {
             pending.push(futures);
         }
 
+        let mut stale_producer = false;
         let delivered = if outcome.is_ok() {
             match tokio::time::timeout_at(deadline, join_all(pending.into_iter().map(join_all))).await {
-                Ok(reports) => positions(reports),
+                Ok(reports) => positions(reports, &mut stale_producer),
                 Err(_) => Err(Error::Unavailable(format!(
                     "the brokers did not confirm the records within {} ms",
                     self.delivery_timeout.as_millis()
@@ -109,7 +110,9 @@ impl Appender {
                 if produced {
                     self.void(id, timestamp).await?;
                 }
-                self.renew_if_fatal(&producer);
+                if stale_producer || producer.client().fatal_error().is_some() {
+                    self.renew(&producer, &e);
+                }
                 Err(e)
             }
         }
@@ -129,11 +132,11 @@ impl Appender {
         Ok(())
     }
 
-    /// An idempotent producer that hit a fatal error refuses every later
-    /// record: start a new one.
-    fn renew_if_fatal(&self, failed: &Arc<FutureProducer>) {
-        let Some((code, reason)) = failed.client().fatal_error() else { return };
-        tracing::warn!(%code, reason, "the producer failed fatally; starting a new one");
+    /// A producer whose id or epoch the brokers refuse (fenced, a fatal
+    /// error of the idempotent producer) refuses every later record too:
+    /// start a new one, with a new producer id.
+    fn renew(&self, failed: &Arc<FutureProducer>, cause: &Error) {
+        tracing::warn!(error = %cause, "the brokers refuse the producer; starting a new one");
         match self.config.create::<FutureProducer>() {
             Ok(fresh) => {
                 let mut slot = self.producer.write().unwrap_or_else(|e| e.into_inner());
@@ -178,7 +181,24 @@ async fn send<'a>(
 type Report =
     std::result::Result<rdkafka::producer::future_producer::OwnedDeliveryResult, futures::channel::oneshot::Canceled>;
 
-fn positions(reports: Vec<Vec<Report>>) -> Result<Vec<Vec<Position>>> {
+/// Whether a delivery error means the brokers no longer take this
+/// producer's id or epoch.
+fn refuses_producer(e: &KafkaError) -> bool {
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::ProducerFenced
+                | RDKafkaErrorCode::InvalidProducerEpoch
+                | RDKafkaErrorCode::UnknownProducerId
+                | RDKafkaErrorCode::OutOfOrderSequenceNumber
+                | RDKafkaErrorCode::InvalidProducerIdMapping
+        )
+    )
+}
+
+/// Every record's position, or the first failure; `stale_producer` is set
+/// when a failure calls for a new producer.
+fn positions(reports: Vec<Vec<Report>>, stale_producer: &mut bool) -> Result<Vec<Vec<Position>>> {
     reports
         .into_iter()
         .map(|batch| {
@@ -191,7 +211,10 @@ fn positions(reports: Vec<Vec<Report>>) -> Result<Vec<Vec<Position>>> {
                         offset: u64::try_from(delivery.offset)
                             .map_err(|_| Error::Unavailable("negative offset".to_owned()))?,
                     }),
-                    Ok(Err((e, _))) => Err(Error::Unavailable(format!("a record was not delivered: {e}"))),
+                    Ok(Err((e, _))) => {
+                        *stale_producer |= refuses_producer(&e);
+                        Err(Error::Unavailable(format!("a record was not delivered: {e}")))
+                    }
                     Err(_) => Err(Error::Unavailable("the producer went away".to_owned())),
                 })
                 .collect()
