@@ -128,7 +128,13 @@ struct Answer {
 /// Sends 50-event batches until `stop`, retrying a refused batch with the
 /// same events, as a client would; records every answer and the sequence
 /// numbers of acknowledged events.
-async fn load(gw: Arc<Gateway>, key: String, id: u64, stop: Arc<AtomicBool>, acked: Arc<Mutex<Vec<u64>>>) -> Vec<Answer> {
+async fn load(
+    gw: Arc<Gateway>,
+    key: String,
+    id: u64,
+    stop: Arc<AtomicBool>,
+    acked: Arc<Mutex<Vec<u64>>>,
+) -> Vec<Answer> {
     let mut answers = Vec::new();
     for n in 0u64.. {
         let seqs: Vec<u64> = (0..50).map(|i| id * 10_000_000 + n * 50 + i).collect();
@@ -173,9 +179,8 @@ async fn a_broker_stopped_mid_load_loses_no_acknowledged_event_and_stores_no_ref
     let k = gw.create_project("shop").await;
     let broker = gw.broker.clone().expect("a broker");
     let (stop, acked) = (Arc::new(AtomicBool::new(false)), Arc::new(Mutex::new(Vec::new())));
-    let clients: Vec<_> = (0..2)
-        .map(|id| tokio::spawn(load(gw.clone(), k.write.clone(), id, stop.clone(), acked.clone())))
-        .collect();
+    let clients: Vec<_> =
+        (0..2).map(|id| tokio::spawn(load(gw.clone(), k.write.clone(), id, stop.clone(), acked.clone()))).collect();
 
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let paused = Instant::now();
