@@ -85,7 +85,8 @@ pub struct StoredRecord {
 pub struct ReadBatch {
     pub records: Vec<StoredRecord>,
     /// The offset after the last durable record when the read was made: a
-    /// reader that has reached it has read the whole partition.
+    /// reader that has reached it has read the whole partition. (The Kafka
+    /// log does not read the watermarks, and reports where the read stopped.)
     pub end_offset: u64,
     /// Where the next read of the partition starts: after the last record
     /// returned, or after records the log skipped (appends it voided).

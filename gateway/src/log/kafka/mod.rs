@@ -70,7 +70,11 @@ impl KafkaLog {
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("message.timeout.ms", config.delivery_timeout_ms.to_string())
-            .set("linger.ms", "2");
+            // A request waits for its delivery reports: lingering to grow
+            // batches only adds to every request's time (records still
+            // batch up while earlier ones are in flight). Measured with the
+            // Kafka benchmark: 2 ms gave 119k events/s, 0 ms 190k.
+            .set("linger.ms", "0");
         for (k, v) in &config.producer {
             producer.set(k, v);
         }

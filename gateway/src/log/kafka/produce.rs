@@ -60,14 +60,15 @@ impl Appender {
         topics.ensure(&names.iter().map(String::as_str).collect::<Vec<_>>()).await?;
 
         let id = AppendId { writer: self.writer, seq: self.next_seq.fetch_add(1, Ordering::Relaxed) };
-        let header = encode(id);
-        let started = tokio::time::Instant::now();
-        let deadline = started + self.delivery_timeout;
+        // The reader holds a record back until its timestamp plus the
+        // delivery timeout and the settle time. The timestamp is taken after
+        // the deadline's clock starts, so the deadline comes first.
+        let deadline = tokio::time::Instant::now() + self.delivery_timeout;
         let timestamp = chrono::Utc::now().timestamp_millis();
+        let header = encode(id);
         let producer = self.producer();
         let mut pending: Vec<Vec<DeliveryFuture>> = Vec::with_capacity(batches.len());
-        let mut produced = false;
-        let mut outcome = Ok(());
+        let mut failure = None;
         'batches: for (batch, name) in batches.iter().zip(&names) {
             let mut futures = Vec::with_capacity(batch.records.len());
             for record in &batch.records {
@@ -79,39 +80,37 @@ impl Appender {
                     message = message.key(&key[..]);
                 }
                 match send(&producer, message, deadline).await {
-                    Ok(future) => {
-                        produced = true;
-                        futures.push(future);
-                    }
+                    Ok(future) => futures.push(future),
                     Err(e) => {
-                        outcome = Err(e);
+                        failure = Some(e);
+                        pending.push(futures);
                         break 'batches;
                     }
                 }
             }
             pending.push(futures);
         }
+        let produced = pending.iter().any(|p| !p.is_empty());
 
         let mut stale_producer = false;
-        let delivered = if outcome.is_ok() {
-            match tokio::time::timeout_at(deadline, join_all(pending.into_iter().map(join_all))).await {
+        let delivered = match failure {
+            Some(e) => Err(e),
+            None => match tokio::time::timeout_at(deadline, join_all(pending.into_iter().map(join_all))).await {
                 Ok(reports) => positions(reports, &mut stale_producer),
                 Err(_) => Err(Error::Unavailable(format!(
                     "the brokers did not confirm the records within {} ms",
                     self.delivery_timeout.as_millis()
                 ))),
-            }
-        } else {
-            outcome.map(|()| Vec::new())
+            },
         };
         match delivered {
             Ok(positions) => Ok(positions),
             Err(e) => {
-                if produced {
-                    self.void(id, timestamp).await?;
-                }
                 if stale_producer || producer.client().fatal_error().is_some() {
                     self.renew(&producer, &e);
+                }
+                if produced {
+                    self.void(id, timestamp).await?;
                 }
                 Err(e)
             }

@@ -69,7 +69,7 @@ impl Reader {
         let consumer = self.consumer.clone();
         let reading = self.reading.clone();
         let (topic, hold, timeout) = (broker_topic.to_owned(), self.hold, self.timeout);
-        let (reads, resume_at, at_end) = tokio::task::spawn_blocking(move || {
+        let (reads, resume_at) = tokio::task::spawn_blocking(move || {
             let _one = reading.lock().unwrap_or_else(|e| e.into_inner());
             read_blocking(&consumer, &topic, partition, from, max_records, hold, timeout)
         })
@@ -85,13 +85,11 @@ impl Reader {
         };
         let records: Vec<StoredRecord> =
             reads.into_iter().filter(|r| r.append.is_none_or(|a| !voided.contains(&a))).map(|r| r.record).collect();
-        let _ = at_end;
         Ok(ReadBatch { records, end_offset: resume_at, resume_at })
     }
 }
 
-/// The records of a partition from `from`: (records, where the next read
-/// starts, whether the partition's end was reached).
+/// The records of a partition from `from`, and where the next read starts.
 fn read_blocking(
     consumer: &BaseConsumer<ReaderContext>,
     topic: &str,
@@ -100,7 +98,7 @@ fn read_blocking(
     max_records: usize,
     hold: Duration,
     timeout: Duration,
-) -> Result<(Vec<Read>, u64, bool)> {
+) -> Result<(Vec<Read>, u64)> {
     let p = i32::try_from(partition).map_err(|_| Error::NoPartition { topic: topic.to_owned(), partition })?;
     let start = i64::try_from(from).map_err(|_| Error::Unavailable(format!("offset {from} is out of range")))?;
     let mut assignment = TopicPartitionList::new();
@@ -121,7 +119,7 @@ fn poll_until_end(
     max_records: usize,
     hold: Duration,
     timeout: Duration,
-) -> Result<(Vec<Read>, u64, bool)> {
+) -> Result<(Vec<Read>, u64)> {
     let loadable_before = chrono::Utc::now().timestamp_millis() - i64::try_from(hold.as_millis()).unwrap_or(i64::MAX);
     let give_up = Instant::now() + timeout;
     let mut reads = Vec::new();
@@ -134,11 +132,11 @@ fn poll_until_end(
             if let Some(e) = last_error.filter(|_| reads.is_empty()) {
                 return Err(Error::Unavailable(format!("cannot read {topic}/{partition}: {e}")));
             }
-            return Ok((reads, next, false));
+            return Ok((reads, next));
         }
         match consumer.poll(left.min(Duration::from_millis(100))) {
             None => {}
-            Some(Err(KafkaError::PartitionEOF(p))) if p == partition => return Ok((reads, next, true)),
+            Some(Err(KafkaError::PartitionEOF(p))) if p == partition => return Ok((reads, next)),
             Some(Err(KafkaError::PartitionEOF(_))) => {}
             Some(Err(e)) => last_error = Some(e),
             Some(Ok(m)) => {
@@ -150,7 +148,7 @@ fn poll_until_end(
                 if timestamp > loadable_before {
                     // Its writer may still void it: it and everything after
                     // it wait for a later read.
-                    return Ok((reads, next, false));
+                    return Ok((reads, next));
                 }
                 let append = m
                     .headers()
@@ -168,5 +166,5 @@ fn poll_until_end(
             }
         }
     }
-    Ok((reads, next, false))
+    Ok((reads, next))
 }
