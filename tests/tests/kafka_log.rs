@@ -259,3 +259,25 @@ async fn a_gateway_starts_without_its_broker_and_serves_once_it_is_up() {
     assert_eq!(gw.send("GET", "/health", &[], "").await.status, 200);
     wait_for(&gw, &k, "SELECT count(*) FROM c", &[json!(1)]).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_are_loaded_once_their_writer_has_decided_them() {
+    // A minute of settle time: only the gateway's published marks can make
+    // its records readable sooner.
+    let options = Options {
+        env: env(&[("WEIR_KAFKA__SETTLE_MS", "60000"), ("WEIR_BATCH__INTERVAL_MS", "200")]),
+        ..Options::default()
+    };
+    let gw = Gateway::start_with(Backend::Kafka, options).await;
+    let k = gw.create_project("shop").await;
+    let sent = Instant::now();
+    let events: Vec<(String, Value)> = (0..20).map(|i| ("c".to_owned(), json!({"n": i}))).collect();
+    assert!(gw.client.batch(&k.write, &events).await.expect("batch").is_stored());
+    loop {
+        if count(&gw, &k, "SELECT count(*) FROM c").await == [json!(20)] {
+            break;
+        }
+        assert!(sent.elapsed() < Duration::from_secs(20), "not loaded within 20 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -9,3 +9,12 @@ CREATE TABLE voided_appends (
     PRIMARY KEY (writer, seq)
 );
 CREATE INDEX voided_appends_by_time ON voided_appends (voided_at);
+
+-- How far each writer has decided its appends: every append of the writer
+-- below decided_below was answered as stored or voided, so the batch loop
+-- may read its records without waiting out their delivery deadline.
+CREATE TABLE log_writers (
+    writer BIGINT NOT NULL PRIMARY KEY,
+    decided_below BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL
+);

@@ -238,8 +238,14 @@ pub trait MetadataStore: Send + Sync + 'static {
     async fn void_appends(&self, appends: &[AppendId], now_ms: i64) -> Result<()>;
     /// The voided appends of these writers.
     async fn voided_appends(&self, writers: &[u64]) -> Result<std::collections::HashSet<AppendId>>;
-    /// Forgets voids recorded before `before_ms`; returns how many.
+    /// Forgets voids (and writers' marks) recorded before `before_ms`;
+    /// returns how many voids.
     async fn prune_voided_appends(&self, before_ms: i64) -> Result<u64>;
+    /// Records that every append of `writer` below sequence number `below`
+    /// is decided: answered as stored, or voided.
+    async fn mark_decided(&self, writer: u64, below: u64, now_ms: i64) -> Result<()>;
+    /// The decided marks of these writers (writers with none are left out).
+    async fn decided_marks(&self, writers: &[u64]) -> Result<std::collections::HashMap<u64, u64>>;
 }
 
 /// Opens (and migrates) the metadata store named by `url`.

@@ -517,6 +517,14 @@ impl MetadataStore for SqlMetadataStore {
     async fn prune_voided_appends(&self, before_ms: i64) -> Result<u64> {
         self.prune_voided_appends_sql(before_ms).await
     }
+
+    async fn mark_decided(&self, writer: u64, below: u64, now_ms: i64) -> Result<()> {
+        self.mark_decided_sql(writer, below, now_ms).await
+    }
+
+    async fn decided_marks(&self, writers: &[u64]) -> Result<HashMap<u64, u64>> {
+        self.decided_marks_sql(writers).await
+    }
 }
 
 #[cfg(test)]

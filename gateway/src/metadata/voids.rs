@@ -1,7 +1,8 @@
 //! Voided appends in the SQL metadata store: appends to a shared event log
-//! that their writer answered as failed, which the batch loop must skip.
+//! that their writer answered as failed, which the batch loop must skip;
+//! and how far each writer has decided its appends.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use sqlx::Row;
 
@@ -12,6 +13,9 @@ use super::{AppendId, Result};
 pub(super) struct VoidStatements {
     insert: String,
     prune: String,
+    register_writer: String,
+    mark_decided: String,
+    prune_writers: String,
 }
 
 impl VoidStatements {
@@ -19,6 +23,10 @@ impl VoidStatements {
         VoidStatements {
             insert: d.sql(&d.insert_ignore("voided_appends (writer, seq, voided_at) VALUES (?, ?, ?)")),
             prune: d.sql("DELETE FROM voided_appends WHERE voided_at < ?"),
+            register_writer: d
+                .sql(&d.insert_ignore("log_writers (writer, decided_below, updated_at) VALUES (?, 0, ?)")),
+            mark_decided: d.sql("UPDATE log_writers SET decided_below = ?, updated_at = ? WHERE writer = ?"),
+            prune_writers: d.sql("DELETE FROM log_writers WHERE updated_at < ?"),
         }
     }
 }
@@ -51,8 +59,8 @@ impl SqlMetadataStore {
         let mut voided = HashSet::new();
         // In chunks, to stay far below every database's placeholder limit.
         for chunk in writers.chunks(500) {
-            let marks = vec!["?"; chunk.len()].join(", ");
-            let sql = self.dialect.sql(&format!("SELECT writer, seq FROM voided_appends WHERE writer IN ({marks})"));
+            let places = vec!["?"; chunk.len()].join(", ");
+            let sql = self.dialect.sql(&format!("SELECT writer, seq FROM voided_appends WHERE writer IN ({places})"));
             let mut query = sqlx::query(&sql);
             for w in chunk {
                 query = query.bind(signed(*w));
@@ -67,6 +75,39 @@ impl SqlMetadataStore {
     }
 
     pub(super) async fn prune_voided_appends_sql(&self, before_ms: i64) -> Result<u64> {
+        sqlx::query(&self.void_sql.prune_writers).bind(before_ms).execute(&self.pool).await?;
         Ok(sqlx::query(&self.void_sql.prune).bind(before_ms).execute(&self.pool).await?.rows_affected())
+    }
+
+    pub(super) async fn mark_decided_sql(&self, writer: u64, below: u64, now_ms: i64) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(&self.void_sql.register_writer).bind(signed(writer)).bind(now_ms).execute(&mut *tx).await?;
+        sqlx::query(&self.void_sql.mark_decided)
+            .bind(signed(below))
+            .bind(now_ms)
+            .bind(signed(writer))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub(super) async fn decided_marks_sql(&self, writers: &[u64]) -> Result<HashMap<u64, u64>> {
+        let mut marks = HashMap::new();
+        for chunk in writers.chunks(500) {
+            let places = vec!["?"; chunk.len()].join(", ");
+            let sql =
+                self.dialect.sql(&format!("SELECT writer, decided_below FROM log_writers WHERE writer IN ({places})"));
+            let mut query = sqlx::query(&sql);
+            for w in chunk {
+                query = query.bind(signed(*w));
+            }
+            for row in query.fetch_all(&self.pool).await? {
+                let writer: i64 = row.try_get("writer")?;
+                let below: i64 = row.try_get("decided_below")?;
+                marks.insert(unsigned(writer), unsigned(below));
+            }
+        }
+        Ok(marks)
     }
 }

@@ -32,6 +32,11 @@ pub struct KafkaLogConfig {
     /// topic list, health probe, a read) may take.
     #[serde(default = "default_request_timeout_ms")]
     pub request_timeout_ms: u64,
+    /// Milliseconds between publications of how far this gateway has
+    /// decided its appends; the batch loop reads a record once its writer
+    /// has, without waiting out the delivery deadline and settle time.
+    #[serde(default = "default_mark_interval_ms")]
+    pub mark_interval_ms: u64,
     /// Milliseconds between health probes of the brokers.
     #[serde(default = "default_probe_interval_ms")]
     pub probe_interval_ms: u64,
@@ -73,6 +78,10 @@ fn default_request_timeout_ms() -> u64 {
     5_000
 }
 
+fn default_mark_interval_ms() -> u64 {
+    200
+}
+
 fn default_probe_interval_ms() -> u64 {
     1_000
 }
@@ -90,6 +99,7 @@ impl Default for KafkaLogConfig {
             delivery_timeout_ms: default_delivery_timeout_ms(),
             settle_ms: default_settle_ms(),
             request_timeout_ms: default_request_timeout_ms(),
+            mark_interval_ms: default_mark_interval_ms(),
             probe_interval_ms: default_probe_interval_ms(),
             void_retention_hours: default_void_retention_hours(),
             producer: BTreeMap::new(),
@@ -119,8 +129,11 @@ impl KafkaLogConfig {
         if self.delivery_timeout_ms < 100 {
             return Err("kafka.delivery_timeout_ms must be at least 100".to_owned());
         }
-        if self.request_timeout_ms < 100 || self.probe_interval_ms < 10 {
-            return Err("kafka.request_timeout_ms must be at least 100 and probe_interval_ms at least 10".to_owned());
+        if self.request_timeout_ms < 100 || self.probe_interval_ms < 10 || self.mark_interval_ms < 10 {
+            return Err(
+                "kafka.request_timeout_ms must be at least 100, probe_interval_ms and mark_interval_ms at least 10"
+                    .to_owned(),
+            );
         }
         if let Some(fixed) = self.producer.keys().find(|k| FIXED_PRODUCER_PROPERTIES.contains(&k.as_str())) {
             return Err(format!("kafka.producer.{fixed} is set by the gateway and cannot be changed"));

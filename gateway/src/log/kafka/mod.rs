@@ -8,8 +8,11 @@
 //! may have taken the records before it stopped answering. Such an append
 //! is voided in the metadata store before the request is answered 503, and
 //! the reader leaves voided records out. A record is read only once its
-//! writer's delivery deadline and a settle time have passed, so that the
-//! void, if any, is recorded before the batch loop sees the record.
+//! append is decided, so that the void, if any, is recorded before the
+//! batch loop sees the record: either its writer has published that every
+//! append of its below this one is decided (every `mark_interval_ms`), or
+//! the writer's delivery deadline and a settle time have passed (a writer
+//! that stopped publishing, such as a crashed gateway).
 
 mod config;
 mod header;
@@ -41,10 +44,11 @@ fn unavailable(what: &'static str) -> impl Fn(rdkafka::error::KafkaError) -> Err
 
 pub struct KafkaLog {
     topics: Topics,
-    appender: Appender,
+    appender: Arc<Appender>,
     reader: Reader,
     health: Arc<Health>,
     probe: tokio::task::JoinHandle<()>,
+    marker: tokio::task::JoinHandle<()>,
     store: Arc<dyn MetadataStore>,
     void_retention_ms: i64,
     /// When voids were last pruned (ms since the epoch).
@@ -101,7 +105,8 @@ impl KafkaLog {
             metadata.clone(),
         );
         let settle = Duration::from_millis(config.settle_ms);
-        let appender = Appender::new(producer, store.clone(), delivery_timeout, settle)?;
+        let appender = Arc::new(Appender::new(producer, store.clone(), delivery_timeout, settle)?);
+        let marker = spawn_marker(appender.clone(), store.clone(), Duration::from_millis(config.mark_interval_ms));
         let reader = Reader::new(
             consumer.create_with_context(read::ReaderContext).map_err(unavailable("create the reader"))?,
             store.clone(),
@@ -116,6 +121,7 @@ impl KafkaLog {
             reader,
             health,
             probe,
+            marker,
             store,
             void_retention_ms: i64::try_from(config.void_retention_hours.saturating_mul(3_600_000)).unwrap_or(i64::MAX),
             pruned_at: std::sync::atomic::AtomicI64::new(0),
@@ -126,7 +132,31 @@ impl KafkaLog {
 impl Drop for KafkaLog {
     fn drop(&mut self) {
         self.probe.abort();
+        self.marker.abort();
     }
+}
+
+/// Publishes how far the appender has decided its appends, whenever that
+/// moved, every `interval`.
+fn spawn_marker(
+    appender: Arc<Appender>,
+    store: Arc<dyn MetadataStore>,
+    interval: Duration,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut published = 0;
+        loop {
+            tokio::time::sleep(interval).await;
+            let below = appender.decided_below();
+            if below == published {
+                continue;
+            }
+            match store.mark_decided(appender.writer(), below, chrono::Utc::now().timestamp_millis()).await {
+                Ok(()) => published = below,
+                Err(e) => tracing::warn!(error = %e, "cannot publish how far appends are decided"),
+            }
+        }
+    })
 }
 
 #[async_trait]

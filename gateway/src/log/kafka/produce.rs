@@ -4,8 +4,9 @@
 //! the metadata store before it is answered as failed, so that records of
 //! it the broker takes later are never loaded.
 
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use futures::future::join_all;
@@ -28,6 +29,8 @@ pub struct Appender {
     store: Arc<dyn MetadataStore>,
     writer: u64,
     next_seq: AtomicU64,
+    /// Appends not decided yet (neither answered as stored nor voided).
+    undecided: Mutex<BTreeSet<u64>>,
     delivery_timeout: Duration,
     settle: Duration,
 }
@@ -46,9 +49,30 @@ impl Appender {
             store,
             writer: rand::random(),
             next_seq: AtomicU64::new(0),
+            undecided: Mutex::new(BTreeSet::new()),
             delivery_timeout,
             settle,
         })
+    }
+
+    /// The writer's number, drawn at start.
+    pub fn writer(&self) -> u64 {
+        self.writer
+    }
+
+    /// Every append of this writer below the answer is decided.
+    pub fn decided_below(&self) -> u64 {
+        let undecided = self.undecided.lock().unwrap_or_else(|e| e.into_inner());
+        undecided.first().copied().unwrap_or_else(|| self.next_seq.load(Ordering::Acquire))
+    }
+
+    /// A new append, undecided until the returned guard is dropped (after
+    /// the append's answer is settled: stored, or voided).
+    fn begin(&self) -> Undecided<'_> {
+        let mut undecided = self.undecided.lock().unwrap_or_else(|e| e.into_inner());
+        let seq = self.next_seq.fetch_add(1, Ordering::AcqRel);
+        undecided.insert(seq);
+        Undecided { set: &self.undecided, seq }
     }
 
     fn producer(&self) -> Arc<FutureProducer> {
@@ -59,7 +83,8 @@ impl Appender {
         let names: Vec<String> = batches.iter().map(|b| topics.broker_name(&b.topic)).collect();
         topics.ensure(&names.iter().map(String::as_str).collect::<Vec<_>>()).await?;
 
-        let id = AppendId { writer: self.writer, seq: self.next_seq.fetch_add(1, Ordering::Relaxed) };
+        let undecided = self.begin();
+        let id = AppendId { writer: self.writer, seq: undecided.seq };
         // The reader holds a record back until its timestamp plus the
         // delivery timeout and the settle time. The timestamp is taken after
         // the deadline's clock starts, so the deadline comes first.
@@ -153,6 +178,19 @@ impl Appender {
         if let Err(e) = self.producer().flush(timeout) {
             tracing::warn!(error = %e, "records were still waiting for delivery at shutdown");
         }
+    }
+}
+
+/// An append in progress; decided when dropped. (A request dropped half way
+/// got no answer, so either outcome is right for it.)
+struct Undecided<'a> {
+    set: &'a Mutex<BTreeSet<u64>>,
+    seq: u64,
+}
+
+impl Drop for Undecided<'_> {
+    fn drop(&mut self) {
+        self.set.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.seq);
     }
 }
 

@@ -1,9 +1,9 @@
 //! Reading a partition for the batch loop: assign and seek to an offset
 //! (no consumer group), read to the partition's end as the broker reports it
 //! (partition EOF, not the watermarks), stop at the first record whose
-//! append may still be voided, and leave out records of voided appends.
+//! append is not decided yet, and leave out records of voided appends.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -69,24 +69,47 @@ impl Reader {
         let consumer = self.consumer.clone();
         let reading = self.reading.clone();
         let (topic, hold, timeout) = (broker_topic.to_owned(), self.hold, self.timeout);
-        let (reads, resume_at) = tokio::task::spawn_blocking(move || {
+        let (reads, end) = tokio::task::spawn_blocking(move || {
             let _one = reading.lock().unwrap_or_else(|e| e.into_inner());
-            read_blocking(&consumer, &topic, partition, from, max_records, hold, timeout)
+            read_blocking(&consumer, &topic, partition, from, max_records, timeout)
         })
         .await
         .map_err(|e| Error::Unavailable(e.to_string()))??;
 
         let writers: Vec<u64> =
             reads.iter().filter_map(|r| r.append.map(|a| a.writer)).collect::<HashSet<_>>().into_iter().collect();
-        let voided = if writers.is_empty() {
-            HashSet::new()
+        let (voided, marks) = if writers.is_empty() {
+            (HashSet::new(), HashMap::new())
         } else {
-            self.store.voided_appends(&writers).await.map_err(|e| Error::Unavailable(e.to_string()))?
+            let unavailable = |e: crate::metadata::Error| Error::Unavailable(e.to_string());
+            // Marks first: a void is written before the mark passes it.
+            let marks = self.store.decided_marks(&writers).await.map_err(unavailable)?;
+            (self.store.voided_appends(&writers).await.map_err(unavailable)?, marks)
         };
-        let records: Vec<StoredRecord> =
-            reads.into_iter().filter(|r| r.append.is_none_or(|a| !voided.contains(&a))).map(|r| r.record).collect();
+        let loadable_before = chrono::Utc::now().timestamp_millis() - millis(hold);
+        let decided = |r: &Read| match r.append {
+            None => true,
+            Some(a) => r.record.timestamp_ms <= loadable_before || marks.get(&a.writer).is_some_and(|b| a.seq < *b),
+        };
+        let mut records = Vec::with_capacity(reads.len());
+        let mut resume_at = end;
+        for r in reads {
+            if !decided(&r) {
+                // Its writer may still void it: it and everything after it
+                // wait for a later read.
+                resume_at = r.record.offset;
+                break;
+            }
+            if r.append.is_none_or(|a| !voided.contains(&a)) {
+                records.push(r.record);
+            }
+        }
         Ok(ReadBatch { records, end_offset: resume_at, resume_at })
     }
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// The records of a partition from `from`, and where the next read starts.
@@ -96,7 +119,6 @@ fn read_blocking(
     partition: u32,
     from: u64,
     max_records: usize,
-    hold: Duration,
     timeout: Duration,
 ) -> Result<(Vec<Read>, u64)> {
     let p = i32::try_from(partition).map_err(|_| Error::NoPartition { topic: topic.to_owned(), partition })?;
@@ -104,7 +126,7 @@ fn read_blocking(
     let mut assignment = TopicPartitionList::new();
     assignment.add_partition_offset(topic, p, Offset::Offset(start)).map_err(unavailable("seek"))?;
     consumer.assign(&assignment).map_err(unavailable("assign"))?;
-    let result = poll_until_end(consumer, topic, p, from, max_records, hold, timeout);
+    let result = poll_until_end(consumer, topic, p, from, max_records, timeout);
     if let Err(e) = consumer.unassign() {
         tracing::warn!(error = %e, "cannot drop the reader's assignment");
     }
@@ -117,10 +139,8 @@ fn poll_until_end(
     partition: i32,
     from: u64,
     max_records: usize,
-    hold: Duration,
     timeout: Duration,
 ) -> Result<(Vec<Read>, u64)> {
-    let loadable_before = chrono::Utc::now().timestamp_millis() - i64::try_from(hold.as_millis()).unwrap_or(i64::MAX);
     let give_up = Instant::now() + timeout;
     let mut reads = Vec::new();
     let mut next = from;
@@ -145,11 +165,6 @@ fn poll_until_end(
                     continue;
                 }
                 let timestamp = m.timestamp().to_millis().unwrap_or(0);
-                if timestamp > loadable_before {
-                    // Its writer may still void it: it and everything after
-                    // it wait for a later read.
-                    return Ok((reads, next));
-                }
                 let append = m
                     .headers()
                     .and_then(|h| h.iter().find(|h| h.key == APPEND_HEADER).and_then(|h| h.value.and_then(decode)));
