@@ -427,7 +427,7 @@ mod tests {
             assert!(line.contains(env), "{line}");
         }
         assert!(table.contains("500000"));
-        assert_eq!(table.lines().count(), 47, "{table}");
+        assert_eq!(table.lines().count(), 48, "{table}");
     }
 
     #[test]
