@@ -38,8 +38,9 @@ pub struct Reader {
     /// One read at a time: a read owns the consumer's assignment.
     reading: Arc<Mutex<()>>,
     store: Arc<dyn MetadataStore>,
-    /// A record is loaded once this long has passed since its timestamp:
-    /// its writer's delivery timeout plus the settle time.
+    /// A record its writer has not marked decided is read once this long
+    /// has passed since its timestamp: the delivery timeout plus the settle
+    /// time.
     hold: Duration,
     timeout: Duration,
 }
