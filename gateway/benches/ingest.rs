@@ -21,14 +21,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::{batch_body, events, listening_addr, load, post_json, seconds, start_gateway};
+use common::{batch_body, encoder, events, listening_addr, load, post_json, seconds, start_gateway};
 use http_body_util::{BodyExt, Full};
 use hyper::Request;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use serde_json::json;
-use weir_gateway::ingest::{Context, Ingestor};
-use weir_gateway::schema::SchemaRegistry;
 
 /// The same allocator as the `weir` binary, so that the in-process floor
 /// runs the gateway's code exactly as the gateway does.
@@ -119,17 +117,9 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
 /// Parsing and encoding of the same batch bodies, as the gateway does them,
 /// without HTTP or the log.
 async fn floor_events_per_s(batches: &[Bytes]) -> Result<f64, Box<dyn std::error::Error>> {
-    let log_dir = tempfile::tempdir()?;
-    let store = weir_gateway::metadata::open(&format!("sqlite://{}/floor.db", log_dir.path().display())).await?;
-    store.create_project("bench", 0).await?;
-    let registry = Arc::new(SchemaRegistry::new(store.clone()));
-    let settings = weir_gateway::log::LogSettings {
-        file: &weir_gateway::log::file::FileLogConfig::default(),
-        kafka: &weir_gateway::log::kafka::KafkaLogConfig::default(),
-    };
-    let log = weir_gateway::log::open(&format!("file://{}/log", log_dir.path().display()), settings, store).await?;
-    let ingestor = Arc::new(Ingestor::new(registry, log));
-    let ctx = Arc::new(Context { project: "bench".into(), received_ms: 1_700_000_000_000, ..Context::default() });
+    let dir = tempfile::tempdir()?;
+    let (ingestor, ctx) = encoder(dir.path()).await?;
+    let (ingestor, ctx) = (Arc::new(ingestor), Arc::new(ctx));
     let batches = Arc::new(batches.to_vec());
     // Warm the schema cache.
     let warm = weir_gateway::http::parse_batch(std::str::from_utf8(&batches[0])?).map_err(|e| e.message)?;

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::{batch_body, events, load, post_json, seconds, start_gateway_with};
+use common::{batch_body, encoder, events, load, post_json, seconds, start_gateway_with};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rdkafka::ClientConfig;
@@ -30,9 +30,7 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::json;
-use weir_gateway::ingest::{Context, Ingestor};
 use weir_gateway::log::Record;
-use weir_gateway::schema::SchemaRegistry;
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -141,16 +139,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
 /// batch of records per body.
 async fn encoded(bodies: &[Bytes]) -> Result<Vec<Vec<Record>>, Box<dyn std::error::Error>> {
     let dir = tempfile::tempdir()?;
-    let store = weir_gateway::metadata::open(&format!("sqlite://{}/encode.db", dir.path().display())).await?;
-    store.create_project("bench", 0).await?;
-    let registry = Arc::new(SchemaRegistry::new(store.clone()));
-    let settings = weir_gateway::log::LogSettings {
-        file: &weir_gateway::log::file::FileLogConfig::default(),
-        kafka: &weir_gateway::log::kafka::KafkaLogConfig::default(),
-    };
-    let log = weir_gateway::log::open(&format!("file://{}/log", dir.path().display()), settings, store).await?;
-    let ingestor = Ingestor::new(registry, log);
-    let ctx = Context { project: "bench".into(), received_ms: 1_700_000_000_000, ..Context::default() };
+    let (ingestor, ctx) = encoder(dir.path()).await?;
     let mut out = Vec::with_capacity(bodies.len());
     for body in bodies {
         let parsed = weir_gateway::http::parse_batch(std::str::from_utf8(body)?).map_err(|e| e.message)?;

@@ -59,26 +59,6 @@ macro_rules! on_every_backend {
     };
 }
 
-/// [`on_every_backend!`] for suites about one log's files: the embedded log
-/// on each metadata store.
-#[macro_export]
-macro_rules! on_every_metadata_store {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-               async fn $name() { super::$name($crate::Backend::Sqlite).await } )*
-        }
-        mod postgres {
-            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-               async fn $name() { super::$name($crate::Backend::Postgres).await } )*
-        }
-        mod mysql {
-            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-               async fn $name() { super::$name($crate::Backend::MySql).await } )*
-        }
-    };
-}
-
 fn random_suffix() -> String {
     use rand::Rng as _;
     rand::rng().sample_iter(rand::distr::Alphanumeric).take(12).map(|c| char::from(c).to_ascii_lowercase()).collect()

@@ -144,3 +144,25 @@ pub async fn post_json(addr: SocketAddr, path: &str, body: Value) -> Result<Valu
     let body = response.into_body().collect().await?.to_bytes();
     Ok(serde_json::from_slice(&body)?)
 }
+
+/// The gateway's encoder, in process: an [`Ingestor`] of project `bench` on
+/// a metadata store and file log in `dir`, with the context its requests
+/// get.
+pub async fn encoder(
+    dir: &Path,
+) -> Result<(weir_gateway::ingest::Ingestor, weir_gateway::ingest::Context), Box<dyn std::error::Error>> {
+    let store = weir_gateway::metadata::open(&format!("sqlite://{}/encoder.db", dir.display())).await?;
+    store.create_project("bench", 0).await?;
+    let registry = Arc::new(weir_gateway::schema::SchemaRegistry::new(store.clone()));
+    let settings = weir_gateway::log::LogSettings {
+        file: &weir_gateway::log::file::FileLogConfig::default(),
+        kafka: &weir_gateway::log::kafka::KafkaLogConfig::default(),
+    };
+    let log = weir_gateway::log::open(&format!("file://{}/log", dir.display()), settings, store).await?;
+    let ctx = weir_gateway::ingest::Context {
+        project: "bench".into(),
+        received_ms: 1_700_000_000_000,
+        ..weir_gateway::ingest::Context::default()
+    };
+    Ok((weir_gateway::ingest::Ingestor::new(registry, log), ctx))
+}

@@ -5,6 +5,7 @@
 use std::collections::{HashMap, HashSet};
 
 use sqlx::Row;
+use sqlx::any::AnyRow;
 
 use super::sql::{Dialect, SqlMetadataStore};
 use super::{AppendId, Result};
@@ -56,22 +57,30 @@ impl SqlMetadataStore {
     }
 
     pub(super) async fn voided_appends_sql(&self, writers: &[u64]) -> Result<HashSet<AppendId>> {
-        let mut voided = HashSet::new();
+        let rows = self.rows_of_writers("SELECT writer, seq FROM voided_appends", writers).await?;
+        rows.iter()
+            .map(|row| {
+                let (writer, seq): (i64, i64) = (row.try_get("writer")?, row.try_get("seq")?);
+                Ok(AppendId { writer: unsigned(writer), seq: unsigned(seq) })
+            })
+            .collect()
+    }
+
+    /// The rows of `select` (a query without a WHERE) whose writer is one
+    /// of `writers`.
+    async fn rows_of_writers(&self, select: &str, writers: &[u64]) -> Result<Vec<AnyRow>> {
+        let mut rows = Vec::new();
         // In chunks, to stay far below every database's placeholder limit.
         for chunk in writers.chunks(500) {
             let places = vec!["?"; chunk.len()].join(", ");
-            let sql = self.dialect.sql(&format!("SELECT writer, seq FROM voided_appends WHERE writer IN ({places})"));
+            let sql = self.dialect.sql(&format!("{select} WHERE writer IN ({places})"));
             let mut query = sqlx::query(&sql);
             for w in chunk {
                 query = query.bind(signed(*w));
             }
-            for row in query.fetch_all(&self.pool).await? {
-                let writer: i64 = row.try_get("writer")?;
-                let seq: i64 = row.try_get("seq")?;
-                voided.insert(AppendId { writer: unsigned(writer), seq: unsigned(seq) });
-            }
+            rows.extend(query.fetch_all(&self.pool).await?);
         }
-        Ok(voided)
+        Ok(rows)
     }
 
     pub(super) async fn prune_voided_appends_sql(&self, before_ms: i64) -> Result<u64> {
@@ -93,21 +102,12 @@ impl SqlMetadataStore {
     }
 
     pub(super) async fn decided_marks_sql(&self, writers: &[u64]) -> Result<HashMap<u64, u64>> {
-        let mut marks = HashMap::new();
-        for chunk in writers.chunks(500) {
-            let places = vec!["?"; chunk.len()].join(", ");
-            let sql =
-                self.dialect.sql(&format!("SELECT writer, decided_below FROM log_writers WHERE writer IN ({places})"));
-            let mut query = sqlx::query(&sql);
-            for w in chunk {
-                query = query.bind(signed(*w));
-            }
-            for row in query.fetch_all(&self.pool).await? {
-                let writer: i64 = row.try_get("writer")?;
-                let below: i64 = row.try_get("decided_below")?;
-                marks.insert(unsigned(writer), unsigned(below));
-            }
-        }
-        Ok(marks)
+        let rows = self.rows_of_writers("SELECT writer, decided_below FROM log_writers", writers).await?;
+        rows.iter()
+            .map(|row| {
+                let (writer, below): (i64, i64) = (row.try_get("writer")?, row.try_get("decided_below")?);
+                Ok((unsigned(writer), unsigned(below)))
+            })
+            .collect()
     }
 }
