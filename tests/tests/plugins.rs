@@ -388,7 +388,9 @@ async fn hot_reload_under_load(backend: Backend) {
     };
     for round in 0..6 {
         let tag = format!("v{round}");
-        let params = format!("hook=enrich&on_error=reject&order={round}");
+        // A deadline far above the plugin's needs: this test is about
+        // reloads, and the machine is shared with the load and the servers.
+        let params = format!("hook=enrich&on_error=reject&order={round}&timeout_ms=1000");
         let r = gw.upload_plugin(&k.master, "tagger", &params, plugin_component("test-enricher")).await;
         assert_eq!(r.status, 200);
         configure(&gw, &k, "tagger", json!({"tag": tag})).await;
