@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # A walk-through of Weir's collection API against a running gateway
-# (`cargo run --release -p weir-gateway --bin weir -- serve`): create a
+# (`bash scripts/run.sh`, the README's run command): create a
 # project, send an event and a batch, and read the inferred schema back.
 # Needs curl and python3 (to read JSON).
 set -euo pipefail

@@ -18,15 +18,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
-
-apt_updated=
-need_package() {
-    if ! dpkg -s "$1" >/dev/null 2>&1; then
-        if [ -z "$apt_updated" ]; then as_root apt-get update -qq; apt_updated=1; fi
-        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$1" >/dev/null
-    fi
-}
+. "$root/scripts/packages.sh"
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
@@ -43,9 +35,7 @@ need_package postgresql
 need_package mariadb-server
 need_package mariadb-client
 need_package curl
-# The gateway's Kafka client builds its bundled librdkafka with these.
-need_package cmake
-need_package libcurl4-openssl-dev
+need_build_packages
 command -v python3 >/dev/null || need_package python3
 
 # PostgreSQL, as the postgres user, in a private folder.
