@@ -11,7 +11,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::avro;
@@ -88,6 +88,8 @@ pub struct Loader {
     max_records: usize,
     /// One run at a time in this process.
     running: tokio::sync::Mutex<()>,
+    /// A read since the loop last ran held records back.
+    held_back: AtomicBool,
 }
 
 impl Loader {
@@ -106,6 +108,7 @@ impl Loader {
             warehouse,
             max_records: max_records.max(1),
             running: tokio::sync::Mutex::new(()),
+            held_back: AtomicBool::new(false),
         }
     }
 
@@ -175,6 +178,9 @@ impl Loader {
     pub async fn write_partition(&self, topic: &str, partition: u32, from: u64) -> Result<Option<Staged>> {
         let Some((project, collection)) = split_topic(topic) else { return Ok(None) };
         let batch = self.log.read(topic, partition, from, self.max_records).await?;
+        if batch.held_back {
+            self.held_back.store(true, Ordering::Relaxed);
+        }
         let resume_at = batch.resume_at;
         let (Some(first), Some(last)) = (batch.records.first(), batch.records.last()) else {
             // Only records the log left out (voided appends): move past them.
@@ -239,13 +245,12 @@ impl Loader {
             let mut ticks = tokio::time::interval(interval);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
+                let held_back = self.held_back.swap(false, Ordering::Relaxed);
                 tokio::select! {
                     _ = ticks.tick() => {}
-                    () = self.backlog.wake.notified() => {
-                        // The records that woke the loop are readable once
-                        // the log's read delay has passed.
-                        tokio::time::sleep(self.log.read_delay()).await;
-                    }
+                    () = self.backlog.wake.notified() => {}
+                    // Records the log held back are read again soon.
+                    () = retry_after(held_back, self.log.retry_delay()) => {}
                 }
                 self.backlog.waiting.store(0, Ordering::Relaxed);
                 let now = chrono::Utc::now().timestamp_millis();
@@ -258,6 +263,14 @@ impl Loader {
                 }
             }
         })
+    }
+}
+
+async fn retry_after(held_back: bool, delay: Duration) {
+    if held_back {
+        tokio::time::sleep(delay).await;
+    } else {
+        std::future::pending::<()>().await;
     }
 }
 

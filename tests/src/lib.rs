@@ -380,11 +380,11 @@ pub struct LoggedEvent {
 pub async fn read_log(log_url: &str, metadata_url: &str) -> Vec<LoggedEvent> {
     let store = metadata::open(metadata_url).await.expect("open metadata");
     // Every append of a stopped gateway is decided: no need to wait for
-    // the Kafka log's settle time.
+    // the Kafka log's settle time, only for its shortest read delay.
     let kafka = KafkaLogConfig { delivery_timeout_ms: 100, settle_ms: 0, ..KafkaLogConfig::default() };
-    tokio::time::sleep(Duration::from_millis(150)).await;
     let settings = LogSettings { file: &FileLogConfig::default(), kafka: &kafka };
     let log = weir_gateway::log::open(log_url, settings, store.clone()).await.expect("open log");
+    tokio::time::sleep(log.read_delay()).await;
     let mut events = Vec::new();
     for topic in log.topics().await.expect("topics") {
         let (project, collection) = weir_gateway::names::split_topic(&topic.name).expect("topic name");

@@ -37,6 +37,7 @@ async fn a_mistake_in_the_configuration_stops_the_start(backend: Backend) {
     let dir = tempfile::tempdir().expect("tempdir");
     let metadata = backend.fresh_metadata_url(dir.path()).await;
     let (_cfg, path) = config_file("[file_log]\nsegment_size = 4096\n");
+    let (_kafka_cfg, kafka_path) = config_file("[kafka]\nproducer = { acks = \"1\" }\n");
     // (arguments, environment, what the error names)
     type Case = (Vec<String>, Vec<(&'static str, &'static str)>, &'static str);
     let cases: Vec<Case> = vec![
@@ -44,6 +45,9 @@ async fn a_mistake_in_the_configuration_stops_the_start(backend: Backend) {
         (vec![], vec![("WEIR_FILE_LOG__PARTITONS", "4")], "partitons"),
         (vec!["--listen".into(), "not-an-address".into()], vec![], "listen address"),
         (vec!["--log".into(), "kafka-ish://x".into()], vec![], "unsupported log URL"),
+        (vec!["--log".into(), "kafka://no-port".into()], vec![], "unsupported log URL"),
+        (vec![], vec![("WEIR_KAFKA__TOPIC_PREFIX", "weir/")], "kafka.topic_prefix"),
+        (vec!["--config".into(), kafka_path], vec![], "kafka.producer.acks is set by the gateway"),
     ];
     for (args, env, expected) in cases {
         let listen = if args.iter().any(|a| a == "--listen") { vec![] } else { vec!["--listen", "127.0.0.1:0"] };

@@ -37,6 +37,10 @@ fn registry_error(status: StatusCode, code: u32, message: &str) -> Response {
     response
 }
 
+fn subject_not_found(subject: &str) -> Response {
+    registry_error(StatusCode::NOT_FOUND, 40401, &format!("Subject '{subject}' not found."))
+}
+
 fn answer(value: &Json) -> Response {
     let mut response = (StatusCode::OK, value.to_string()).into_response();
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
@@ -128,7 +132,7 @@ pub async fn versions(
     let scope = scope(&app, &headers, peer).await?;
     Ok(match versions_of(&app, &scope, &subject).await? {
         Some(versions) => answer(&json!(versions.iter().map(|v| v.version).collect::<Vec<_>>())),
-        None => registry_error(StatusCode::NOT_FOUND, 40401, &format!("Subject '{subject}' not found.")),
+        None => subject_not_found(&subject),
     })
 }
 
@@ -141,7 +145,7 @@ pub async fn version(
 ) -> ApiResult<Response> {
     let scope = scope(&app, &headers, peer).await?;
     let Some(versions) = versions_of(&app, &scope, &subject).await? else {
-        return Ok(registry_error(StatusCode::NOT_FOUND, 40401, &format!("Subject '{subject}' not found.")));
+        return Ok(subject_not_found(&subject));
     };
     let found = match version.as_str() {
         "latest" | "-1" => versions.last(),

@@ -91,6 +91,9 @@ pub struct ReadBatch {
     /// Where the next read of the partition starts: after the last record
     /// returned, or after records the log skipped (appends it voided).
     pub resume_at: u64,
+    /// Records from `resume_at` on were held back (their appends were not
+    /// decided yet): worth reading again after [`EventLog::retry_delay`].
+    pub held_back: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -142,8 +145,14 @@ pub trait EventLog: Send + Sync + 'static {
         Some(broker_topic.to_owned())
     }
 
-    /// How long after its append a record may wait before reads return it.
+    /// How long after its append a record may wait, at most, before reads
+    /// return it.
     fn read_delay(&self) -> std::time::Duration {
+        std::time::Duration::ZERO
+    }
+
+    /// When to read again a partition whose read held records back.
+    fn retry_delay(&self) -> std::time::Duration {
         std::time::Duration::ZERO
     }
 

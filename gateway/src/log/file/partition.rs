@@ -170,7 +170,7 @@ impl PartitionShared {
     /// Reads durable records from `from`, at most `max_records`.
     pub fn read(&self, topic: &str, partition: u32, from: u64, max_records: usize) -> Result<ReadBatch> {
         let end = self.durable_end.load(Ordering::Acquire);
-        let mut batch = ReadBatch { records: Vec::new(), end_offset: end, resume_at: from };
+        let mut batch = ReadBatch { records: Vec::new(), end_offset: end, resume_at: from, held_back: false };
         if from >= end || max_records == 0 {
             return Ok(batch);
         }

@@ -49,6 +49,7 @@ pub struct KafkaLog {
     health: Arc<Health>,
     probe: tokio::task::JoinHandle<()>,
     marker: tokio::task::JoinHandle<()>,
+    mark_interval: Duration,
     store: Arc<dyn MetadataStore>,
     void_retention_ms: i64,
     /// When voids were last pruned (ms since the epoch).
@@ -106,7 +107,8 @@ impl KafkaLog {
         );
         let settle = Duration::from_millis(config.settle_ms);
         let appender = Arc::new(Appender::new(producer, store.clone(), delivery_timeout, settle)?);
-        let marker = spawn_marker(appender.clone(), store.clone(), Duration::from_millis(config.mark_interval_ms));
+        let mark_interval = Duration::from_millis(config.mark_interval_ms);
+        let marker = spawn_marker(appender.clone(), store.clone(), mark_interval);
         let reader = Reader::new(
             consumer.create_with_context(read::ReaderContext).map_err(unavailable("create the reader"))?,
             store.clone(),
@@ -122,6 +124,7 @@ impl KafkaLog {
             health,
             probe,
             marker,
+            mark_interval,
             store,
             void_retention_ms: i64::try_from(config.void_retention_hours.saturating_mul(3_600_000)).unwrap_or(i64::MAX),
             pruned_at: std::sync::atomic::AtomicI64::new(0),
@@ -217,6 +220,11 @@ impl EventLog for KafkaLog {
 
     fn read_delay(&self) -> Duration {
         self.reader.hold()
+    }
+
+    /// A live writer's mark moves past a record within a mark interval.
+    fn retry_delay(&self) -> Duration {
+        self.mark_interval
     }
 
     async fn close(&self) {

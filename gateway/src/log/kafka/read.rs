@@ -93,19 +93,19 @@ impl Reader {
             Some(a) => r.record.timestamp_ms <= loadable_before || marks.get(&a.writer).is_some_and(|b| a.seq < *b),
         };
         let mut records = Vec::with_capacity(reads.len());
-        let mut resume_at = end;
+        let (mut resume_at, mut held_back) = (end, false);
         for r in reads {
             if !decided(&r) {
                 // Its writer may still void it: it and everything after it
                 // wait for a later read.
-                resume_at = r.record.offset;
+                (resume_at, held_back) = (r.record.offset, true);
                 break;
             }
             if r.append.is_none_or(|a| !voided.contains(&a)) {
                 records.push(r.record);
             }
         }
-        Ok(ReadBatch { records, end_offset: resume_at, resume_at })
+        Ok(ReadBatch { records, end_offset: resume_at, resume_at, held_back })
     }
 }
 
