@@ -15,16 +15,16 @@ use std::time::Instant;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
-use weir_gateway::avro;
-use weir_gateway::columnar::Warehouse;
-use weir_gateway::compaction::Compactor;
+use weir_gateway::batch::compaction::Compactor;
+use weir_gateway::batch::loader::Loader;
+use weir_gateway::batch::warehouse::Warehouse;
 use weir_gateway::ingest::{Context, Event, Ingestor};
-use weir_gateway::loader::Loader;
 use weir_gateway::log::EventLog;
 use weir_gateway::log::file::{FileLog, FileLogConfig};
 use weir_gateway::query::engine::{DataFusionEngine, QueryEngine};
 use weir_gateway::query::rewrite;
 use weir_gateway::schema::SchemaRegistry;
+use weir_gateway::schema::avro;
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -164,7 +164,7 @@ async fn run() -> Result<(), BoxError> {
 
     // The queries.
     let engine = DataFusionEngine::new(store.clone(), warehouse.clone());
-    let collections: BTreeMap<String, Vec<weir_gateway::types::Field>> =
+    let collections: BTreeMap<String, Vec<weir_gateway::schema::types::Field>> =
         store.latest_schemas("bench").await?.into_iter().map(|s| (s.collection, s.fields)).collect();
     let root = warehouse.local_root().ok_or("local warehouse")?.to_path_buf();
     let mut tables = serde_json::Map::new();

@@ -6,18 +6,18 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
-use crate::columnar::Warehouse;
-use crate::compaction::Compactor;
+use crate::batch::compaction::Compactor;
+use crate::batch::loader::Loader;
+use crate::batch::warehouse::Warehouse;
 use crate::config::Config;
 use crate::ingest::Ingestor;
 use crate::keys::KeyService;
-use crate::loader::Loader;
 use crate::log::{self, EventLog};
 use crate::metadata::{self, MetadataStore};
-use crate::names;
 use crate::plugin::Plugins;
 use crate::query::engine::{DataFusionEngine, QueryEngine};
 use crate::schema::SchemaRegistry;
+use crate::schema::names;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -28,7 +28,7 @@ pub enum Error {
     #[error(transparent)]
     Log(#[from] log::Error),
     #[error(transparent)]
-    Columnar(#[from] crate::columnar::Error),
+    Columnar(#[from] crate::batch::warehouse::Error),
     #[error("cannot listen on {addr}: {source}")]
     Listen { addr: String, source: std::io::Error },
     #[error("cannot create the data folder {path}: {source}")]

@@ -18,11 +18,11 @@ use std::time::Duration;
 use serde_json::{Map, Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
-use weir_gateway::avro;
 use weir_gateway::log::LogSettings;
 use weir_gateway::log::file::FileLogConfig;
 use weir_gateway::log::kafka::KafkaLogConfig;
 use weir_gateway::metadata::{self, MetadataStore};
+use weir_gateway::schema::avro;
 pub use weir_sdk::{BatchOutcome, Client, Response};
 
 /// A deployment to run a suite on: the embedded log with each metadata
@@ -387,7 +387,7 @@ pub async fn read_log(log_url: &str, metadata_url: &str) -> Vec<LoggedEvent> {
     tokio::time::sleep(log.read_delay()).await;
     let mut events = Vec::new();
     for topic in log.topics().await.expect("topics") {
-        let (project, collection) = weir_gateway::names::split_topic(&topic.name).expect("topic name");
+        let (project, collection) = weir_gateway::schema::names::split_topic(&topic.name).expect("topic name");
         let latest = store.latest_schema(project, &collection).await.expect("schema").expect("a schema for the topic");
         for partition in 0..topic.partitions {
             let mut from = 0;
@@ -412,7 +412,7 @@ async fn decode(
     collection: &str,
     partition: u32,
     record: &weir_gateway::log::StoredRecord,
-    reader: &[weir_gateway::types::Field],
+    reader: &[weir_gateway::schema::types::Field],
 ) -> LoggedEvent {
     let (schema_id, body) = avro::split_header(&record.value).expect("wire header");
     let writer = store.schema_by_id(i64::from(schema_id)).await.expect("schema").expect("writer schema");

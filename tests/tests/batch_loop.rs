@@ -11,10 +11,10 @@ use arrow::array::{Array, Float64Array, StringArray};
 use arrow::record_batch::RecordBatch;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::{Value, json};
-use weir_gateway::columnar::Warehouse;
-use weir_gateway::compaction::Compactor;
+use weir_gateway::batch::compaction::Compactor;
+use weir_gateway::batch::loader::Loader;
+use weir_gateway::batch::warehouse::Warehouse;
 use weir_gateway::ingest::{Context, Event, Ingestor};
-use weir_gateway::loader::Loader;
 use weir_gateway::log::file::{FileLog, FileLogConfig};
 use weir_gateway::log::kafka::KafkaLogConfig;
 use weir_gateway::log::{EventLog, LogSettings};
@@ -232,7 +232,7 @@ async fn bulk_commit_makes_acknowledged_events_visible_in_storage(backend: Backe
 
 /// `SELECT count(*), count(DISTINCT seq), count(tag) FROM c` on the engine.
 async fn counts(p: &Parts, engine: &dyn QueryEngine) -> (i64, i64, i64) {
-    let collections: std::collections::BTreeMap<String, Vec<weir_gateway::types::Field>> =
+    let collections: std::collections::BTreeMap<String, Vec<weir_gateway::schema::types::Field>> =
         p.store.latest_schemas("p").await.expect("schemas").into_iter().map(|s| (s.collection, s.fields)).collect();
     let name = |c: &str| engine.table_name("p", c);
     let statement = rewrite::rewrite(

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use weir_gateway::metadata::{self, KeyKind, MetadataStore, NewSchemaVersion, PluginChange, PluginUpload};
 use weir_gateway::schema::SchemaRegistry;
-use weir_gateway::types::{Field, FieldType};
+use weir_gateway::schema::types::{Field, FieldType};
 use weir_tests::{Backend, on_every_backend};
 
 async fn store(backend: Backend) -> (Arc<dyn MetadataStore>, String, tempfile::TempDir) {

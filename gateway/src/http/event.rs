@@ -347,7 +347,7 @@ async fn csv_events(
         }
     };
     let collection_name =
-        crate::names::collection_name(collection).map_err(|e| ApiError::bad_request(e.to_string()))?;
+        crate::schema::names::collection_name(collection).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let mut reader =
         csv::ReaderBuilder::new().delimiter(separator).has_headers(use_header).from_reader(text.as_bytes());
     let columns: Vec<String> = if use_header {

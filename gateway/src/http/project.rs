@@ -10,11 +10,11 @@ use serde::Deserialize;
 
 use super::request::{json, key_from, read_body};
 use super::{ApiError, ApiResult, AppState, json_response, success};
-use crate::avro_import;
 use crate::metadata::KeyKind;
-use crate::names;
 use crate::schema::DeclareError;
-use crate::types::{Field, FieldType};
+use crate::schema::avro_import;
+use crate::schema::names;
+use crate::schema::types::{Field, FieldType};
 
 /// A JSON body within `http.max_body_bytes`.
 pub(super) async fn body_of<T: serde::de::DeserializeOwned>(

@@ -24,7 +24,7 @@ use serde_json::{Value as Json, json};
 
 use super::{ApiError, ApiResult, AppState};
 use crate::metadata::{KeyKind, SchemaVersion};
-use crate::names::{split_topic, topic_name};
+use crate::schema::names::{split_topic, topic_name};
 
 const CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
 

@@ -3,7 +3,7 @@
 
 use serde_json::Value as Json;
 
-use crate::names::{self, NameError};
+use crate::schema::names::{self, NameError};
 
 /// A client's event after its names were checked.
 #[derive(Debug, Clone, PartialEq)]

@@ -18,16 +18,16 @@ use serde_json::Value as Json;
 
 pub use event::{Event, EventError};
 
-use crate::avro;
-use crate::infer::{coerce, infer};
 use crate::log::{self, EventLog, Record, TopicBatch};
 use crate::metadata;
-use crate::names::{INVALID_SCHEMA_COLLECTION, topic_name};
 use crate::plugin::Plugins;
 use crate::plugin::enrich::{Fate, Refusal, RequestInfo};
+use crate::schema::avro;
+use crate::schema::infer::{coerce, infer};
+use crate::schema::names::{INVALID_SCHEMA_COLLECTION, topic_name};
+use crate::schema::types::{Field, FieldType};
+use crate::schema::value::{Scalar, Value};
 use crate::schema::{CollectionSchema, SchemaRegistry, TIME_FIELD, USER_FIELD};
-use crate::types::{Field, FieldType};
-use crate::value::{Scalar, Value};
 
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
@@ -70,7 +70,7 @@ fn invalid_schema_fields() -> Vec<Field> {
 pub struct Ingestor {
     registry: Arc<SchemaRegistry>,
     log: Arc<dyn EventLog>,
-    backlog: Option<Arc<crate::loader::Backlog>>,
+    backlog: Option<Arc<crate::batch::loader::Backlog>>,
     plugins: Option<Arc<Plugins>>,
 }
 
@@ -103,7 +103,7 @@ impl Ingestor {
     }
 
     /// Reports every append to the batch loop's backlog.
-    pub fn with_backlog(mut self, backlog: Arc<crate::loader::Backlog>) -> Self {
+    pub fn with_backlog(mut self, backlog: Arc<crate::batch::loader::Backlog>) -> Self {
         self.backlog = Some(backlog);
         self
     }

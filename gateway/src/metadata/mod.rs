@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::types::{Field, FieldType};
+use crate::schema::types::{Field, FieldType};
 
 pub use sql::SqlMetadataStore;
 

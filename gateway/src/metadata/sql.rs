@@ -15,7 +15,7 @@ use super::{
     AppendId, Error, KeyKind, LogPartition, MetadataStore, NewSchemaVersion, OffsetAdvance, ParquetFile, PluginChange,
     PluginRecord, PluginUpload, Result, SchemaVersion, StoredKey,
 };
-use crate::types::{Field, FieldType};
+use crate::schema::types::{Field, FieldType};
 
 static SQLITE: Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES: Migrator = sqlx::migrate!("migrations/postgres");
@@ -416,7 +416,8 @@ impl MetadataStore for SqlMetadataStore {
                 .rows_affected()
                 == 1;
             let inserted = !moved && a.from == 0 && {
-                let project = crate::names::split_topic(&a.topic).map(|(p, _)| p.to_owned()).unwrap_or_default();
+                let project =
+                    crate::schema::names::split_topic(&a.topic).map(|(p, _)| p.to_owned()).unwrap_or_default();
                 sqlx::query(&self.sql.insert_offset)
                     .bind(project)
                     .bind(a.topic.as_str())

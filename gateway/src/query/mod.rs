@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::types::Field;
+use crate::schema::types::Field;
 
 /// A project's collections and their fields, read once per query so that
 /// the rewrite and the engine see the same schemas.

@@ -16,7 +16,7 @@ use sqlparser::ast::{
 use sqlparser::dialect::GenericDialect;
 use sqlparser::parser::Parser;
 
-use crate::types::Field;
+use crate::schema::types::Field;
 
 /// Nesting deeper than this is refused.
 pub const RECURSION_LIMIT: usize = 64;

@@ -44,7 +44,7 @@ impl Topics {
 
     /// The log topic of a broker's topic name, if it is one of the gateway's.
     pub fn log_name<'a>(&self, broker_name: &'a str) -> Option<&'a str> {
-        broker_name.strip_prefix(&self.prefix).filter(|t| crate::names::split_topic(t).is_some())
+        broker_name.strip_prefix(&self.prefix).filter(|t| crate::schema::names::split_topic(t).is_some())
     }
 
     /// Creates whichever of these broker topics are not known to exist.

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 
 use crate::metadata::{self, MetadataStore, NewSchemaVersion, SchemaVersion};
-use crate::types::{Field, FieldType, avro_record_schema};
+use crate::schema::types::{Field, FieldType, avro_record_schema};
 
 /// Every collection starts with this field.
 pub const TIME_FIELD: &str = "_time";
@@ -168,7 +168,8 @@ impl SchemaRegistry {
     ) -> Result<Arc<CollectionSchema>, DeclareError> {
         let mut wanted: Vec<Field> = Vec::with_capacity(declared.len());
         for field in declared {
-            let name = crate::names::field_name(&field.name).map_err(|e| DeclareError::Invalid(e.to_string()))?;
+            let name =
+                crate::schema::names::field_name(&field.name).map_err(|e| DeclareError::Invalid(e.to_string()))?;
             let field_type = match name.as_str() {
                 TIME_FIELD if field.field_type != FieldType::TIMESTAMP => {
                     return Err(DeclareError::Invalid(format!("{TIME_FIELD} is always TIMESTAMP")));

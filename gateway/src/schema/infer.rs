@@ -6,9 +6,9 @@ use std::borrow::Cow;
 use base64::Engine as _;
 use serde_json::Value as Json;
 
-use crate::timefmt;
-use crate::types::{FieldType, ScalarType};
-use crate::value::{Scalar, Value};
+use crate::schema::timefmt;
+use crate::schema::types::{FieldType, ScalarType};
+use crate::schema::value::{Scalar, Value};
 
 /// The type a field gets from its first value; `None` for null, `[]` and
 /// `{}`, which add no field yet.

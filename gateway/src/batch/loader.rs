@@ -14,15 +14,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::avro;
-use crate::columnar::{self, Warehouse};
+use crate::batch::warehouse::{self, Warehouse};
 use crate::log::{self, EventLog, StoredRecord};
 use crate::metadata::{self, MetadataStore, OffsetAdvance, ParquetFile, SchemaVersion};
-use crate::names::split_topic;
+use crate::schema::avro;
+use crate::schema::names::split_topic;
+use crate::schema::timefmt::format_date;
+use crate::schema::types::Field;
+use crate::schema::value::{Scalar, Value};
 use crate::schema::{SchemaRegistry, TIME_FIELD};
-use crate::timefmt::format_date;
-use crate::types::Field;
-use crate::value::{Scalar, Value};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -31,7 +31,7 @@ pub enum Error {
     #[error(transparent)]
     Metadata(#[from] metadata::Error),
     #[error(transparent)]
-    Columnar(#[from] columnar::Error),
+    Columnar(#[from] warehouse::Error),
     #[error("record {topic}/{partition}@{offset} cannot be decoded: {reason}")]
     Decode { topic: String, partition: u32, offset: u64, reason: String },
     #[error("no schema with id {0}")]
@@ -302,8 +302,8 @@ fn encode_days(
     }
     days.into_iter()
         .map(|(day, rows)| {
-            let batch = columnar::record_batch(reader, &rows)?;
-            Ok((day, rows.len() as u64, columnar::parquet_bytes(&batch)?))
+            let batch = warehouse::record_batch(reader, &rows)?;
+            Ok((day, rows.len() as u64, warehouse::parquet_bytes(&batch)?))
         })
         .collect()
 }

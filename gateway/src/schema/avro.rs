@@ -2,13 +2,13 @@
 //! (magic byte 0, big-endian 4-byte schema id, Avro body).
 //!
 //! Collection schemas are records whose fields are all `["null", T]` unions
-//! of the types in [`crate::types`], appended over time; that is all this
+//! of the types in [`crate::schema::types`], appended over time; that is all this
 //! codec needs to handle, and it does so without a generic Avro library.
 
 use std::borrow::Cow;
 
-use crate::types::{Field, FieldType, ScalarType};
-use crate::value::{Scalar, Value};
+use crate::schema::types::{Field, FieldType, ScalarType};
+use crate::schema::value::{Scalar, Value};
 
 /// The first byte of every record in Confluent's wire format.
 pub const MAGIC: u8 = 0;

@@ -5,7 +5,7 @@ use std::borrow::Cow;
 
 /// A scalar value. Dates are days since 1970-01-01, times microseconds
 /// since midnight, timestamps microseconds since the epoch (UTC), decimals
-/// the unscaled integer at [`crate::types::DECIMAL_SCALE`].
+/// the unscaled integer at [`crate::schema::types::DECIMAL_SCALE`].
 #[derive(Debug, Clone, PartialEq)]
 pub enum Scalar<'a> {
     String(Cow<'a, str>),
@@ -52,11 +52,11 @@ impl Scalar<'_> {
             Scalar::Int(v) => J::from(*v),
             Scalar::Long(v) => J::from(*v),
             Scalar::Double(v) => serde_json::Number::from_f64(*v).map_or(J::Null, J::Number),
-            Scalar::Decimal(v) => J::String(crate::timefmt::format_decimal(*v)),
+            Scalar::Decimal(v) => J::String(crate::schema::timefmt::format_decimal(*v)),
             Scalar::Bool(v) => J::Bool(*v),
-            Scalar::Date(d) => J::String(crate::timefmt::format_date(*d)),
-            Scalar::Time(t) => J::String(crate::timefmt::format_time(*t)),
-            Scalar::Timestamp(t) => J::String(crate::timefmt::format_timestamp(*t)),
+            Scalar::Date(d) => J::String(crate::schema::timefmt::format_date(*d)),
+            Scalar::Time(t) => J::String(crate::schema::timefmt::format_time(*t)),
+            Scalar::Timestamp(t) => J::String(crate::schema::timefmt::format_timestamp(*t)),
             Scalar::Binary(b) => {
                 use base64::Engine as _;
                 J::String(base64::engine::general_purpose::STANDARD.encode(b))

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use arrow::datatypes::{DataType, Field as ArrowField, Fields, Schema, SchemaRef, TimeUnit};
 
-use crate::types::{DECIMAL_PRECISION, DECIMAL_SCALE, Field, FieldType, ScalarType};
+use crate::schema::types::{DECIMAL_PRECISION, DECIMAL_SCALE, Field, FieldType, ScalarType};
 
 /// The Arrow type of a scalar.
 fn scalar(s: ScalarType) -> DataType {

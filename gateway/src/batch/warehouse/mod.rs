@@ -3,11 +3,11 @@
 
 mod arrow_types;
 mod parquet_file;
-mod warehouse;
+mod store;
 
 pub use arrow_types::{arrow_schema, arrow_type};
 pub use parquet_file::{Rows, parquet_bytes, record_batch};
-pub use warehouse::Warehouse;
+pub use store::Warehouse;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

@@ -15,16 +15,16 @@ use arrow::array::{ArrayRef, new_null_array};
 use arrow::record_batch::RecordBatch;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-use crate::columnar::{self, Warehouse, arrow_schema};
+use crate::batch::warehouse::{self, Warehouse, arrow_schema};
 use crate::metadata::{self, MetadataStore, ParquetFile};
-use crate::types::Field;
+use crate::schema::types::Field;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error(transparent)]
     Metadata(#[from] metadata::Error),
     #[error(transparent)]
-    Columnar(#[from] columnar::Error),
+    Columnar(#[from] warehouse::Error),
     #[error("parquet: {0}")]
     Parquet(#[from] parquet::errors::ParquetError),
     #[error("arrow: {0}")]
@@ -102,7 +102,7 @@ impl Compactor {
             }
         }
         let merged = arrow::compute::concat_batches(&schema, &batches)?;
-        let bytes = columnar::parquet_bytes(&merged)?;
+        let bytes = warehouse::parquet_bytes(&merged)?;
         let first = &group[0];
         let (low, high) = group.iter().fold((u64::MAX, 0), |(l, h), f| (l.min(f.first_offset), h.max(f.last_offset)));
         let path = format!(

@@ -2,7 +2,7 @@
 
 use serde_json::Value as Json;
 
-use crate::types::{Field, FieldType, ScalarType};
+use crate::schema::types::{Field, FieldType, ScalarType};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ImportError {

@@ -12,8 +12,8 @@ use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 
 use super::{Result, arrow_schema};
-use crate::types::{DECIMAL_PRECISION, DECIMAL_SCALE, Field, FieldType, ScalarType};
-use crate::value::{Scalar, Value};
+use crate::schema::types::{DECIMAL_PRECISION, DECIMAL_SCALE, Field, FieldType, ScalarType};
+use crate::schema::value::{Scalar, Value};
 
 /// Rows of values in the order of a schema's fields.
 pub type Rows<'a, 'v> = &'a [Vec<Option<Value<'v>>>];
@@ -183,7 +183,7 @@ mod tests {
         let batch = record_batch(&fields, &[full, empty]).expect("batch");
         assert_eq!(batch.num_rows(), 2);
         for (i, column) in batch.columns().iter().enumerate() {
-            assert_eq!(column.data_type(), &crate::columnar::arrow_type(fields[i].field_type), "{}", names[i]);
+            assert_eq!(column.data_type(), &crate::batch::warehouse::arrow_type(fields[i].field_type), "{}", names[i]);
             assert!(column.is_valid(0) && column.is_null(1), "{}", names[i]);
         }
         let bytes = parquet_bytes(&batch).expect("parquet");

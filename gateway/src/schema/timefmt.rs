@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Timelike};
 
-use crate::types::DECIMAL_SCALE;
+use crate::schema::types::DECIMAL_SCALE;
 
 const UNIX_EPOCH_DAYS_FROM_CE: i32 = 719_163;
 

@@ -1,4 +1,4 @@
-//! The engine seam, and DataFusion as the embedded engine.
+//! DataFusion, the embedded engine.
 //!
 //! Each query gets a session holding only its project's tables, each table
 //! the Parquet files its manifest names at that moment (so a query sees
@@ -9,7 +9,6 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::arrow::array::RecordBatch;
 use datafusion::datasource::MemTable;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
@@ -18,42 +17,10 @@ use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::coop::CooperativeExec;
 use sqlparser::ast::{Ident, ObjectName, Statement};
 
-use super::Collections;
-use crate::columnar::{Warehouse, arrow_schema};
+use super::{EngineError, QueryEngine, QueryOutput};
+use crate::batch::warehouse::{Warehouse, arrow_schema};
 use crate::metadata::MetadataStore;
-
-#[derive(Debug, thiserror::Error)]
-pub enum EngineError {
-    #[error("{0}")]
-    Query(String),
-    #[error("the query ran longer than {0} s")]
-    Timeout(u64),
-    #[error(transparent)]
-    Metadata(#[from] crate::metadata::Error),
-    #[error("storage: {0}")]
-    Storage(String),
-}
-
-/// The result of a query, as record batches.
-pub struct QueryOutput {
-    pub batches: Vec<RecordBatch>,
-    pub schema: datafusion::arrow::datatypes::SchemaRef,
-}
-
-#[async_trait]
-pub trait QueryEngine: Send + Sync + 'static {
-    /// The name a rewritten query uses for a collection's table.
-    fn table_name(&self, project: &str, collection: &str) -> ObjectName;
-    /// Runs a rewritten statement over the project's tables, as of the
-    /// `collections` the statement was rewritten with.
-    async fn run(
-        &self,
-        project: &str,
-        collections: &Collections,
-        statement: Statement,
-        timeout_s: u64,
-    ) -> Result<QueryOutput, EngineError>;
-}
+use crate::query::Collections;
 
 pub struct DataFusionEngine {
     store: Arc<dyn MetadataStore>,
