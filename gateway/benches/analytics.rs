@@ -18,10 +18,11 @@ use serde_json::{Value, json};
 use weir_gateway::batch::compaction::Compactor;
 use weir_gateway::batch::loader::Loader;
 use weir_gateway::batch::warehouse::Warehouse;
+use weir_gateway::config::QueryConfig;
 use weir_gateway::ingest::{Context, Event, Ingestor};
 use weir_gateway::log::EventLog;
 use weir_gateway::log::file::{FileLog, FileLogConfig};
-use weir_gateway::query::engine::{DataFusionEngine, QueryEngine};
+use weir_gateway::query::engine::{DataFusionEngine, MemorySettings, QueryEngine};
 use weir_gateway::query::rewrite;
 use weir_gateway::schema::SchemaRegistry;
 use weir_gateway::schema::avro;
@@ -163,7 +164,8 @@ async fn run() -> Result<(), BoxError> {
     println!("compaction: {} files into {}", compacted.merged, compacted.written);
 
     // The queries.
-    let engine = DataFusionEngine::new(store.clone(), warehouse.clone());
+    let memory = MemorySettings::from_config(&QueryConfig::default(), dir.path());
+    let engine = DataFusionEngine::new(store.clone(), warehouse.clone(), &memory)?;
     let collections: BTreeMap<String, Vec<weir_gateway::schema::types::Field>> =
         store.latest_schemas("bench").await?.into_iter().map(|s| (s.collection, s.fields)).collect();
     let root = warehouse.local_root().ok_or("local warehouse")?.to_path_buf();
@@ -190,7 +192,7 @@ async fn run() -> Result<(), BoxError> {
         for _ in 0..3 {
             let statement = rewrite::rewrite(sql, &rewrite::Scope { collections: &collections, table_name: &name })?;
             let started = Instant::now();
-            let output = engine.run("bench", &collections, statement, 600).await?;
+            let output = engine.run("bench", &collections, statement).await?;
             best = best.min(started.elapsed().as_secs_f64());
             rows = output.batches.iter().map(|b| b.num_rows()).sum::<usize>();
         }

@@ -15,7 +15,8 @@ use crate::keys::KeyService;
 use crate::log::{self, EventLog};
 use crate::metadata::{self, MetadataStore};
 use crate::plugin::Plugins;
-use crate::query::engine::{DataFusionEngine, QueryEngine};
+use crate::query::engine::{DataFusionEngine, MemorySettings, QueryEngine};
+use crate::query::lanes::Lanes;
 use crate::schema::SchemaRegistry;
 use crate::schema::names;
 
@@ -37,6 +38,8 @@ pub enum Error {
     Plugin(#[from] crate::plugin::Error),
     #[error("server: {0}")]
     Serve(std::io::Error),
+    #[error("query engine: {0}")]
+    Engine(#[from] crate::query::engine::EngineError),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -49,6 +52,10 @@ pub struct App {
     pub ingest: Ingestor,
     pub loader: Arc<Loader>,
     pub engine: Arc<dyn QueryEngine>,
+    /// Where queries run.
+    pub queries: Lanes,
+    /// Proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<crate::http::proxies::Cidr>,
     pub plugins: Arc<Plugins>,
 }
 
@@ -62,14 +69,20 @@ impl App {
         let keys = KeyService::new(store.clone(), Duration::from_millis(config.projects.key_cache_ms));
         let registry = Arc::new(SchemaRegistry::new(store.clone()));
         let warehouse = Warehouse::open(&config.warehouse_url())?;
-        let engine: Arc<dyn QueryEngine> = Arc::new(DataFusionEngine::new(store.clone(), warehouse.clone()));
+        let memory = MemorySettings::from_config(&config.query, &config.data_dir);
+        let engine: Arc<dyn QueryEngine> = Arc::new(DataFusionEngine::new(store.clone(), warehouse.clone(), &memory)?);
+        let queries = Lanes::new(config.query.lane_settings()).map_err(Error::Serve)?;
         let loader =
             Arc::new(Loader::new(log.clone(), store.clone(), registry.clone(), warehouse, config.batch.max_records));
         let asset_dir = config.plugins.asset_dir.clone().unwrap_or_else(|| config.data_dir.join("plugin-assets"));
         let plugins = Arc::new(Plugins::new(config.plugins.clone(), asset_dir, store.clone())?);
         plugins.refresh_all().await?;
-        let ingest = Ingestor::new(registry, log.clone()).with_backlog(loader.backlog()).with_plugins(plugins.clone());
-        Ok(App { config, store, log, keys, ingest, loader, engine, plugins })
+        let ingest = Ingestor::new(registry, log.clone())
+            .with_backlog(loader.backlog())
+            .with_plugins(plugins.clone())
+            .with_max_fields(config.projects.max_fields);
+        let trusted_proxies = config.trusted_proxies()?;
+        Ok(App { config, store, log, keys, ingest, loader, engine, queries, trusted_proxies, plugins })
     }
 
     pub fn now_ms(&self) -> i64 {
@@ -121,12 +134,14 @@ pub async fn serve(config: Config) -> Result<()> {
     );
     Arc::new(compactor).spawn(std::time::Duration::from_millis(batch.compact_interval_ms.max(10)));
     let log = app.log.clone();
+    let http = &app.config.http;
+    let limits = crate::http::server::ConnectionLimits {
+        max_connections: crate::http::server::connection_budget(http.max_connections, http.reserved_fds),
+        header_timeout: Duration::from_millis(http.header_timeout_ms),
+    };
     let router = crate::http::router(app);
     println!("weir listening on http://{local}");
-    let served = axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>())
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .map_err(Error::Serve);
+    let served = crate::http::server::serve(listener, router, limits, shutdown_signal()).await.map_err(Error::Serve);
     log.close().await;
     served
 }

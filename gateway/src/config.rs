@@ -80,7 +80,8 @@ pub struct Config {
 #[serde(deny_unknown_fields)]
 pub struct SchemaRegistryConfig {
     /// Whether loopback clients may read every project's schemas without a
-    /// key. Others always need a project's read key.
+    /// key, where no `lock_key` is set. Others always need a project's read
+    /// key.
     #[serde(default = "default_true")]
     pub open_on_loopback: bool,
 }
@@ -110,6 +111,28 @@ pub struct HttpConfig {
     /// parsed in memory before anything is stored).
     #[serde(default = "default_bulk_max_bytes")]
     pub bulk_max_bytes: usize,
+    /// Connections served at once; more are answered 503 and closed. Lowered
+    /// to what the file descriptor limit allows after `reserved_fds`.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// File descriptors kept from connections for the event log, the
+    /// metadata store, the batch loop and queries (at most half the limit).
+    #[serde(default = "default_reserved_fds")]
+    pub reserved_fds: usize,
+    /// Milliseconds a client has to send a request's headers, counted from
+    /// the connection's start or the previous response; so also how long a
+    /// kept-alive connection may sit idle.
+    #[serde(default = "default_header_timeout_ms")]
+    pub header_timeout_ms: u64,
+    /// Milliseconds a client has to send a request's whole body; a slower
+    /// body is answered 408.
+    #[serde(default = "default_body_timeout_ms")]
+    pub body_timeout_ms: u64,
+    /// Proxies whose `X-Forwarded-For` is believed (addresses or ranges,
+    /// `10.0.0.0/8`): from the connection backwards, the first address that
+    /// is not a trusted proxy is the client. Empty: the connection's peer.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
 }
 
 /// The batch loop (`[batch]`).
@@ -119,7 +142,9 @@ pub struct BatchConfig {
     /// Milliseconds between runs of the batch loop.
     #[serde(default = "default_batch_interval_ms")]
     pub interval_ms: u64,
-    /// At most this many records of one partition go into one set of files.
+    /// At most this many records of one partition are read, decoded and
+    /// written at once (the batch loop's memory follows it); as many
+    /// appended records also start the loop before its next tick.
     #[serde(default = "default_batch_max_records")]
     pub max_records: usize,
     /// Milliseconds between compaction runs.
@@ -147,7 +172,7 @@ fn default_batch_interval_ms() -> u64 {
     2_000
 }
 fn default_batch_max_records() -> usize {
-    500_000
+    32_768
 }
 
 impl Default for BatchConfig {
@@ -178,6 +203,43 @@ pub struct QueryConfig {
     /// The most rows any query returns.
     #[serde(default = "default_query_max_limit")]
     pub max_limit: u64,
+    /// Lanes queries run on, each with threads of its own that the
+    /// operating system shares the cores between (0: as many as cores, at
+    /// least 2).
+    #[serde(default)]
+    pub lanes: usize,
+    /// Threads of each lane (0: as many as cores).
+    #[serde(default)]
+    pub threads_per_lane: usize,
+    /// Queries one project runs at once; never every lane.
+    #[serde(default = "default_project_concurrency")]
+    pub project_concurrency: usize,
+    /// Queries of one project that may wait for their turn; more are
+    /// refused with 429.
+    #[serde(default = "default_project_queue")]
+    pub project_queue: usize,
+    /// Memory one query may hold (sorts, aggregations, joins, its result,
+    /// any single value), in bytes; sorts and aggregations spill to disk
+    /// past it, other queries are refused with 413.
+    #[serde(default = "default_query_max_memory_bytes")]
+    pub max_memory_bytes: usize,
+    /// Memory all queries may hold together, in bytes; a query that would
+    /// pass it is refused with 503.
+    #[serde(default = "default_query_total_memory_bytes")]
+    pub total_memory_bytes: usize,
+}
+
+impl QueryConfig {
+    /// Lanes and threads, with the cores of this machine filled in.
+    pub fn lane_settings(&self) -> crate::query::lanes::LaneSettings {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        crate::query::lanes::LaneSettings {
+            lanes: if self.lanes == 0 { cores.max(2) } else { self.lanes },
+            threads_per_lane: if self.threads_per_lane == 0 { cores } else { self.threads_per_lane },
+            project_concurrency: self.project_concurrency,
+            project_queue: self.project_queue,
+        }
+    }
 }
 
 fn default_query_timeout_s() -> u64 {
@@ -192,6 +254,18 @@ fn default_query_limit() -> u64 {
 fn default_query_max_limit() -> u64 {
     1_000_000
 }
+fn default_project_concurrency() -> usize {
+    4
+}
+fn default_project_queue() -> usize {
+    64
+}
+fn default_query_max_memory_bytes() -> usize {
+    256 << 20
+}
+fn default_query_total_memory_bytes() -> usize {
+    1 << 30
+}
 
 impl Default for QueryConfig {
     fn default() -> Self {
@@ -200,6 +274,12 @@ impl Default for QueryConfig {
             max_result_bytes: default_max_result_bytes(),
             default_limit: default_query_limit(),
             max_limit: default_query_max_limit(),
+            lanes: 0,
+            threads_per_lane: 0,
+            project_concurrency: default_project_concurrency(),
+            project_queue: default_project_queue(),
+            max_memory_bytes: default_query_max_memory_bytes(),
+            total_memory_bytes: default_query_total_memory_bytes(),
         }
     }
 }
@@ -216,8 +296,15 @@ pub struct ProjectsConfig {
     /// at once; on other nodes within this time.
     #[serde(default = "default_key_cache_ms")]
     pub key_cache_ms: u64,
+    /// Fields one collection may have; a request that would add more is
+    /// refused with 400.
+    #[serde(default = "default_max_fields")]
+    pub max_fields: usize,
 }
 
+fn default_max_fields() -> usize {
+    crate::ingest::DEFAULT_MAX_FIELDS
+}
 fn default_listen() -> String {
     "127.0.0.1:9999".to_owned()
 }
@@ -226,6 +313,18 @@ fn default_data_dir() -> PathBuf {
 }
 fn default_max_body_bytes() -> usize {
     1 << 20
+}
+fn default_max_connections() -> usize {
+    10_000
+}
+fn default_reserved_fds() -> usize {
+    256
+}
+fn default_header_timeout_ms() -> u64 {
+    15_000
+}
+fn default_body_timeout_ms() -> u64 {
+    60_000
 }
 fn default_batch_max_bytes() -> usize {
     500_000
@@ -243,13 +342,18 @@ impl Default for HttpConfig {
             max_body_bytes: default_max_body_bytes(),
             batch_max_bytes: default_batch_max_bytes(),
             bulk_max_bytes: default_bulk_max_bytes(),
+            max_connections: default_max_connections(),
+            reserved_fds: default_reserved_fds(),
+            header_timeout_ms: default_header_timeout_ms(),
+            body_timeout_ms: default_body_timeout_ms(),
+            trusted_proxies: Vec::new(),
         }
     }
 }
 
 impl Default for ProjectsConfig {
     fn default() -> Self {
-        ProjectsConfig { allow_deletion: false, key_cache_ms: default_key_cache_ms() }
+        ProjectsConfig { allow_deletion: false, key_cache_ms: default_key_cache_ms(), max_fields: default_max_fields() }
     }
 }
 
@@ -303,6 +407,43 @@ fn flatten(prefix: &str, value: &serde_json::Value, rows: &mut Vec<(String, Stri
     }
 }
 
+/// Whether an environment variable's key (lowercase, nesting as `.`) names
+/// a setting or an entry of one (`kafka.producer.<property>`).
+fn is_setting(known: &[String], key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    known.iter().any(|k| key == *k || key.strip_prefix(k.as_str()).is_some_and(|rest| rest.starts_with('.')))
+}
+
+/// Unknown `WEIR_*` variables are not the operator's mistake alone:
+/// orchestrators inject some (Kubernetes sets `WEIR_PORT`,
+/// `WEIR_SERVICE_HOST`… for a service named `weir`), so they are named and
+/// left alone rather than refused.
+fn warn_unknown_variable(known: &[String], key: &str) {
+    let variable = env_name(key);
+    let closest = known.iter().map(|k| env_name(k)).min_by_key(|k| edit_distance(k, &variable));
+    tracing::warn!(
+        variable,
+        closest = closest.as_deref().unwrap_or(""),
+        "ignoring an environment variable that names no setting"
+    );
+}
+
+/// Levenshtein distance, for suggestions.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut previous = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let current = row[j + 1];
+            row[j + 1] = (previous + usize::from(ca != *cb)).min(row[j] + 1).min(row[j + 1] + 1);
+            previous = current;
+        }
+    }
+    row[b.len()]
+}
+
 fn env_name(key: &str) -> String {
     format!("WEIR_{}", key.replace('.', "__").to_ascii_uppercase())
 }
@@ -333,9 +474,15 @@ impl Config {
             }
             figment = figment.merge(Toml::file(file));
         }
-        let figment = figment
-            .merge(Env::prefixed("WEIR_").split("__").ignore(&["config"]))
-            .merge(Serialized::defaults(overrides));
+        let known: Vec<String> = Config::settings().into_iter().map(|(key, _)| key).collect();
+        let env = Env::prefixed("WEIR_").split("__").ignore(&["config"]);
+        for (key, _) in env.iter() {
+            if !is_setting(&known, key.as_str()) {
+                warn_unknown_variable(&known, key.as_str());
+            }
+        }
+        let env = env.filter(move |key| is_setting(&known, key.as_str()));
+        let figment = figment.merge(env).merge(Serialized::defaults(overrides));
         let config: Config = figment.extract().map_err(Box::new)?;
         config.validate()?;
         Ok(config)
@@ -349,6 +496,11 @@ impl Config {
         if self.http.batch_max_bytes == 0 || self.http.max_body_bytes == 0 || self.http.bulk_max_bytes == 0 {
             return Err(Error::Invalid("http body limits must be above 0".to_owned()));
         }
+        if self.http.max_connections == 0 || self.http.header_timeout_ms == 0 || self.http.body_timeout_ms == 0 {
+            return Err(Error::Invalid(
+                "http.max_connections, http.header_timeout_ms and http.body_timeout_ms must be above 0".to_owned(),
+            ));
+        }
         if self.file_log.partitions == 0 || self.file_log.partitions > 1024 {
             return Err(Error::Invalid("file_log.partitions must be between 1 and 1024".to_owned()));
         }
@@ -357,6 +509,13 @@ impl Config {
                 "batch.interval_ms must be at least 10 and batch.max_records above 0".to_owned(),
             ));
         }
+        if self.query.max_memory_bytes < (1 << 20) || self.query.total_memory_bytes < self.query.max_memory_bytes {
+            return Err(Error::Invalid(
+                "query.max_memory_bytes must be at least 1 MiB and query.total_memory_bytes at least as large"
+                    .to_owned(),
+            ));
+        }
+        self.trusted_proxies()?;
         if let Some(problem) = self.plugins.problem() {
             return Err(Error::Invalid(problem));
         }
@@ -367,15 +526,30 @@ impl Config {
         Ok(())
     }
 
-    /// Every setting with its environment variable and default, generated
-    /// from the defaults so that `--help` cannot drift from the code.
-    pub fn settings_table() -> String {
+    /// Every setting's key and default.
+    fn settings() -> Vec<(String, String)> {
         let defaults = serde_json::to_value(Config::default()).unwrap_or_default();
         let mut rows = Vec::new();
         flatten("", &defaults, &mut rows);
+        rows
+    }
+
+    /// Every setting with its environment variable and default, generated
+    /// from the defaults so that `--help` cannot drift from the code.
+    pub fn settings_table() -> String {
+        let rows = Config::settings();
         let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
         let env_width = rows.iter().map(|(k, _)| env_name(k).len()).max().unwrap_or(0);
         rows.iter().map(|(key, default)| format!("  {key:width$}  {:env_width$}  {default}\n", env_name(key))).collect()
+    }
+
+    /// `http.trusted_proxies`, parsed.
+    pub fn trusted_proxies(&self) -> Result<Vec<crate::http::proxies::Cidr>> {
+        self.http
+            .trusted_proxies
+            .iter()
+            .map(|p| p.parse().map_err(|e| Error::Invalid(format!("http.trusted_proxies: {e}"))))
+            .collect()
     }
 
     pub fn listen_addr(&self) -> Result<SocketAddr> {
@@ -427,7 +601,19 @@ mod tests {
             assert!(line.contains(env), "{line}");
         }
         assert!(table.contains("500000"));
-        assert_eq!(table.lines().count(), 48, "{table}");
+        assert_eq!(table.lines().count(), 60, "{table}");
+    }
+
+    #[test]
+    fn variables_are_matched_to_settings() {
+        let known: Vec<String> = Config::settings().into_iter().map(|(k, _)| k).collect();
+        assert!(is_setting(&known, "query.timeout_s"));
+        assert!(is_setting(&known, "QUERY.TIMEOUT_S"));
+        assert!(is_setting(&known, "kafka.producer.compression.type"));
+        assert!(!is_setting(&known, "service_host"));
+        assert!(!is_setting(&known, "port_9999_tcp"));
+        assert!(!is_setting(&known, "query.timeout"));
+        assert_eq!(edit_distance("WEIR_LISTN", "WEIR_LISTEN"), 1);
     }
 
     #[test]

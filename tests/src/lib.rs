@@ -129,6 +129,9 @@ pub struct Options {
     pub env: Vec<(String, String)>,
     /// Extra command-line arguments.
     pub args: Vec<String>,
+    /// A limit on the process's open files (soft and hard), set with
+    /// `prlimit`.
+    pub max_open_files: Option<u64>,
 }
 
 /// A running `weir serve`.
@@ -224,6 +227,16 @@ impl Gateway {
         self.client.base()
     }
 
+    /// The process id of the running gateway.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().and_then(Child::id).expect("the gateway is running")
+    }
+
+    /// What the gateway wrote to standard error so far.
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(self.data_dir.join("weir.stderr")).unwrap_or_default()
+    }
+
     /// `kill -9`: no chance to flush or clean up.
     pub async fn kill9(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -306,7 +319,14 @@ pub fn keys_of(v: &Value) -> Keys {
 }
 
 async fn launch(data_dir: &Path, metadata_url: &str, options: &Options, listen: &str) -> (Child, String) {
-    let mut command = Command::new(weir_binary());
+    let mut command = match options.max_open_files {
+        Some(n) => {
+            let mut c = Command::new("prlimit");
+            c.arg(format!("--nofile={n}:{n}")).arg("--").arg(weir_binary());
+            c
+        }
+        None => Command::new(weir_binary()),
+    };
     command
         .arg("serve")
         .arg("--listen")

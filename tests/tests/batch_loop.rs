@@ -14,12 +14,13 @@ use serde_json::{Value, json};
 use weir_gateway::batch::compaction::Compactor;
 use weir_gateway::batch::loader::Loader;
 use weir_gateway::batch::warehouse::Warehouse;
+use weir_gateway::config::QueryConfig;
 use weir_gateway::ingest::{Context, Event, Ingestor};
 use weir_gateway::log::file::{FileLog, FileLogConfig};
 use weir_gateway::log::kafka::KafkaLogConfig;
 use weir_gateway::log::{EventLog, LogSettings};
 use weir_gateway::metadata::{self, MetadataStore, OffsetAdvance};
-use weir_gateway::query::engine::{DataFusionEngine, QueryEngine};
+use weir_gateway::query::engine::{DataFusionEngine, MemorySettings, QueryEngine};
 use weir_gateway::query::rewrite;
 use weir_gateway::schema::SchemaRegistry;
 use weir_tests::broker::Broker;
@@ -230,6 +231,10 @@ async fn bulk_commit_makes_acknowledged_events_visible_in_storage(backend: Backe
     }
 }
 
+fn memory_settings(p: &Parts) -> MemorySettings {
+    MemorySettings::from_config(&QueryConfig::default(), p._dir.path())
+}
+
 /// `SELECT count(*), count(DISTINCT seq), count(tag) FROM c` on the engine.
 async fn counts(p: &Parts, engine: &dyn QueryEngine) -> (i64, i64, i64) {
     let collections: std::collections::BTreeMap<String, Vec<weir_gateway::schema::types::Field>> =
@@ -240,7 +245,7 @@ async fn counts(p: &Parts, engine: &dyn QueryEngine) -> (i64, i64, i64) {
         &rewrite::Scope { collections: &collections, table_name: &name },
     )
     .expect("rewrite");
-    let output = engine.run("p", &collections, statement, 60).await.expect("query");
+    let output = engine.run("p", &collections, statement).await.expect("query");
     let row = weir_gateway::query::result::rows(&output.batches, 1 << 20).expect("rows").remove(0);
     let n = |v: &Value| v.as_i64().expect("count");
     (n(&row[0]), n(&row[1]), n(&row[2]))
@@ -255,7 +260,9 @@ async fn compaction_merges_small_files_while_queries_see_every_row_once(backend:
     let before = p.store.parquet_files("p", "c").await.expect("manifest");
     assert!(before.len() > 10, "{} files", before.len());
 
-    let engine: Arc<dyn QueryEngine> = Arc::new(DataFusionEngine::new(p.store.clone(), p.loader.warehouse().clone()));
+    let engine: Arc<dyn QueryEngine> = Arc::new(
+        DataFusionEngine::new(p.store.clone(), p.loader.warehouse().clone(), &memory_settings(&p)).expect("engine"),
+    );
     assert_eq!(counts(&p, engine.as_ref()).await, (66, 66, 6));
     let stop = Arc::new(AtomicBool::new(false));
     let readers: Vec<_> = (0..2)

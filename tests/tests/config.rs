@@ -24,8 +24,11 @@ async fn a_toml_file_configures_the_gateway_and_the_environment_overrides_it(bac
     let r = gw.post("/event/batch", &[], &big).await;
     assert_eq!((r.status, r.json()["error_code"].clone()), (413, json!(413)), "the file's batch limit");
 
-    let options =
-        Options { args: vec!["--config".into(), path], env: vec![("WEIR_LOCK_KEY".into(), "from-env".into())] };
+    let options = Options {
+        args: vec!["--config".into(), path],
+        env: vec![("WEIR_LOCK_KEY".into(), "from-env".into())],
+        ..Options::default()
+    };
     let gw = Gateway::start_with(backend, options).await;
     let from_file = gw.post("/project/create", &[], &json!({"name": "shop", "lock_key": "from-file"})).await;
     assert_eq!(from_file.status, 403, "the environment wins over the file");
@@ -42,7 +45,6 @@ async fn a_mistake_in_the_configuration_stops_the_start(backend: Backend) {
     type Case = (Vec<String>, Vec<(&'static str, &'static str)>, &'static str);
     let cases: Vec<Case> = vec![
         (vec!["--config".into(), path], vec![], "segment_size"),
-        (vec![], vec![("WEIR_FILE_LOG__PARTITONS", "4")], "partitons"),
         (vec!["--listen".into(), "not-an-address".into()], vec![], "listen address"),
         (vec!["--log".into(), "kafka-ish://x".into()], vec![], "unsupported log URL"),
         (vec!["--log".into(), "kafka://no-port".into()], vec![], "unsupported log URL"),
@@ -67,7 +69,35 @@ async fn a_mistake_in_the_configuration_stops_the_start(backend: Backend) {
     }
 }
 
+/// Variables that name no setting are what orchestrators inject (a
+/// Kubernetes service named `weir` gives every pod `WEIR_PORT`,
+/// `WEIR_SERVICE_HOST`…): the gateway starts, names them and the closest
+/// setting, and a misspelt one does not take effect.
+async fn unknown_variables_are_named_and_left_alone(backend: Backend) {
+    let env = [
+        ("WEIR_SERVICE_HOST", "10.0.0.1"),
+        ("WEIR_PORT", "tcp://10.0.0.1:9999"),
+        ("WEIR_PORT_9999_TCP_ADDR", "10.0.0.1"),
+        ("WEIR_FILE_LOG__PARTITONS", "4"),
+        ("WEIR_PROJECTS__ALLOW_DELETION", "true"),
+    ];
+    let options =
+        Options { env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(), ..Options::default() };
+    let gw = Gateway::start_with(backend, options).await;
+    let k = gw.create_project("shop").await;
+    gw.client.collect(&k.write, "pageview", &json!({"n": 1})).await.expect("collect");
+    let stderr = gw.stderr();
+    for (name, _) in &env[..4] {
+        assert!(stderr.contains(name), "{name} is not named:\n{stderr}");
+    }
+    assert!(stderr.contains("WEIR_FILE_LOG__PARTITIONS"), "the closest setting is not named:\n{stderr}");
+    // Known variables still apply.
+    let deleted = gw.post("/project/delete", &[("master_key", &k.master)], &json!({})).await;
+    assert_eq!(deleted.status, 200, "{}", deleted.text());
+}
+
 on_every_backend!(
+    unknown_variables_are_named_and_left_alone,
     a_toml_file_configures_the_gateway_and_the_environment_overrides_it,
     a_mistake_in_the_configuration_stops_the_start,
 );

@@ -117,6 +117,7 @@ impl From<IngestError> for ApiError {
             IngestError::Metadata(e) => e.into(),
             IngestError::Log(e) => e.into(),
             IngestError::Refused(r) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, r.to_string()),
+            e @ IngestError::TooManyFields { .. } => ApiError::bad_request(e.to_string()),
         }
     }
 }

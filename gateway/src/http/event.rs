@@ -11,11 +11,12 @@ use serde::Deserialize;
 use serde_json::Value as Json;
 use serde_json::value::RawValue;
 
-use super::request::{client_ip, header_str, key_from, query_param, read_body, utf8};
+use super::request::{header_str, key_from, query_param, read_body, utf8};
 use super::{ApiError, ApiResult, AppState, json_response, success};
 use crate::ingest::{Context, Event, Stored};
 use crate::metadata::KeyKind;
 use crate::plugin::enrich::Fate;
+use crate::schema::timefmt;
 
 /// The `api` object of collection requests.
 #[derive(Debug, Default, Deserialize)]
@@ -36,12 +37,20 @@ pub struct Api {
 }
 
 impl Api {
+    /// `api.upload_time`: milliseconds since the epoch, within the years
+    /// 1 to 9999.
     fn upload_time_ms(&self) -> ApiResult<Option<i64>> {
-        match &self.upload_time {
-            None | Some(Json::Null) => Ok(None),
-            Some(Json::Number(n)) if n.as_i64().is_some() => Ok(n.as_i64()),
-            Some(Json::String(s)) if s.parse::<i64>().is_ok() => Ok(s.parse().ok()),
-            Some(_) => Err(ApiError::bad_request("api.upload_time must be milliseconds since the epoch")),
+        let ms = match &self.upload_time {
+            None | Some(Json::Null) => return Ok(None),
+            Some(Json::Number(n)) => n.as_i64(),
+            Some(Json::String(s)) => s.parse::<i64>().ok(),
+            Some(_) => None,
+        };
+        match ms {
+            Some(ms) if ms.checked_mul(1000).is_some_and(timefmt::representable) => Ok(Some(ms)),
+            _ => Err(ApiError::bad_request(
+                "api.upload_time must be milliseconds since the epoch, within the years 1 to 9999",
+            )),
         }
     }
 
@@ -124,7 +133,12 @@ struct LineBody {
     properties: Option<Json>,
 }
 
+/// Parses a body that must be a JSON object (a struct would also take an
+/// array of its fields in order).
 fn parse<'a, T: Deserialize<'a>>(text: &'a str) -> ApiResult<T> {
+    if !text.trim_start().starts_with('{') {
+        return Err(ApiError::bad_request("the body must be a JSON object"));
+    }
     serde_json::from_str(text).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
 }
 
@@ -147,7 +161,7 @@ fn context(
     Ok(Context {
         headers: header_list,
         project,
-        client_ip: Some(client_ip(headers, peer)),
+        client_ip: Some(app.client_ip(headers, peer)),
         user_agent: header_str(headers, header::USER_AGENT).map(str::to_owned),
         referer: header_str(headers, header::REFERER).map(str::to_owned),
         upload_time_ms: api.map(Api::upload_time_ms).transpose()?.flatten(),
@@ -179,7 +193,7 @@ pub async fn collect(
     body: Body,
 ) -> ApiResult<Response> {
     let received = app.now_ms();
-    let bytes = read_body(&headers, body, app.config.http.max_body_bytes, "").await?;
+    let bytes = read_body(&headers, body, app.config.http.max_body_bytes, "", app.config.http.body_timeout_ms).await?;
     let req: CollectBody = parse(utf8(&bytes)?)?;
     let project = write_project(&app, req.api.api_key.clone()).await?;
     let event = Event::new(&req.collection, req.properties).map_err(|e| ApiError::bad_request(e.to_string()))?;
@@ -229,7 +243,8 @@ pub async fn batch(
 ) -> ApiResult<Response> {
     let received = app.now_ms();
     let hint = "; send larger loads to /event/bulk";
-    let bytes = read_body(&headers, body, app.config.http.batch_max_bytes, hint).await?;
+    let bytes =
+        read_body(&headers, body, app.config.http.batch_max_bytes, hint, app.config.http.body_timeout_ms).await?;
     let batch = parse_batch(utf8(&bytes)?)?;
     let project = write_project(&app, batch.api.api_key.clone()).await?;
     let ctx = context(&app, project, Some(&batch.api), &headers, peer, received)?;
@@ -256,7 +271,7 @@ pub async fn bulk(
     body: Body,
 ) -> ApiResult<Response> {
     let received = app.now_ms();
-    let bytes = read_body(&headers, body, app.config.http.bulk_max_bytes, "").await?;
+    let bytes = read_body(&headers, body, app.config.http.bulk_max_bytes, "", app.config.http.body_timeout_ms).await?;
     let text = utf8(&bytes)?;
     let query = uri.query();
     let header_key = key_from(&headers, query, "master_key");
@@ -348,6 +363,9 @@ async fn csv_events(
     };
     let collection_name =
         crate::schema::names::collection_name(collection).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    if let Some(line) = unterminated_quote(text, separator) {
+        return Err(ApiError::bad_request(format!("CSV: the quoted field that starts on line {line} never ends")));
+    }
     let mut reader =
         csv::ReaderBuilder::new().delimiter(separator).has_headers(use_header).from_reader(text.as_bytes());
     let columns: Vec<String> = if use_header {
@@ -381,6 +399,40 @@ async fn csv_events(
         );
     }
     Ok(events)
+}
+
+/// The line on which a quoted CSV field starts that the text never closes
+/// (the CSV reader would take the rest of the text as that field).
+fn unterminated_quote(text: &str, separator: u8) -> Option<usize> {
+    let bytes = text.as_bytes();
+    let (mut line, mut i, mut field_start) = (1, 0, true);
+    while i < bytes.len() {
+        let b = bytes[i];
+        if field_start && b == b'"' {
+            let opened_on = line;
+            i += 1;
+            loop {
+                match bytes.get(i) {
+                    None => return Some(opened_on),
+                    Some(b'"') if bytes.get(i + 1) == Some(&b'"') => i += 2,
+                    Some(b'"') => break,
+                    Some(b'\n') => {
+                        line += 1;
+                        i += 1;
+                    }
+                    Some(_) => i += 1,
+                }
+            }
+            field_start = false;
+        } else {
+            if b == b'\n' {
+                line += 1;
+            }
+            field_start = b == separator || b == b'\n' || b == b'\r';
+        }
+        i += 1;
+    }
+    None
 }
 
 /// A text value from CSV or a query string as the JSON value it spells:
@@ -433,7 +485,8 @@ pub async fn pixel(
             "api.api_key" => api.api_key = Some(v.into_owned()),
             "api.upload_time" => api.upload_time = Some(Json::String(v.into_owned())),
             "api.uuid" => api.uuid = Some(Json::String(v.into_owned())),
-            "api.api_version" | "api.library.name" | "api.library.version" => {}
+            // `_` is the usual cache-buster of pixel URLs.
+            "api.api_version" | "api.library.name" | "api.library.version" | "_" => {}
             other => match other.strip_prefix("prop.") {
                 Some(name) => properties.push((name.to_owned(), sniff(&v))),
                 None => {
@@ -461,6 +514,15 @@ pub async fn pixel(
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn unterminated_quotes_are_found() {
+        assert_eq!(unterminated_quote("a,b\n\"x,y\"\n1,2\n", b','), None);
+        assert_eq!(unterminated_quote("a,b\n\"say \"\"hi\"\"\",2\n", b','), None);
+        assert_eq!(unterminated_quote("a,b\n1,\"open\n2,3\n", b','), Some(2));
+        assert_eq!(unterminated_quote("a;b\nx\"y;2\n", b';'), None);
+        assert_eq!(unterminated_quote("a\tb\n1\t\"x", b'\t'), Some(2));
+    }
 
     #[test]
     fn text_values_are_sniffed() {

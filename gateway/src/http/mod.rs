@@ -2,11 +2,14 @@
 
 mod error;
 mod event;
+mod own_errors;
 mod plugin;
 mod project;
+pub mod proxies;
 mod query;
 mod registry;
 pub mod request;
+pub mod server;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -119,6 +122,11 @@ impl App {
     pub(crate) async fn authorize_as(&self, key: Option<String>, kinds: &[KeyKind], name: &str) -> ApiResult<String> {
         let key = key.ok_or_else(|| ApiError::unauthorized(format!("{name} is missing")))?;
         self.keys.project_of(&key, kinds).await?.ok_or_else(|| ApiError::forbidden(format!("{name} is invalid")))
+    }
+
+    /// The client's address, per `http.trusted_proxies`.
+    pub(crate) fn client_ip(&self, headers: &http::HeaderMap, peer: SocketAddr) -> std::net::IpAddr {
+        proxies::client_ip(headers, peer.ip(), &self.trusted_proxies)
     }
 
     /// Project creation and listing: the lock key when one is configured,

@@ -13,7 +13,7 @@ use serde_json::{Value as Json, json};
 use sha2::{Digest, Sha256};
 
 use super::project::body_of;
-use super::request::{client_ip, header_str, json, key_from, query_param, read_body};
+use super::request::{header_str, json, key_from, query_param, read_body};
 use super::{ApiError, ApiResult, AppState, json_response, success};
 use crate::ingest::Event;
 use crate::metadata::{KeyKind, PluginChange, PluginRecord, PluginUpload};
@@ -69,7 +69,7 @@ pub async fn upload(State(app): State<AppState>, uri: Uri, headers: HeaderMap, b
     // The body is read before anything can refuse the request: a refusal
     // that leaves it unread resets the connection under a client that is
     // still sending, and the client never sees the answer.
-    let bytes = read_body(&headers, body, settings.max_upload_bytes, "").await?;
+    let bytes = read_body(&headers, body, settings.max_upload_bytes, "", app.config.http.body_timeout_ms).await?;
     let project = master(&app, &uri, &headers).await?;
     let query = uri.query();
     let name = plugin_name(&query_param(query, "name").ok_or_else(|| ApiError::bad_request("name is missing"))?)?;
@@ -281,7 +281,7 @@ pub async fn test(
 ) -> ApiResult<Response> {
     // Read first, as for uploads: this body may hold a whole component.
     let limit = app.config.http.max_body_bytes.max(app.config.plugins.max_upload_bytes * 4 / 3 + 4096);
-    let bytes = read_body(&headers, body, limit, "").await?;
+    let bytes = read_body(&headers, body, limit, "", app.config.http.body_timeout_ms).await?;
     let project = master(&app, &uri, &headers).await?;
     let req: TestBody = json(&bytes)?;
     let settings = &app.config.plugins;
@@ -337,7 +337,7 @@ pub async fn test(
             }
             let info = RequestInfo {
                 project: project.clone(),
-                client_address: Some(client_ip(&headers, peer).to_string()),
+                client_address: Some(app.client_ip(&headers, peer).to_string()),
                 user_agent: header_str(&headers, header::USER_AGENT).map(str::to_owned),
                 headers: header_list(&headers),
             };

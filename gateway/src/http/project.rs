@@ -22,7 +22,7 @@ pub(super) async fn body_of<T: serde::de::DeserializeOwned>(
     headers: &HeaderMap,
     body: Body,
 ) -> ApiResult<T> {
-    let bytes = read_body(headers, body, app.config.http.max_body_bytes, "").await?;
+    let bytes = read_body(headers, body, app.config.http.max_body_bytes, "", app.config.http.body_timeout_ms).await?;
     json(&bytes)
 }
 

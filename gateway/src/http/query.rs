@@ -14,6 +14,7 @@ use crate::app::App;
 use crate::metadata::KeyKind;
 use crate::plugin::rewrite::QueryCaller;
 use crate::query::engine::{EngineError, QueryOutput};
+use crate::query::lanes::LaneError;
 use crate::query::rewrite::{self, RewriteError, Scope};
 use crate::query::{Collections, result};
 
@@ -56,11 +57,8 @@ impl App {
         limit: Option<u64>,
     ) -> ApiResult<Statement> {
         let table_name = |collection: &str| self.engine.table_name(project, collection);
-        let mut statement =
-            rewrite::rewrite(sql, &Scope { collections, table_name: &table_name }).map_err(|e| match e {
-                RewriteError::Denied(reason) => ApiError::forbidden(format!("denied: {reason}")),
-                RewriteError::Syntax(message) => ApiError::query(StatusCode::BAD_REQUEST, message, sql),
-            })?;
+        let mut statement = rewrite::rewrite(sql, &Scope { collections, table_name: &table_name })
+            .map_err(|e| rewrite_error(e, sql))?;
         let limits = &self.config.query;
         if let Some(limit) = limit {
             rewrite::apply_limit(&mut statement, limit.min(limits.max_limit));
@@ -75,31 +73,86 @@ impl App {
         sql: &str,
         statement: Statement,
     ) -> ApiResult<QueryOutput> {
-        self.engine.run(project, collections, statement, self.config.query.timeout_s).await.map_err(|e| match e {
+        self.engine.run(project, collections, statement).await.map_err(|e| match e {
             EngineError::Query(message) => ApiError::query(StatusCode::BAD_REQUEST, message, sql),
-            EngineError::Timeout(_) => ApiError::new(StatusCode::GATEWAY_TIMEOUT, e.to_string()),
+            EngineError::PastDeadline => self.timed_out(),
+            EngineError::TooMuchMemory(message) => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, message),
+            EngineError::Busy(message) => ApiError::unavailable(message),
             EngineError::Metadata(e) => e.into(),
             EngineError::Storage(m) => ApiError::unavailable(m),
         })
     }
 
-    /// The user's SQL after the project's rewriter plugins.
-    async fn user_sql(&self, caller: &QueryCaller, sql: &str) -> ApiResult<String> {
-        self.plugins.rewrite_query(caller, sql.to_owned()).await.map_err(|e| ApiError::forbidden(e.to_string()))
+    fn timed_out(&self) -> ApiError {
+        let seconds = self.config.query.timeout_s;
+        ApiError::new(StatusCode::GATEWAY_TIMEOUT, format!("the query ran longer than {seconds} s (query.timeout_s)"))
     }
+}
 
-    /// Runs a query and answers Rakam's `{metadata, result, properties}`.
-    async fn answer(&self, caller: &QueryCaller, req: &QueryRequest) -> ApiResult<Json> {
-        let project = caller.project.as_str();
-        let limit = req.limit.unwrap_or(self.config.query.default_limit);
-        let sql = self.user_sql(caller, &req.query).await?;
-        let collections = self.collections(project).await?;
-        let statement = self.rewritten(project, &collections, &sql, Some(limit))?;
-        let output = self.run_query(project, &collections, &sql, statement).await?;
-        let rows = result::rows(&output.batches, self.config.query.max_result_bytes)
-            .map_err(|e| ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, e.to_string()))?;
-        Ok(json!({"metadata": metadata(&output), "result": rows, "properties": {}}))
+/// The user's SQL after the project's rewriter plugins. With plugins, the
+/// user's SQL is parsed and checked first (on the query lanes, whose
+/// threads are made for deep statements), so that a query too deep or
+/// malformed is answered as such rather than as a plugin's failure.
+async fn user_sql(app: &AppState, caller: &QueryCaller, sql: &str) -> ApiResult<String> {
+    if app.plugins.has_rewriters(&caller.project) {
+        let owned = sql.to_owned();
+        let checked = async move { rewrite::parse(&owned).map(drop).map_err(|e| rewrite_error(e, &owned)) };
+        on_lanes(app, &caller.project, checked).await??;
     }
+    app.plugins.rewrite_query(caller, sql.to_owned()).await.map_err(|e| ApiError::forbidden(e.to_string()))
+}
+
+/// A query's answer from the engine: the rewrite and the run, on the query
+/// lanes and within the query timeout.
+async fn output(app: &AppState, project: &str, sql: String, limit: Option<u64>) -> ApiResult<QueryOutput> {
+    let work = {
+        let app = app.clone();
+        let project = project.to_owned();
+        async move {
+            let collections = app.collections(&project).await?;
+            let statement = app.rewritten(&project, &collections, &sql, limit)?;
+            app.run_query(&project, &collections, &sql, statement).await
+        }
+    };
+    on_lanes(app, project, work).await?
+}
+
+/// Runs work of a project's query on the query lanes, within the query
+/// timeout.
+async fn on_lanes<T: Send + 'static>(
+    app: &AppState,
+    project: &str,
+    work: impl std::future::Future<Output = T> + Send + 'static,
+) -> ApiResult<T> {
+    let timeout = std::time::Duration::from_secs(app.config.query.timeout_s);
+    app.queries.run(project, timeout, work).await.map_err(|e| match e {
+        LaneError::Busy { .. } => {
+            ApiError { retry_after: Some(1), ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, e.to_string()) }
+        }
+        LaneError::Timeout(_) => app.timed_out(),
+        LaneError::Failed(_) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        LaneError::Closed => ApiError::unavailable(e.to_string()),
+    })
+}
+
+fn rewrite_error(e: RewriteError, sql: &str) -> ApiError {
+    match e {
+        RewriteError::Denied(reason) => ApiError::forbidden(format!("denied: {reason}")),
+        RewriteError::Syntax(message) => ApiError::query(StatusCode::BAD_REQUEST, message, sql),
+        e @ (RewriteError::TooDeep(_) | RewriteError::Empty) => {
+            ApiError::query(StatusCode::BAD_REQUEST, e.to_string(), sql)
+        }
+    }
+}
+
+/// Runs a query and answers Rakam's `{metadata, result, properties}`.
+async fn answer(app: &AppState, caller: &QueryCaller, req: &QueryRequest) -> ApiResult<Json> {
+    let limit = req.limit.unwrap_or(app.config.query.default_limit);
+    let sql = user_sql(app, caller, &req.query).await?;
+    let output = output(app, &caller.project, sql, Some(limit)).await?;
+    let rows = result::rows(&output.batches, app.config.query.max_result_bytes)
+        .map_err(|e| ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, e.to_string()))?;
+    Ok(json!({"metadata": metadata(&output), "result": rows, "properties": {}}))
 }
 
 fn metadata(output: &QueryOutput) -> Vec<Json> {
@@ -112,7 +165,7 @@ fn metadata(output: &QueryOutput) -> Vec<Json> {
 }
 
 async fn read_request(app: &AppState, headers: &HeaderMap, body: Body) -> ApiResult<QueryRequest> {
-    let bytes = read_body(headers, body, app.config.http.max_body_bytes, "").await?;
+    let bytes = read_body(headers, body, app.config.http.max_body_bytes, "", app.config.http.body_timeout_ms).await?;
     json(&bytes)
 }
 
@@ -126,7 +179,7 @@ async fn reader(app: &AppState, uri: &Uri, headers: &HeaderMap) -> ApiResult<Que
 pub async fn execute(State(app): State<AppState>, uri: Uri, headers: HeaderMap, body: Body) -> ApiResult<Response> {
     let caller = reader(&app, &uri, &headers).await?;
     let req = read_request(&app, &headers, body).await?;
-    Ok(json_response(StatusCode::OK, &app.answer(&caller, &req).await?))
+    Ok(json_response(StatusCode::OK, &answer(&app, &caller, &req).await?))
 }
 
 /// `GET /query/execute?read_key=&data=<the same JSON>`: the answer as
@@ -135,7 +188,7 @@ pub async fn execute_stream(State(app): State<AppState>, uri: Uri, headers: Head
     let caller = reader(&app, &uri, &headers).await?;
     let data = query_param(uri.query(), "data").ok_or_else(|| ApiError::bad_request("data is missing"))?;
     let req: QueryRequest = json(data.as_bytes())?;
-    let (event, payload) = match app.answer(&caller, &req).await {
+    let (event, payload) = match answer(&app, &caller, &req).await {
         Ok(answer) => ("result", answer),
         Err(e) => ("error", json!({"error": e.message, "error_code": e.status.as_u16()})),
     };
@@ -150,10 +203,8 @@ pub async fn explain(State(app): State<AppState>, uri: Uri, headers: HeaderMap, 
     let caller = reader(&app, &uri, &headers).await?;
     let project = caller.project.as_str();
     let req = read_request(&app, &headers, body).await?;
-    let sql = format!("EXPLAIN {}", app.user_sql(&caller, &req.query).await?.trim_start());
-    let collections = app.collections(project).await?;
-    let statement = app.rewritten(project, &collections, &sql, None)?;
-    let output = app.run_query(project, &collections, &sql, statement).await?;
+    let sql = format!("EXPLAIN {}", user_sql(&app, &caller, &req.query).await?.trim_start());
+    let output = output(&app, project, sql, None).await?;
     let rows = result::rows(&output.batches, app.config.query.max_result_bytes)
         .map_err(|e| ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, e.to_string()))?;
     let plan: Vec<Json> = rows.into_iter().map(|r| json!({"plan_type": r[0], "plan": r[1]})).collect();
@@ -170,10 +221,8 @@ pub async fn query_metadata(
     let caller = reader(&app, &uri, &headers).await?;
     let project = caller.project.as_str();
     let req = read_request(&app, &headers, body).await?;
-    let sql = app.user_sql(&caller, &req.query).await?;
-    let collections = app.collections(project).await?;
-    let statement = app.rewritten(project, &collections, &sql, Some(0))?;
-    let output = app.run_query(project, &collections, &sql, statement).await?;
+    let sql = user_sql(&app, &caller, &req.query).await?;
+    let output = output(&app, project, sql, Some(0)).await?;
     Ok(json_response(StatusCode::OK, &metadata(&output)))
 }
 
@@ -182,7 +231,7 @@ pub async fn query_metadata(
 pub async fn export(State(app): State<AppState>, uri: Uri, headers: HeaderMap, body: Body) -> ApiResult<Response> {
     let caller = reader(&app, &uri, &headers).await?;
     let req = read_request(&app, &headers, body).await?;
-    let answer = app.answer(&caller, &req).await?;
+    let answer = answer(&app, &caller, &req).await?;
     let names: Vec<String> = answer["metadata"]
         .as_array()
         .into_iter()
@@ -227,34 +276,37 @@ pub async fn export(State(app): State<AppState>, uri: Uri, headers: HeaderMap, b
 
 /// `POST /project/stats` with a JSON array of read keys: per key, the
 /// project's event counts (all, last 30 days, last day) over `_all`. Keys
-/// that are not read keys are left out, as Rakam does.
+/// that are not read keys are left out, as Rakam does, and so are keys
+/// whose counts failed: one project's trouble does not fail the others'.
 pub async fn project_stats(State(app): State<AppState>, headers: HeaderMap, body: Body) -> ApiResult<Response> {
-    let bytes = read_body(&headers, body, app.config.http.max_body_bytes, "").await?;
+    let bytes = read_body(&headers, body, app.config.http.max_body_bytes, "", app.config.http.body_timeout_ms).await?;
     let keys: Vec<String> = json(&bytes)?;
     let mut answer = serde_json::Map::new();
     for key in keys {
         let Some(project) = app.keys.project_of(&key, &[KeyKind::Read]).await? else { continue };
-        answer.insert(key, app.project_stats(&project).await?);
+        match project_stats_of(&app, &project).await {
+            Ok(stats) => {
+                answer.insert(key, stats);
+            }
+            Err(e) => tracing::warn!(project, error = %e.message, "the counts of a project failed"),
+        }
     }
     Ok(json_response(StatusCode::OK, &answer))
 }
 
-impl App {
-    async fn project_stats(&self, project: &str) -> ApiResult<Json> {
-        let collections = self.collections(project).await?;
-        let visible = collections.keys().any(|c| !c.starts_with('_') && !c.starts_with('$'));
-        if !visible {
-            return Ok(json!({"allEvents": 0, "monthlyEvents": 0, "dailyEvents": 0}));
-        }
-        let sql = "SELECT count(*), \
-                   count(CASE WHEN _time >= now() - INTERVAL '30 days' THEN 1 END), \
-                   count(CASE WHEN _time >= now() - INTERVAL '1 day' THEN 1 END) FROM _all";
-        let statement = self.rewritten(project, &collections, sql, None)?;
-        let output = self.run_query(project, &collections, sql, statement).await?;
-        let row = result::rows(&output.batches, 1 << 16)
-            .ok()
-            .and_then(|mut rows| rows.pop())
-            .ok_or_else(|| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "no counts"))?;
-        Ok(json!({"allEvents": row[0], "monthlyEvents": row[1], "dailyEvents": row[2]}))
+async fn project_stats_of(app: &AppState, project: &str) -> ApiResult<Json> {
+    let collections = app.collections(project).await?;
+    let visible = collections.keys().any(|c| !c.starts_with('_') && !c.starts_with('$'));
+    if !visible {
+        return Ok(json!({"allEvents": 0, "monthlyEvents": 0, "dailyEvents": 0}));
     }
+    let sql = "SELECT count(*), \
+               count(CASE WHEN _time >= now() - INTERVAL '30 days' THEN 1 END), \
+               count(CASE WHEN _time >= now() - INTERVAL '1 day' THEN 1 END) FROM _all";
+    let output = output(app, project, sql.to_owned(), None).await?;
+    let row = result::rows(&output.batches, 1 << 16)
+        .ok()
+        .and_then(|mut rows| rows.pop())
+        .ok_or_else(|| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "no counts"))?;
+    Ok(json!({"allEvents": row[0], "monthlyEvents": row[1], "dailyEvents": row[2]}))
 }

@@ -62,22 +62,34 @@ impl Scope {
     }
 }
 
-/// A read key from the `read_key` header or Basic auth's password.
-fn read_key(headers: &HeaderMap) -> Option<String> {
+/// A read key from the `read_key` header or Basic auth's password. Any
+/// other authorization is refused rather than read as none.
+fn read_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
     if let Some(key) = headers.get("read_key").and_then(|v| v.to_str().ok()).filter(|k| !k.is_empty()) {
-        return Some(key.to_owned());
+        return Ok(Some(key.to_owned()));
     }
-    let basic = headers.get(header::AUTHORIZATION)?.to_str().ok()?.strip_prefix("Basic ")?;
-    let decoded = base64::engine::general_purpose::STANDARD.decode(basic.trim()).ok()?;
-    let text = String::from_utf8(decoded).ok()?;
-    let (_, password) = text.split_once(':')?;
-    Some(password.to_owned())
+    let Some(authorization) = headers.get(header::AUTHORIZATION) else { return Ok(None) };
+    let refused = || {
+        ApiError::unauthorized("the Authorization header must be Basic auth with a project's read key as the password")
+    };
+    let text = authorization.to_str().map_err(|_| refused())?;
+    let (scheme, credentials) = text.split_once(' ').ok_or_else(refused)?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return Err(refused());
+    }
+    let decoded = base64::engine::general_purpose::STANDARD.decode(credentials.trim()).map_err(|_| refused())?;
+    let text = String::from_utf8(decoded).map_err(|_| refused())?;
+    let (_, password) = text.split_once(':').ok_or_else(refused)?;
+    Ok(Some(password.to_owned()))
 }
 
+/// Loopback clients without a key read every project's schemas only where
+/// the operator left project management open too (no `lock_key`).
 async fn scope(app: &AppState, headers: &HeaderMap, peer: SocketAddr) -> ApiResult<Scope> {
-    match read_key(headers) {
+    let open = app.config.schema_registry.open_on_loopback && app.config.lock_key.is_none();
+    match read_key(headers)? {
         Some(key) => Ok(Scope::Project(app.authorize(Some(key), &[KeyKind::Read]).await?)),
-        None if app.config.schema_registry.open_on_loopback && peer.ip().is_loopback() => Ok(Scope::All),
+        None if open && peer.ip().is_loopback() => Ok(Scope::All),
         None => Err(ApiError::unauthorized(
             "read_key is missing: send a project's read key (read_key header, or as the Basic auth password)",
         )),
@@ -205,12 +217,15 @@ mod tests {
 
     #[test]
     fn keys_come_from_the_header_or_basic_auth() {
+        let key = |h: &HeaderMap| read_key(h).map_err(|e| e.message);
         let mut h = HeaderMap::new();
-        assert_eq!(read_key(&h), None);
+        assert_eq!(key(&h), Ok(None));
         h.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic c2hvcDpzZWNyZXQ=")); // shop:secret
-        assert_eq!(read_key(&h).as_deref(), Some("secret"));
+        assert_eq!(key(&h), Ok(Some("secret".to_owned())));
+        h.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer c2hvcDpzZWNyZXQ="));
+        assert!(key(&h).is_err(), "another scheme is refused, not taken as none");
         h.insert("read_key", HeaderValue::from_static("k"));
-        assert_eq!(read_key(&h).as_deref(), Some("k"));
+        assert_eq!(key(&h), Ok(Some("k".to_owned())));
         let same = |t: &str| Some(t.to_owned());
         assert_eq!(subject_parts("shop.pageview-value", same), Some(("shop".into(), "pageview".into())));
         assert_eq!(subject_parts("shop.pageview-key", same), None);

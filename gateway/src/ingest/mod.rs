@@ -25,6 +25,7 @@ use crate::plugin::enrich::{Fate, Refusal, RequestInfo};
 use crate::schema::avro;
 use crate::schema::infer::{coerce, infer};
 use crate::schema::names::{INVALID_SCHEMA_COLLECTION, topic_name};
+use crate::schema::timefmt;
 use crate::schema::types::{Field, FieldType};
 use crate::schema::value::{Scalar, Value};
 use crate::schema::{CollectionSchema, SchemaRegistry, TIME_FIELD, USER_FIELD};
@@ -38,7 +39,15 @@ pub enum IngestError {
     /// An enricher failed and its policy refuses the events.
     #[error(transparent)]
     Refused(#[from] Refusal),
+    #[error(
+        "collection {collection} would have {count} fields, more than the {cap} a collection may have \
+         (projects.max_fields); send fewer distinct properties"
+    )]
+    TooManyFields { collection: String, count: usize, cap: usize },
 }
+
+/// Fields a collection may have unless configured otherwise.
+pub const DEFAULT_MAX_FIELDS: usize = 1_000;
 
 /// What the request adds to its events.
 #[derive(Debug, Clone, Default)]
@@ -72,6 +81,7 @@ pub struct Ingestor {
     log: Arc<dyn EventLog>,
     backlog: Option<Arc<crate::batch::loader::Backlog>>,
     plugins: Option<Arc<Plugins>>,
+    max_fields: usize,
 }
 
 /// What became of a request's events.
@@ -93,7 +103,14 @@ struct InvalidRow {
 
 impl Ingestor {
     pub fn new(registry: Arc<SchemaRegistry>, log: Arc<dyn EventLog>) -> Self {
-        Ingestor { registry, log, backlog: None, plugins: None }
+        Ingestor { registry, log, backlog: None, plugins: None, max_fields: DEFAULT_MAX_FIELDS }
+    }
+
+    /// Caps the fields of each collection: a request that would add more is
+    /// refused.
+    pub fn with_max_fields(mut self, max_fields: usize) -> Self {
+        self.max_fields = max_fields;
+        self
     }
 
     /// Runs the project's enrichers over every request's events.
@@ -233,6 +250,11 @@ impl Ingestor {
         let mut schemas = FastMap::with_capacity_and_hasher(known.len(), Default::default());
         for (collection, schema) in known {
             let wanted = new_fields.remove(collection).unwrap_or_default();
+            let count = schema.as_ref().map_or(1, |s| s.fields.len()) + wanted.len();
+            if !wanted.is_empty() && count > self.max_fields {
+                let collection = collection.to_owned();
+                return Err(IngestError::TooManyFields { collection, count, cap: self.max_fields });
+            }
             let schema = match schema {
                 Some(s) if wanted.is_empty() => s,
                 _ => self.registry.ensure_fields(project, collection, &wanted, ctx.received_ms).await?,
@@ -382,7 +404,8 @@ fn invalid_row(
 
 /// The event's `_time`: its own, shifted by the difference between the
 /// server's and the client's clocks when `api.upload_time` was given, or
-/// the server's time of arrival.
+/// the server's time of arrival. A shifted time past what can be
+/// represented is an error (the caller stores the time of arrival).
 fn event_time(ctx: &Context, value: Option<&Json>) -> Result<i64, String> {
     let own = match value {
         None | Some(Json::Null) => return Ok(ctx.received_ms * 1000),
@@ -391,8 +414,12 @@ fn event_time(ctx: &Context, value: Option<&Json>) -> Result<i64, String> {
     let Some(Value::Scalar(Scalar::Timestamp(micros))) = own else {
         return Ok(ctx.received_ms * 1000);
     };
-    let skew_ms = ctx.upload_time_ms.map_or(0, |sent| ctx.received_ms - sent);
-    Ok(micros.saturating_add(skew_ms.saturating_mul(1000)))
+    let skew_ms = ctx.upload_time_ms.map_or(Some(0), |sent| ctx.received_ms.checked_sub(sent));
+    skew_ms
+        .and_then(|skew| skew.checked_mul(1000))
+        .and_then(|skew| micros.checked_add(skew))
+        .filter(|&shifted| timefmt::representable(shifted))
+        .ok_or_else(|| "the time corrected for the client's clock lies outside the years 1 to 9999".to_owned())
 }
 
 /// The partitioning key of a record: its `_user`, as text, written to `keys`.

@@ -130,6 +130,11 @@ impl Plugins {
         self.projects.read().is_ok_and(|p| p.get(project).is_some_and(|p| !p.enrichers.is_empty()))
     }
 
+    /// Whether the project has an enabled query rewriter.
+    pub fn has_rewriters(&self, project: &str) -> bool {
+        self.projects.read().is_ok_and(|p| p.get(project).is_some_and(|p| !p.rewriters.is_empty()))
+    }
+
     /// The counts of a plugin since this gateway started.
     pub fn stats(&self, project: &str, name: &str) -> Arc<PluginStats> {
         let mut stats = self.stats.lock().unwrap_or_else(std::sync::PoisonError::into_inner);

@@ -9,5 +9,7 @@ use crate::schema::types::Field;
 pub type Collections = BTreeMap<String, Vec<Field>>;
 
 pub mod engine;
+pub mod lanes;
+mod nesting;
 pub mod result;
 pub mod rewrite;

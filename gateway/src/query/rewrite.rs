@@ -14,12 +14,17 @@ use sqlparser::ast::{
     VisitMut, VisitorMut,
 };
 use sqlparser::dialect::GenericDialect;
-use sqlparser::parser::Parser;
+use sqlparser::parser::{Parser, ParserError};
 
 use crate::schema::types::Field;
 
-/// Nesting deeper than this is refused.
+/// Parentheses and subqueries nested deeper than this are refused by the
+/// parser.
 pub const RECURSION_LIMIT: usize = 64;
+
+/// Expressions and set operations nested deeper than this are refused
+/// (chains the parser reads in a loop: `a OR b OR …`, `… UNION ALL …`).
+pub const MAX_NESTING: usize = 4_000;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RewriteError {
@@ -27,6 +32,10 @@ pub enum RewriteError {
     Syntax(String),
     #[error("denied: {0}")]
     Denied(String),
+    #[error("query too deep: {0}")]
+    TooDeep(String),
+    #[error("the query is empty")]
+    Empty,
 }
 
 /// What a query of one project may see.
@@ -39,20 +48,7 @@ pub struct Scope<'a> {
 
 /// Parses, checks and rewrites one statement.
 pub fn rewrite(sql: &str, scope: &Scope<'_>) -> Result<Statement, RewriteError> {
-    let mut statements = Parser::new(&GenericDialect {})
-        .with_recursion_limit(RECURSION_LIMIT)
-        .try_with_sql(sql)
-        .and_then(|mut p| p.parse_statements())
-        .map_err(|e| match not_a_query(sql) {
-            // A statement this parser does not know (another engine's
-            // syntax) is still refused as what it is.
-            Some(kind) => RewriteError::Denied(format!("only queries run, not {kind}")),
-            None => RewriteError::Syntax(e.to_string()),
-        })?;
-    if statements.len() != 1 {
-        return Err(RewriteError::Denied(format!("one statement per query, not {}", statements.len())));
-    }
-    let mut statement = statements.remove(0);
+    let mut statement = parse(sql)?;
     match &statement {
         Statement::Query(_) => {}
         Statement::Explain { statement: inner, .. } if matches!(**inner, Statement::Query(_)) => {}
@@ -66,24 +62,56 @@ pub fn rewrite(sql: &str, scope: &Scope<'_>) -> Result<Statement, RewriteError> 
     }
 }
 
-/// The first two words of a statement that does not start like a query.
+/// Parses exactly one statement and checks how deeply it nests.
+pub fn parse(sql: &str) -> Result<Statement, RewriteError> {
+    let mut statements = Parser::new(&GenericDialect {})
+        .with_recursion_limit(RECURSION_LIMIT)
+        .try_with_sql(sql)
+        .and_then(|mut p| p.parse_statements())
+        .map_err(|e| match (e, not_a_query(sql)) {
+            (ParserError::RecursionLimitExceeded, _) => {
+                RewriteError::TooDeep(format!("parentheses or subqueries nest more than {RECURSION_LIMIT} levels"))
+            }
+            // A statement this parser does not know (another engine's
+            // syntax) is still refused as what it is.
+            (_, Some(kind)) => RewriteError::Denied(format!("only queries run, not {kind}")),
+            (e, None) => RewriteError::Syntax(e.to_string()),
+        })?;
+    if statements.is_empty() {
+        return Err(RewriteError::Empty);
+    }
+    if statements.len() != 1 {
+        return Err(RewriteError::Denied(format!("one statement per query, not {}", statements.len())));
+    }
+    let statement = statements.remove(0);
+    if !super::nesting::within(&statement, MAX_NESTING) {
+        return Err(RewriteError::TooDeep(format!(
+            "expressions or set operations nest more than {MAX_NESTING} levels"
+        )));
+    }
+    Ok(statement)
+}
+
+/// The first two words of a statement that starts with a keyword other
+/// than a query's; `None` for a query or for words that are no keyword (a
+/// misspelling is a syntax error, not another kind of statement).
 fn not_a_query(sql: &str) -> Option<String> {
+    use sqlparser::keywords::Keyword;
     use sqlparser::tokenizer::{Token, Tokenizer};
     let tokens = Tokenizer::new(&GenericDialect {}, sql).tokenize().ok()?;
     let mut words = tokens.iter().filter(|t| !matches!(t, Token::Whitespace(_)));
     match words.next()? {
-        Token::Word(w) if ["SELECT", "WITH", "VALUES", "EXPLAIN"].contains(&w.value.to_ascii_uppercase().as_str()) => {
+        Token::Word(w) if matches!(w.keyword, Keyword::SELECT | Keyword::WITH | Keyword::VALUES | Keyword::EXPLAIN) => {
             None
         }
-        Token::LParen => None,
-        Token::Word(w) => {
+        Token::Word(w) if w.keyword != Keyword::NoKeyword && w.quote_style.is_none() => {
             let second = match words.next() {
                 Some(Token::Word(next)) => format!(" {}", next.value.to_ascii_uppercase()),
                 _ => String::new(),
             };
             Some(format!("{}{second}", w.value.to_ascii_uppercase()))
         }
-        other => Some(other.to_string()),
+        _ => None,
     }
 }
 
@@ -427,7 +455,23 @@ mod tests {
     #[test]
     fn deep_nesting_is_refused() {
         let deep = format!("SELECT {}1{}", "(".repeat(500), ")".repeat(500));
-        assert!(matches!(run(&deep), Err(RewriteError::Syntax(m)) if m.contains("recursion")));
+        assert!(matches!(run(&deep), Err(RewriteError::TooDeep(m)) if m.contains("parentheses")));
+        let long = format!("SELECT {}", vec!["1"; MAX_NESTING + 10].join("+"));
+        assert!(matches!(run(&long), Err(RewriteError::TooDeep(m)) if m.contains("expressions")));
+        let unions = vec!["SELECT 1"; MAX_NESTING + 10].join(" UNION ALL ");
+        assert!(matches!(run(&unions), Err(RewriteError::TooDeep(_))));
+        let filter = (0..1000).map(|i| format!("url = '/p{i}'")).collect::<Vec<_>>().join(" OR ");
+        assert!(run(&format!("SELECT count(*) FROM pageview WHERE {filter}")).is_ok());
+    }
+
+    #[test]
+    fn misspelt_and_empty_queries_are_syntax_errors() {
+        assert!(matches!(run("SELEC 1"), Err(RewriteError::Syntax(_))));
+        assert!(matches!(run("frobnicate the table"), Err(RewriteError::Syntax(_))));
+        assert_eq!(run(""), Err(RewriteError::Empty));
+        assert_eq!(run("  -- nothing\n ;"), Err(RewriteError::Empty));
+        denied("TRUNCATE pageview", "TRUNCATE");
+        denied("GRANT ALL ON pageview TO x", "GRANT");
     }
 
     #[test]

@@ -125,11 +125,13 @@ pub fn scalar(value: &Json, t: ScalarType) -> Option<Scalar<'_>> {
         ScalarType::Date => value.as_str().and_then(timefmt::parse_date).map(Scalar::Date),
         ScalarType::Time => value.as_str().and_then(timefmt::parse_time).map(Scalar::Time),
         ScalarType::Timestamp => match value {
-            Json::String(s) => timefmt::parse_date_or_timestamp(s).map(Scalar::Timestamp),
+            Json::String(s) => timefmt::parse_date_or_timestamp(s),
             // A number is milliseconds since the epoch.
-            Json::Number(_) => integer(value).and_then(|ms| ms.checked_mul(1000)).map(Scalar::Timestamp),
+            Json::Number(_) => integer(value).and_then(|ms| ms.checked_mul(1000)),
             _ => None,
-        },
+        }
+        .filter(|&micros| timefmt::representable(micros))
+        .map(Scalar::Timestamp),
         ScalarType::Binary => value
             .as_str()
             .and_then(|s| {

@@ -23,6 +23,21 @@ pub enum NameError {
     InvalidCollection(String),
     #[error("property name {0:?} has no letter or digit to keep")]
     InvalidField(String),
+    #[error("property name {0:?} is longer than 100 characters")]
+    FieldTooLong(String),
+    #[error("property name {0:?} is reserved: the gateway adds a column of that name to queries")]
+    ReservedField(String),
+    #[error("properties {0:?} and {1:?} both become field {2:?}; send one of them")]
+    DuplicateField(String, String, String),
+}
+
+/// Field names the gateway gives columns of its own: `_collection` in
+/// `_all`, `_day` in the warehouse's partition folders.
+pub const RESERVED_FIELDS: [&str; 2] = ["_collection", "_day"];
+
+/// Whether an event may not carry a field of this (normalized) name.
+pub fn is_reserved_field(name: &str) -> bool {
+    name.starts_with('_') && RESERVED_FIELDS.contains(&name)
 }
 
 /// Lowercases and checks a project name (`^[0-9A-Za-z_]+$`).
@@ -94,7 +109,10 @@ pub fn field_name(raw: &str) -> Result<String, NameError> {
             prev_lower = false;
         }
     }
-    if !out.bytes().any(|b| b.is_ascii_alphanumeric()) || out.len() > MAX_NAME_LEN {
+    if out.len() > MAX_NAME_LEN {
+        return Err(NameError::FieldTooLong(raw.to_owned()));
+    }
+    if !out.bytes().any(|b| b.is_ascii_alphanumeric()) {
         return Err(NameError::InvalidField(raw.to_owned()));
     }
     if out.as_bytes()[0].is_ascii_digit() {
@@ -153,6 +171,8 @@ mod tests {
         assert_eq!(field_name("first name").as_deref(), Ok("first_name"));
         assert_eq!(field_name("_time").as_deref(), Ok("_time"));
         assert_eq!(field_name("1st").as_deref(), Ok("_1st"));
+        assert_eq!(field_name(&"a".repeat(101)), Err(NameError::FieldTooLong("a".repeat(101))));
+        assert!(field_name(&"a".repeat(100)).is_ok());
         assert!(field_name("").is_err());
         assert!(field_name("--").is_err());
         assert!(is_normal_field_name("user_id"));

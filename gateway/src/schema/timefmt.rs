@@ -7,6 +7,16 @@ use crate::schema::types::DECIMAL_SCALE;
 
 const UNIX_EPOCH_DAYS_FROM_CE: i32 = 719_163;
 
+/// 0001-01-01T00:00:00Z and 9999-12-31T23:59:59.999999Z in microseconds
+/// since the epoch: the timestamps every engine and client prints.
+pub const MIN_MICROS: i64 = -62_135_596_800_000_000;
+pub const MAX_MICROS: i64 = 253_402_300_799_999_999;
+
+/// Whether a timestamp lies between the years 1 and 9999.
+pub fn representable(micros: i64) -> bool {
+    (MIN_MICROS..=MAX_MICROS).contains(&micros)
+}
+
 /// `YYYY-MM-DD` as days since 1970-01-01.
 pub fn parse_date(s: &str) -> Option<i32> {
     let b = s.as_bytes();
@@ -137,6 +147,13 @@ pub fn format_decimal(unscaled: i128) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_representable_range_is_years_1_to_9999() {
+        assert_eq!(parse_timestamp("0001-01-01T00:00:00Z"), Some(MIN_MICROS));
+        assert_eq!(parse_timestamp("9999-12-31T23:59:59.999999Z"), Some(MAX_MICROS));
+        assert!(representable(0) && !representable(MAX_MICROS + 1) && !representable(MIN_MICROS - 1));
+    }
 
     #[test]
     fn dates() {

@@ -6,53 +6,115 @@
 //! project even if a name slipped through), with the collection's newest
 //! schema (older files read with nulls for later fields).
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use datafusion::arrow::array::{ArrayRef, AsArray, RecordBatch, StringArray};
+use datafusion::catalog::MemoryCatalogProviderList;
 use datafusion::datasource::MemTable;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
 use datafusion::execution::context::{SQLOptions, SessionConfig, SessionContext};
+use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
+use datafusion::execution::memory_pool::MemoryConsumer;
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
+use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::coop::CooperativeExec;
+use futures::StreamExt as _;
 use sqlparser::ast::{Ident, ObjectName, Statement};
 
-use super::{EngineError, QueryEngine, QueryOutput};
+use super::memory::{QueryMemory, SharedMemory};
+use super::{EngineError, QueryEngine, QueryOutput, guard};
 use crate::batch::warehouse::{Warehouse, arrow_schema};
 use crate::metadata::MetadataStore;
 use crate::query::Collections;
 
-pub struct DataFusionEngine {
-    store: Arc<dyn MetadataStore>,
-    warehouse: Warehouse,
-    /// Queries run here, apart from the HTTP workers: CPU-bound plans do
-    /// not starve requests, and a query past its time is aborted from
-    /// outside.
-    runtime: Option<tokio::runtime::Runtime>,
+/// What bounds a query's memory.
+#[derive(Debug, Clone)]
+pub struct MemorySettings {
+    /// Bytes one query may hold.
+    pub per_query: usize,
+    /// Bytes all queries may hold together.
+    pub total: usize,
+    /// Where sorts and aggregations spill what does not fit.
+    pub spill_dir: PathBuf,
 }
 
-impl Drop for DataFusionEngine {
-    fn drop(&mut self) {
-        if let Some(runtime) = self.runtime.take() {
-            runtime.shutdown_background();
+impl MemorySettings {
+    /// The configured limits, spilling under the data folder.
+    pub fn from_config(query: &crate::config::QueryConfig, data_dir: &std::path::Path) -> Self {
+        MemorySettings {
+            per_query: query.max_memory_bytes,
+            total: query.total_memory_bytes,
+            spill_dir: data_dir.join("spill"),
         }
     }
 }
 
+pub struct DataFusionEngine {
+    store: Arc<dyn MetadataStore>,
+    warehouse: Warehouse,
+    /// Built once: the configuration and the guarded functions every
+    /// query's session starts from.
+    template: SessionState,
+    /// The runtime parts queries share (spill files, caches, object
+    /// stores); each query gets its own memory pool over them.
+    base: Arc<RuntimeEnv>,
+    memory: Arc<SharedMemory>,
+    per_query: usize,
+}
+
 impl DataFusionEngine {
-    pub fn new(store: Arc<dyn MetadataStore>, warehouse: Warehouse) -> Self {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("weir-query")
-            .enable_all()
-            .build()
-            .ok();
-        DataFusionEngine { store, warehouse, runtime }
+    pub fn new(
+        store: Arc<dyn MetadataStore>,
+        warehouse: Warehouse,
+        memory: &MemorySettings,
+    ) -> Result<Self, EngineError> {
+        let failed = |e: datafusion::error::DataFusionError| EngineError::Query(e.to_string());
+        std::fs::create_dir_all(&memory.spill_dir)
+            .map_err(|e| EngineError::Storage(format!("spill folder {}: {e}", memory.spill_dir.display())))?;
+        let disk =
+            DiskManagerBuilder::default().with_mode(DiskManagerMode::Directories(vec![memory.spill_dir.clone()]));
+        let base = RuntimeEnvBuilder::new().with_disk_manager_builder(disk).build_arc().map_err(failed)?;
+        let config = SessionConfig::new().with_target_partitions(2).with_information_schema(false);
+        let mut template = SessionStateBuilder::new()
+            .with_config(config)
+            .with_runtime_env(base.clone())
+            .with_default_features()
+            .build();
+        guard::guard_functions(&mut template, memory.per_query).map_err(failed)?;
+        Ok(DataFusionEngine {
+            store,
+            warehouse,
+            template,
+            base,
+            memory: SharedMemory::new(memory.total),
+            per_query: memory.per_query,
+        })
+    }
+
+    /// Bytes all running queries hold now.
+    pub fn memory_in_use(&self) -> usize {
+        self.memory.used()
     }
 
     async fn session(&self, project: &str, collections: &Collections) -> Result<SessionContext, EngineError> {
-        let config = SessionConfig::new().with_target_partitions(2).with_information_schema(false);
-        let ctx = SessionContext::new_with_config(config);
+        let runtime = Arc::new(RuntimeEnv {
+            memory_pool: Arc::new(QueryMemory::new(self.per_query, self.memory.clone())),
+            disk_manager: self.base.disk_manager.clone(),
+            cache_manager: self.base.cache_manager.clone(),
+            object_store_registry: self.base.object_store_registry.clone(),
+        });
+        // A catalog of its own: the template's is shared by every clone.
+        let config = self.template.config().clone().with_create_default_catalog_and_schema(true);
+        let state = SessionStateBuilder::new_from_existing(self.template.clone())
+            .with_config(config)
+            .with_catalog_list(Arc::new(MemoryCatalogProviderList::new()))
+            .with_runtime_env(runtime)
+            .build();
+        let ctx = SessionContext::new_with_state(state);
         let root = self.warehouse.local_root().ok_or_else(|| EngineError::Storage("not a local warehouse".into()))?;
         for (collection, fields) in collections {
             let table_schema = arrow_schema(fields);
@@ -75,6 +137,46 @@ impl DataFusionEngine {
                 .map_err(|e| EngineError::Query(e.to_string()))?;
         }
         Ok(ctx)
+    }
+
+    /// The engine's words with the warehouse's place on this server left
+    /// out (plans and errors name files).
+    fn hide_paths(&self, text: &str) -> String {
+        match self.warehouse.local_root() {
+            Some(root) => {
+                let root = root.display().to_string();
+                text.replace(&format!("file://{root}/"), "").replace(&format!("{root}/"), "").replace(&root, "")
+            }
+            None => text.to_owned(),
+        }
+    }
+
+    /// A plan's text without the warehouse's place.
+    fn explained(&self, batch: &RecordBatch) -> datafusion::error::Result<RecordBatch> {
+        let columns = batch
+            .columns()
+            .iter()
+            .map(|column| match column.as_string_opt::<i32>() {
+                Some(text) => {
+                    Arc::new(text.iter().map(|v| v.map(|v| self.hide_paths(v))).collect::<StringArray>()) as ArrayRef
+                }
+                None => column.clone(),
+            })
+            .collect();
+        Ok(RecordBatch::try_new(batch.schema(), columns)?)
+    }
+
+    fn error(&self, e: datafusion::error::DataFusionError) -> EngineError {
+        let message = self.hide_paths(&e.to_string());
+        if message.contains(guard::PAST_DEADLINE) {
+            EngineError::PastDeadline
+        } else if message.contains(super::memory::QUERY_LIMIT) || message.contains(guard::VALUE_TOO_LARGE) {
+            EngineError::TooMuchMemory(message)
+        } else if message.contains(super::memory::GATEWAY_LIMIT) {
+            EngineError::Busy(message)
+        } else {
+            EngineError::Query(message)
+        }
     }
 }
 
@@ -105,35 +207,30 @@ impl QueryEngine for DataFusionEngine {
         project: &str,
         collections: &Collections,
         statement: Statement,
-        timeout_s: u64,
     ) -> Result<QueryOutput, EngineError> {
+        let explain = matches!(statement, Statement::Explain { .. });
         let ctx = self.session(project, collections).await?;
-        let work = async move {
-            let state = ctx.state();
-            let plan = state
-                .statement_to_plan(datafusion::sql::parser::Statement::Statement(Box::new(statement)))
-                .await
-                .map_err(|e| EngineError::Query(e.to_string()))?;
-            let options = SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false);
-            options.verify_plan(&plan).map_err(|e| EngineError::Query(e.to_string()))?;
-            let physical = state.create_physical_plan(&plan).await.map_err(|e| EngineError::Query(e.to_string()))?;
-            let physical = cooperative(physical).map_err(|e| EngineError::Query(e.to_string()))?;
-            let schema = physical.schema();
-            let batches = datafusion::physical_plan::collect(physical, ctx.task_ctx())
-                .await
-                .map_err(|e| EngineError::Query(e.to_string()))?;
-            Ok(QueryOutput { batches, schema })
-        };
-        let runtime = self.runtime.as_ref().ok_or_else(|| EngineError::Query("the query runtime is gone".into()))?;
-        let task = runtime.spawn(work);
-        let abort = task.abort_handle();
-        match tokio::time::timeout(std::time::Duration::from_secs(timeout_s), task).await {
-            Ok(Ok(result)) => result,
-            Ok(Err(e)) => Err(EngineError::Query(format!("the query failed: {e}"))),
-            Err(_) => {
-                abort.abort();
-                Err(EngineError::Timeout(timeout_s))
-            }
+        let state = ctx.state();
+        let plan = state
+            .statement_to_plan(datafusion::sql::parser::Statement::Statement(Box::new(statement)))
+            .await
+            .map_err(|e| self.error(e))?;
+        let options = SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false);
+        options.verify_plan(&plan).map_err(|e| self.error(e))?;
+        let physical = state.create_physical_plan(&plan).await.map_err(|e| self.error(e))?;
+        let physical = cooperative(physical).map_err(|e| self.error(e))?;
+        let schema = physical.schema();
+        let task = ctx.task_ctx();
+        // The result is held until it is answered: it counts against the
+        // query's memory like any operator's state.
+        let held = MemoryConsumer::new("the result").register(task.memory_pool());
+        let mut stream = datafusion::physical_plan::execute_stream(physical, task).map_err(|e| self.error(e))?;
+        let mut batches = Vec::new();
+        while let Some(batch) = stream.next().await {
+            let batch = batch.map_err(|e| self.error(e))?;
+            held.try_grow(guard::array_bytes(batch.columns())).map_err(|e| self.error(e))?;
+            batches.push(if explain { self.explained(&batch).map_err(|e| self.error(e))? } else { batch });
         }
+        Ok(QueryOutput { batches, schema })
     }
 }

@@ -1,19 +1,27 @@
 //! The engine seam: what runs a rewritten query over a project's tables.
 
 mod datafusion;
+mod guard;
+mod memory;
 
 use async_trait::async_trait;
 use sqlparser::ast::{ObjectName, Statement};
 
-pub use self::datafusion::DataFusionEngine;
+pub use self::datafusion::{DataFusionEngine, MemorySettings};
 use super::Collections;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     #[error("{0}")]
     Query(String),
-    #[error("the query ran longer than {0} s")]
-    Timeout(u64),
+    #[error("the query was stopped at its deadline")]
+    PastDeadline,
+    /// Over the query's own memory limit.
+    #[error("{0}")]
+    TooMuchMemory(String),
+    /// Over what the gateway's queries may hold together, for now.
+    #[error("{0}")]
+    Busy(String),
     #[error(transparent)]
     Metadata(#[from] crate::metadata::Error),
     #[error("storage: {0}")]
@@ -31,12 +39,12 @@ pub trait QueryEngine: Send + Sync + 'static {
     /// The name a rewritten query uses for a collection's table.
     fn table_name(&self, project: &str, collection: &str) -> ObjectName;
     /// Runs a rewritten statement over the project's tables, as of the
-    /// `collections` the statement was rewritten with.
+    /// `collections` the statement was rewritten with. The caller bounds
+    /// its time (see [`crate::query::lanes`]).
     async fn run(
         &self,
         project: &str,
         collections: &Collections,
         statement: Statement,
-        timeout_s: u64,
     ) -> Result<QueryOutput, EngineError>;
 }
