@@ -204,8 +204,8 @@ pub struct QueryConfig {
     #[serde(default = "default_query_max_limit")]
     pub max_limit: u64,
     /// Lanes queries run on, each with threads of its own that the
-    /// operating system shares the cores between (0: as many as cores, at
-    /// least 2).
+    /// operating system shares the cores between (0: as many as cores,
+    /// from 2 to 4).
     #[serde(default)]
     pub lanes: usize,
     /// Threads of each lane (0: as many as cores).
@@ -219,8 +219,8 @@ pub struct QueryConfig {
     #[serde(default = "default_project_queue")]
     pub project_queue: usize,
     /// Memory one query may hold (sorts, aggregations, joins, its result,
-    /// any single value), in bytes; sorts and aggregations spill to disk
-    /// past it, other queries are refused with 413.
+    /// any single value), in bytes; past it the engine spills what it can
+    /// to disk, and a query that still needs more is refused with 413.
     #[serde(default = "default_query_max_memory_bytes")]
     pub max_memory_bytes: usize,
     /// Memory all queries may hold together, in bytes; a query that would
@@ -234,7 +234,7 @@ impl QueryConfig {
     pub fn lane_settings(&self) -> crate::query::lanes::LaneSettings {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         crate::query::lanes::LaneSettings {
-            lanes: if self.lanes == 0 { cores.max(2) } else { self.lanes },
+            lanes: if self.lanes == 0 { cores.clamp(2, 4) } else { self.lanes },
             threads_per_lane: if self.threads_per_lane == 0 { cores } else { self.threads_per_lane },
             project_concurrency: self.project_concurrency,
             project_queue: self.project_queue,

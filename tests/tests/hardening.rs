@@ -193,6 +193,24 @@ async fn a_query_cannot_take_more_memory_than_its_limit(backend: Backend) {
     assert!(message(&r).contains("query.max_memory_bytes"), "{}", r.text());
     let peak = peak_rss(gw.pid());
     assert!(peak < 400 << 20, "the process peaked at {} MB", peak >> 20);
+    // An aggregation over more groups than the limit holds answers right or
+    // is refused naming the limit; the process does not grow with it.
+    let padding = "x".repeat(100);
+    let events: Vec<(String, Value)> =
+        (0..60_000).map(|i| ("visit".to_owned(), json!({"url": format!("/page/{i}/{padding}")}))).collect();
+    for chunk in events.chunks(2_000) {
+        assert!(gw.client.batch(&k.write, chunk).await.expect("batch").is_stored());
+    }
+    commit(&gw, &k).await;
+    let r =
+        query(&gw, &k, "SELECT count(*) FROM (SELECT url, count(*) AS c FROM visit GROUP BY url) t WHERE c = 1").await;
+    match r.status {
+        200 => assert_eq!(r.json()["result"], json!([[60_000]]), "{}", r.text()),
+        413 => assert!(message(&r).contains("query.max_memory_bytes"), "{}", r.text()),
+        _ => panic!("{}", r.text()),
+    }
+    let peak = peak_rss(gw.pid());
+    assert!(peak < 400 << 20, "the process peaked at {} MB", peak >> 20);
     // The same data in a smaller form is answered.
     let r = query(&gw, &k, "SELECT count(*), sum(n) FROM pageview").await;
     assert_eq!((r.status, r.json()["result"].clone()), (200, json!([[2000, 1999000.0]])), "{}", r.text());
