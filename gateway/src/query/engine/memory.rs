@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use datafusion::common::{DataFusionError, Result};
-use datafusion::execution::memory_pool::{MemoryLimit, MemoryPool, MemoryReservation};
+use datafusion::execution::memory_pool::{FairSpillPool, MemoryConsumer, MemoryLimit, MemoryPool, MemoryReservation};
 
 /// The start of the message of a query over its own limit.
 pub const QUERY_LIMIT: &str = "the query needs more memory than";
@@ -32,17 +32,20 @@ impl SharedMemory {
     }
 }
 
-/// One query's pool.
+/// One query's pool: DataFusion's fair spill pool at the per-query limit
+/// (operators that can spill share what the others leave, so each is told
+/// to spill before one takes everything), drawing from the gateway's
+/// total.
 #[derive(Debug)]
 pub struct QueryMemory {
     limit: usize,
-    used: AtomicUsize,
+    inner: FairSpillPool,
     shared: Arc<SharedMemory>,
 }
 
 impl QueryMemory {
     pub fn new(limit: usize, shared: Arc<SharedMemory>) -> QueryMemory {
-        QueryMemory { limit, used: AtomicUsize::new(0), shared }
+        QueryMemory { limit, inner: FairSpillPool::new(limit), shared }
     }
 }
 
@@ -55,7 +58,7 @@ fn add_within(counter: &AtomicUsize, n: usize, limit: usize) -> bool {
 
 impl std::fmt::Display for QueryMemory {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "query memory: {} of {} bytes", self.used.load(Ordering::Acquire), self.limit)
+        write!(f, "query memory: {} of {} bytes", self.inner.reserved(), self.limit)
     }
 }
 
@@ -64,28 +67,36 @@ impl MemoryPool for QueryMemory {
         "weir-query"
     }
 
-    fn grow(&self, _reservation: &MemoryReservation, additional: usize) {
-        self.used.fetch_add(additional, Ordering::AcqRel);
+    fn register(&self, consumer: &MemoryConsumer) {
+        self.inner.register(consumer);
+    }
+
+    fn unregister(&self, consumer: &MemoryConsumer) {
+        self.inner.unregister(consumer);
+    }
+
+    fn grow(&self, reservation: &MemoryReservation, additional: usize) {
+        self.inner.grow(reservation, additional);
         self.shared.used.fetch_add(additional, Ordering::AcqRel);
     }
 
-    fn shrink(&self, _reservation: &MemoryReservation, shrink: usize) {
-        self.used.fetch_sub(shrink, Ordering::AcqRel);
+    fn shrink(&self, reservation: &MemoryReservation, shrink: usize) {
+        self.inner.shrink(reservation, shrink);
         self.shared.used.fetch_sub(shrink, Ordering::AcqRel);
     }
 
     fn try_grow(&self, reservation: &MemoryReservation, additional: usize) -> Result<()> {
-        if !add_within(&self.used, additional, self.limit) {
+        if self.inner.try_grow(reservation, additional).is_err() {
             return Err(DataFusionError::ResourcesExhausted(format!(
-                "{QUERY_LIMIT} query.max_memory_bytes ({} bytes): {} more were asked for by {} while it holds {}",
+                "{QUERY_LIMIT} query.max_memory_bytes ({} bytes): {} more were asked for by {} while the query holds {}",
                 self.limit,
                 additional,
                 reservation.consumer().name(),
-                self.used.load(Ordering::Acquire)
+                self.inner.reserved()
             )));
         }
         if !add_within(&self.shared.used, additional, self.shared.limit) {
-            self.used.fetch_sub(additional, Ordering::AcqRel);
+            self.inner.shrink(reservation, additional);
             return Err(DataFusionError::ResourcesExhausted(format!(
                 "{GATEWAY_LIMIT} query.total_memory_bytes ({} bytes) now; try again later",
                 self.shared.limit
@@ -95,7 +106,7 @@ impl MemoryPool for QueryMemory {
     }
 
     fn reserved(&self) -> usize {
-        self.used.load(Ordering::Acquire)
+        self.inner.reserved()
     }
 
     fn memory_limit(&self) -> MemoryLimit {
@@ -107,14 +118,12 @@ impl Drop for QueryMemory {
     /// Whatever a query still held when it ended (dropped reservations give
     /// theirs back first) returns to the gateway's total.
     fn drop(&mut self) {
-        self.shared.used.fetch_sub(self.used.load(Ordering::Acquire), Ordering::AcqRel);
+        self.shared.used.fetch_sub(self.inner.reserved(), Ordering::AcqRel);
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use datafusion::execution::memory_pool::MemoryConsumer;
-
     use super::*;
 
     #[test]
