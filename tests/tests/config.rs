@@ -49,6 +49,9 @@ async fn a_mistake_in_the_configuration_stops_the_start(backend: Backend) {
         (vec!["--log".into(), "kafka-ish://x".into()], vec![], "unsupported log URL"),
         (vec!["--log".into(), "kafka://no-port".into()], vec![], "unsupported log URL"),
         (vec![], vec![("WEIR_KAFKA__TOPIC_PREFIX", "weir/")], "kafka.topic_prefix"),
+        (vec![], vec![("WEIR_HTTP__TRUSTED_PROXIES", "[\"10.0.0.0/33\"]")], "http.trusted_proxies"),
+        (vec![], vec![("WEIR_HTTP__MAX_CONNECTIONS", "0")], "http.max_connections"),
+        (vec![], vec![("WEIR_QUERY__MAX_MEMORY_BYTES", "1000")], "query.max_memory_bytes"),
         (vec!["--config".into(), kafka_path], vec![], "kafka.producer.acks is set by the gateway"),
     ];
     for (args, env, expected) in cases {

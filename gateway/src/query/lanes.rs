@@ -103,6 +103,9 @@ impl Lanes {
 
     fn slots(&self, project: &str) -> Arc<ProjectSlots> {
         let mut projects = self.projects.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(slots) = projects.get(project) {
+            return slots.clone();
+        }
         projects
             .entry(project.to_owned())
             .or_insert_with(|| {

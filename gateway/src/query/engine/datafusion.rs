@@ -95,11 +95,6 @@ impl DataFusionEngine {
         })
     }
 
-    /// Bytes all running queries hold now.
-    pub fn memory_in_use(&self) -> usize {
-        self.memory.used()
-    }
-
     async fn session(&self, project: &str, collections: &Collections) -> Result<SessionContext, EngineError> {
         let runtime = Arc::new(RuntimeEnv {
             memory_pool: Arc::new(QueryMemory::new(self.per_query, self.memory.clone())),

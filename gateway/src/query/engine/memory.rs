@@ -27,7 +27,8 @@ impl SharedMemory {
         Arc::new(SharedMemory { limit, used: AtomicUsize::new(0) })
     }
 
-    pub fn used(&self) -> usize {
+    #[cfg(test)]
+    fn used(&self) -> usize {
         self.used.load(Ordering::Acquire)
     }
 }
