@@ -2,6 +2,7 @@
 
 mod plugin_cli;
 
+use std::os::unix::process::CommandExt as _;
 use std::path::PathBuf;
 
 use anyhow::Context as _;
@@ -12,6 +13,28 @@ use weir_gateway::config::{Config, Overrides};
 /// serves them several times faster than the system allocator.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// How long mimalloc keeps freed memory before giving it back to the
+/// system, in milliseconds. Its default (1,000) lets a burst of ingest hold
+/// tens of megabytes for a second after it ends; 10 ms keeps nearly all of
+/// the speed (BENCHMARKS.md, "memory under load").
+const PURGE_DELAY_MS: &str = "10";
+const PURGE_DELAY_VAR: &str = "MIMALLOC_PURGE_DELAY";
+
+/// mimalloc reads its options from the environment once, before `main`;
+/// setting one from Rust takes `unsafe`, so the server starts itself again,
+/// in place (same process id), with the option in its environment. A value
+/// the operator set is kept.
+fn with_allocator_options() {
+    if std::env::var_os(PURGE_DELAY_VAR).is_some() {
+        return;
+    }
+    let Ok(exe) = std::env::current_exe() else { return };
+    let mut args = std::env::args_os();
+    let arg0 = args.next().unwrap_or_default();
+    let error = std::process::Command::new(exe).arg0(arg0).args(args).env(PURGE_DELAY_VAR, PURGE_DELAY_MS).exec();
+    eprintln!("weir: could not set {PURGE_DELAY_VAR} ({error}); going on with mimalloc's default");
+}
 
 #[derive(Parser)]
 #[command(name = "weir", version, about = "Weir: an analytics event gateway that speaks Rakam's HTTP API")]
@@ -64,6 +87,9 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if matches!(cli.command, Command::Serve { .. }) {
+        with_allocator_options();
+    }
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)

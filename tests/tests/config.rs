@@ -104,3 +104,24 @@ on_every_backend!(
     a_toml_file_configures_the_gateway_and_the_environment_overrides_it,
     a_mistake_in_the_configuration_stops_the_start,
 );
+
+/// The allocator gives freed memory back after 10 ms unless the operator
+/// chose otherwise; the setting reaches the serving process itself.
+#[tokio::test]
+async fn the_allocator_purge_delay_is_set_unless_chosen() {
+    fn purge_delay(gw: &Gateway) -> Option<String> {
+        let environ = std::fs::read(format!("/proc/{}/environ", gw.pid())).expect("read the environment");
+        environ
+            .split(|b| *b == 0)
+            .filter_map(|v| std::str::from_utf8(v).ok())
+            .find_map(|v| v.strip_prefix("MIMALLOC_PURGE_DELAY=").map(str::to_owned))
+    }
+    let gw = Gateway::start(Backend::Sqlite).await;
+    assert_eq!(purge_delay(&gw).as_deref(), Some("10"));
+    let k = gw.create_project("shop").await;
+    gw.client.collect(&k.write, "pageview", &json!({"n": 1})).await.expect("collect");
+
+    let options = Options { env: vec![("MIMALLOC_PURGE_DELAY".into(), "250".into())], ..Options::default() };
+    let gw = Gateway::start_with(Backend::Sqlite, options).await;
+    assert_eq!(purge_delay(&gw).as_deref(), Some("250"));
+}

@@ -16,10 +16,13 @@ fn batch(k: &Keys, events: Vec<Value>) -> Value {
     json!({"api": {"api_key": k.write}, "events": events})
 }
 
+/// Uploads the test enricher. Unless `params` set one, its deadline is far
+/// above its needs: the tests that are not about deadlines share the
+/// machine with other suites and their servers.
 async fn upload_test_enricher(gw: &Gateway, k: &Keys, params: &str) {
-    let r = gw
-        .upload_plugin(&k.master, "tagger", &format!("hook=enrich&{params}"), plugin_component("test-enricher"))
-        .await;
+    let deadline = if params.contains("timeout_ms=") { "" } else { "&timeout_ms=1000" };
+    let params = format!("hook=enrich&{params}{deadline}");
+    let r = gw.upload_plugin(&k.master, "tagger", &params, plugin_component("test-enricher")).await;
     assert_eq!(r.status, 200, "upload: {}", r.text());
 }
 
@@ -33,7 +36,7 @@ async fn plugin_lifecycle(backend: Backend) {
     let k = gw.create_project("shop").await;
     let m = [("master_key", k.master.as_str())];
     let bytes = plugin_component("test-enricher");
-    let r = gw.upload_plugin(&k.master, "tagger", "hook=enrich&order=5&on_error=pass", bytes.clone()).await;
+    let r = gw.upload_plugin(&k.master, "tagger", "hook=enrich&order=5&on_error=pass&timeout_ms=1000", bytes.clone()).await;
     assert_eq!(r.status, 200, "{}", r.text());
     let sha = hex::encode(Sha256::digest(&bytes));
     assert_eq!(r.json(), json!({"name": "tagger", "version": 1, "sha256": sha, "hook": "enrich"}));
@@ -60,7 +63,7 @@ async fn plugin_lifecycle(backend: Backend) {
     assert_eq!(gw.post("/event/collect", &[], &collect_one(3)).await.status, 200);
     assert_eq!(gw.post("/plugin/enable", &m, &json!({"name": "tagger"})).await.status, 200);
     assert_eq!(gw.post("/event/collect", &[], &collect_one(4)).await.status, 200);
-    let again = gw.upload_plugin(&k.master, "tagger", "hook=enrich&on_error=pass", bytes).await.json();
+    let again = gw.upload_plugin(&k.master, "tagger", "hook=enrich&on_error=pass&timeout_ms=1000", bytes).await.json();
     assert_eq!(again["version"], 2, "a new upload of a name is its next version");
     let got = gw.post("/plugin/get", &m, &json!({"name": "tagger"})).await.json();
     assert_eq!((&got["config"], &got["stats"]["calls"]), (&json!({"tag": "configured"}), &json!(3)));
