@@ -100,6 +100,7 @@ async fn run() -> Result<(), BoxError> {
     let dir = tempfile::tempdir()?;
     let store = weir_gateway::metadata::open(&format!("sqlite://{}/metadata.db", dir.path().display())).await?;
     store.create_project("bench", 0).await?;
+    store.claim_epoch(1, "bench", 0).await?;
     let log = Arc::new(
         FileLog::open(dir.path().join("log"), FileLogConfig { partitions: 2, ..FileLogConfig::default() }).await?,
     );
@@ -153,14 +154,14 @@ async fn run() -> Result<(), BoxError> {
     drop(records);
 
     let started = Instant::now();
-    let stats = loader.run_once(0).await?;
+    let stats = loader.run_once(1, 0).await?;
     let loop_rate = stats.rows as f64 / started.elapsed().as_secs_f64();
     println!("batch loop (log to Parquet):      {loop_rate:>12.0} events/s ({} files)", stats.files);
     println!("raw Avro decoding, same records:  {decode_rate:>12.0} events/s");
     // Queries run on compacted days, as they do once background compaction
     // has caught up.
-    let compactor = Compactor::new(store.clone(), warehouse.clone(), 2, std::time::Duration::from_secs(3600));
-    let compacted = compactor.run_once(0).await?;
+    let compactor = Compactor::new(store.clone(), warehouse.clone(), 2);
+    let compacted = compactor.run_once(1, 0).await?;
     println!("compaction: {} files into {}", compacted.merged, compacted.written);
 
     // The queries.

@@ -7,7 +7,9 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 
 use crate::batch::compaction::Compactor;
+use crate::batch::janitor::Janitor;
 use crate::batch::loader::Loader;
+use crate::cluster::master::{Intervals, MasterWork};
 use crate::batch::warehouse::Warehouse;
 use crate::config::Config;
 use crate::ingest::Ingestor;
@@ -40,6 +42,8 @@ pub enum Error {
     Serve(std::io::Error),
     #[error("query engine: {0}")]
     Engine(#[from] crate::query::engine::EngineError),
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::Error),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -51,6 +55,8 @@ pub struct App {
     pub keys: KeyService,
     pub ingest: Ingestor,
     pub loader: Arc<Loader>,
+    /// The batch loop, compaction and the janitor, while this node leads.
+    pub master: Arc<MasterWork>,
     pub engine: Arc<dyn QueryEngine>,
     /// Where queries run.
     pub queries: Lanes,
@@ -82,7 +88,25 @@ impl App {
             .with_plugins(plugins.clone())
             .with_max_fields(config.projects.max_fields);
         let trusted_proxies = config.trusted_proxies()?;
-        Ok(App { config, store, log, keys, ingest, loader, engine, queries, trusted_proxies, plugins })
+        let election = crate::cluster::open(
+            &config.election,
+            crate::cluster::ElectionSettings { single: &config.single, shared_log: log.shared() },
+            store.clone(),
+            &config.data_dir,
+        )
+        .await?;
+        let batch = &config.batch;
+        let compactor = Arc::new(Compactor::new(store.clone(), loader.warehouse().clone(), batch.compact_min_files));
+        // No running query may lose a file: the grace outlasts the longest.
+        let grace = Duration::from_millis(batch.compact_grace_ms.max(config.query.timeout_s * 2_000));
+        let janitor = Arc::new(Janitor::new(store.clone(), loader.clone(), grace));
+        let intervals = Intervals {
+            batch: Duration::from_millis(batch.interval_ms),
+            compaction: Duration::from_millis(batch.compact_interval_ms.max(10)),
+            janitor: Duration::from_millis(batch.janitor_interval_ms.max(10)),
+        };
+        let master = Arc::new(MasterWork::new(election, loader.clone(), compactor, janitor, intervals));
+        Ok(App { config, store, log, keys, ingest, loader, master, engine, queries, trusted_proxies, plugins })
     }
 
     pub fn now_ms(&self) -> i64 {
@@ -123,16 +147,8 @@ pub async fn serve(config: Config) -> Result<()> {
         "backends ready"
     );
     app.plugins.clone().spawn_poller();
-    // This node is the master: it runs the batch loop.
-    app.loader.clone().spawn(std::time::Duration::from_millis(app.config.batch.interval_ms));
-    let batch = &app.config.batch;
-    let compactor = Compactor::new(
-        app.store.clone(),
-        app.loader.warehouse().clone(),
-        batch.compact_min_files,
-        std::time::Duration::from_millis(batch.compact_grace_ms),
-    );
-    Arc::new(compactor).spawn(std::time::Duration::from_millis(batch.compact_interval_ms.max(10)));
+    app.master.clone().spawn();
+    let election = app.master.election().clone();
     let log = app.log.clone();
     let http = &app.config.http;
     let limits = crate::http::server::ConnectionLimits {
@@ -142,6 +158,7 @@ pub async fn serve(config: Config) -> Result<()> {
     let router = crate::http::router(app);
     println!("weir listening on http://{local}");
     let served = crate::http::server::serve(listener, router, limits, shutdown_signal()).await.map_err(Error::Serve);
+    election.close().await;
     log.close().await;
     served
 }

@@ -49,6 +49,14 @@ pub struct Config {
     /// `file://<data_dir>/warehouse`.
     #[serde(default)]
     pub warehouse: Option<String>,
+    /// Who does master work (the batch loop, compaction, the janitor):
+    /// `single` (this gateway; a second one on the same metadata store is
+    /// refused).
+    #[serde(default = "default_election")]
+    pub election: String,
+    /// Settings of `election = "single"`.
+    #[serde(default)]
+    pub single: crate::cluster::SingleConfig,
     /// The batch loop that moves the log into columnar storage.
     #[serde(default)]
     pub batch: BatchConfig,
@@ -153,9 +161,24 @@ pub struct BatchConfig {
     /// A day of a collection is compacted once it has this many small files.
     #[serde(default = "default_compact_min_files")]
     pub compact_min_files: usize,
-    /// Milliseconds replaced files are kept for queries still reading them.
+    /// Milliseconds files no manifest names are kept before the janitor
+    /// deletes them: compacted-away files from when they were replaced,
+    /// leftovers from when they were written. At least twice
+    /// `query.timeout_s` is kept whatever this says, so that no running
+    /// query loses a file.
     #[serde(default = "default_compact_grace_ms")]
     pub compact_grace_ms: u64,
+    /// Milliseconds between janitor runs.
+    #[serde(default = "default_janitor_interval_ms")]
+    pub janitor_interval_ms: u64,
+}
+
+fn default_janitor_interval_ms() -> u64 {
+    60_000
+}
+
+fn default_election() -> String {
+    "single".to_owned()
 }
 
 fn default_compact_interval_ms() -> u64 {
@@ -183,6 +206,7 @@ impl Default for BatchConfig {
             compact_interval_ms: default_compact_interval_ms(),
             compact_min_files: default_compact_min_files(),
             compact_grace_ms: default_compact_grace_ms(),
+            janitor_interval_ms: default_janitor_interval_ms(),
         }
     }
 }
@@ -366,6 +390,8 @@ impl Default for Config {
             metadata: None,
             log: None,
             warehouse: None,
+            election: default_election(),
+            single: crate::cluster::SingleConfig::default(),
             batch: BatchConfig::default(),
             query: QueryConfig::default(),
             http: HttpConfig::default(),
@@ -601,7 +627,7 @@ mod tests {
             assert!(line.contains(env), "{line}");
         }
         assert!(table.contains("500000"));
-        assert_eq!(table.lines().count(), 60, "{table}");
+        assert_eq!(table.lines().count(), 63, "{table}");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 pub mod app;
 pub mod batch;
+pub mod cluster;
 pub mod config;
 pub mod http;
 pub mod ingest;

@@ -269,6 +269,17 @@ impl Gateway {
         self.child = Some(child);
     }
 
+    /// [`Gateway::restart`] with other options (the broker's settings kept).
+    pub async fn restart_with(&mut self, mut options: Options) {
+        if let Some(broker) = &self.broker {
+            let mut env = broker.gateway_env();
+            env.append(&mut options.env);
+            options.env = env;
+        }
+        self.options = options;
+        self.restart().await;
+    }
+
     pub async fn post(&self, path: &str, headers: &[(&str, &str)], body: &Value) -> Response {
         self.client.post(path, headers, body).await.expect("request")
     }

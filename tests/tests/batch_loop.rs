@@ -1,6 +1,7 @@
 //! The batch loop from the event log into Parquet: exactly once, across
 //! partitions, days, schema versions, batch boundaries and a crash between
-//! writing files and committing them. Run on every backend.
+//! writing files and committing them; compaction and the janitor; the
+//! master's fence. Run on every backend.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -12,26 +13,34 @@ use arrow::record_batch::RecordBatch;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::{Value, json};
 use weir_gateway::batch::compaction::Compactor;
-use weir_gateway::batch::loader::Loader;
+use weir_gateway::batch::janitor::Janitor;
+use weir_gateway::batch::loader::{self, Loader};
 use weir_gateway::batch::warehouse::Warehouse;
 use weir_gateway::config::QueryConfig;
 use weir_gateway::ingest::{Context, Event, Ingestor};
 use weir_gateway::log::file::{FileLog, FileLogConfig};
 use weir_gateway::log::kafka::KafkaLogConfig;
 use weir_gateway::log::{EventLog, LogSettings};
-use weir_gateway::metadata::{self, MetadataStore, OffsetAdvance};
+use weir_gateway::metadata::{self, Commit, MetadataStore, OffsetAdvance};
 use weir_gateway::query::engine::{DataFusionEngine, MemorySettings, QueryEngine};
 use weir_gateway::query::rewrite;
 use weir_gateway::schema::SchemaRegistry;
 use weir_tests::broker::Broker;
 use weir_tests::{Backend, Gateway, on_every_backend};
 
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+/// The epoch the parts commit under, claimed when they are made.
+const EPOCH: i64 = 1;
+
 struct Parts {
     _dir: tempfile::TempDir,
     store: Arc<dyn MetadataStore>,
     log: Arc<dyn EventLog>,
     ingest: Ingestor,
-    loader: Loader,
+    loader: Arc<Loader>,
     /// How long a record waits before the loader may read it.
     hold: Duration,
     _broker: Option<Broker>,
@@ -42,6 +51,7 @@ async fn parts(backend: Backend, max_records: usize) -> Parts {
     let url = backend.fresh_metadata_url(dir.path()).await;
     let store = metadata::open(&url).await.expect("metadata");
     store.create_project("p", 0).await.expect("project");
+    assert!(store.claim_epoch(EPOCH, "test", 0).await.expect("claim"));
     let (log, broker): (Arc<dyn EventLog>, _) = match backend {
         Backend::Kafka => {
             let broker = Broker::start().await;
@@ -57,7 +67,7 @@ async fn parts(backend: Backend, max_records: usize) -> Parts {
     let hold = log.read_delay();
     let registry = Arc::new(SchemaRegistry::new(store.clone()));
     let warehouse = Warehouse::open(&format!("file://{}", dir.path().join("warehouse").display())).expect("warehouse");
-    let loader = Loader::new(log.clone(), store.clone(), registry.clone(), warehouse, max_records);
+    let loader = Arc::new(Loader::new(log.clone(), store.clone(), registry.clone(), warehouse, max_records));
     let ingest = Ingestor::new(registry, log.clone());
     Parts { _dir: dir, store, log, ingest, loader, hold, _broker: broker }
 }
@@ -131,7 +141,7 @@ async fn every_event_lands_once_across_partitions_days_and_schema_versions(backe
     send(&p, "clicks", 0..40, json!({})).await;
     send(&p, "clicks", 40..60, json!({"button": "buy"})).await;
     send(&p, "views", 0..10, json!({"url": "/"})).await;
-    let stats = p.loader.run_once(0).await.expect("load");
+    let stats = p.loader.run_once(EPOCH, 0).await.expect("load");
     assert_eq!(stats.rows, 70);
 
     let clicks = table(&p, "clicks").await;
@@ -151,7 +161,7 @@ async fn every_event_lands_once_across_partitions_days_and_schema_versions(backe
     let partitions: std::collections::BTreeSet<u32> = files.iter().map(|f| f.partition).collect();
     assert!(partitions.len() > 1, "users spread over partitions: {partitions:?}");
 
-    let again = p.loader.run_once(0).await.expect("load again");
+    let again = p.loader.run_once(EPOCH, 0).await.expect("load again");
     assert_eq!(again.rows, 0, "nothing is loaded twice");
     let offsets = p.store.committed_offsets().await.expect("offsets");
     let total: u64 = offsets.iter().filter(|((t, _), _)| t == "p.clicks").map(|(_, o)| *o).sum();
@@ -161,7 +171,7 @@ async fn every_event_lands_once_across_partitions_days_and_schema_versions(backe
 async fn small_batches_keep_every_record_at_their_boundaries(backend: Backend) {
     let p = parts(backend, 7).await;
     send(&p, "c", 0..50, json!({})).await;
-    p.loader.run_once(0).await.expect("load");
+    p.loader.run_once(EPOCH, 0).await.expect("load");
     let count = counted(floats(&table(&p, "c").await, "seq"));
     assert_eq!(count.len(), 50);
     assert!(count.values().all(|n| *n == 1));
@@ -184,7 +194,7 @@ async fn a_crash_between_writing_and_committing_loads_nothing_twice(backend: Bac
     assert!(!orphans.is_empty());
     assert!(p.store.parquet_files("p", "c").await.expect("manifest").is_empty(), "nothing committed");
     // The next run writes the same ranges under the same names and commits.
-    p.loader.run_once(0).await.expect("load");
+    p.loader.run_once(EPOCH, 0).await.expect("load");
     let committed: Vec<String> =
         p.store.parquet_files("p", "c").await.expect("manifest").into_iter().map(|f| f.path).collect();
     let mut orphans_sorted = orphans.clone();
@@ -196,8 +206,8 @@ async fn a_crash_between_writing_and_committing_loads_nothing_twice(backend: Bac
 
     // A second loader that read the old offset cannot commit over it.
     let stale = OffsetAdvance { topic: "p.c".into(), partition: 0, from: 0, to: 999 };
-    let moved = p.store.commit_load(&[], &[stale], 0).await.expect("commit");
-    assert!(!moved, "fenced");
+    let moved = p.store.commit_load(EPOCH, &[], &[stale], 0).await.expect("commit");
+    assert_eq!(moved, Commit::Conflict);
     let _ = p.log.topics().await.expect("topics");
 }
 
@@ -254,9 +264,9 @@ async fn counts(p: &Parts, engine: &dyn QueryEngine) -> (i64, i64, i64) {
 async fn compaction_merges_small_files_while_queries_see_every_row_once(backend: Backend) {
     let p = Arc::new(parts(backend, 3).await);
     send(&p, "c", 0..60, json!({})).await;
-    p.loader.run_once(0).await.expect("load");
+    p.loader.run_once(EPOCH, 0).await.expect("load");
     send(&p, "c", 60..66, json!({"tag": "late"})).await;
-    p.loader.run_once(0).await.expect("load");
+    p.loader.run_once(EPOCH, 0).await.expect("load");
     let before = p.store.parquet_files("p", "c").await.expect("manifest");
     assert!(before.len() > 10, "{} files", before.len());
 
@@ -278,8 +288,9 @@ async fn compaction_merges_small_files_while_queries_see_every_row_once(backend:
             })
         })
         .collect();
-    let compactor = Compactor::new(p.store.clone(), p.loader.warehouse().clone(), 2, Duration::from_secs(2));
-    let stats = compactor.run_once(0).await.expect("compact");
+    let compactor = Compactor::new(p.store.clone(), p.loader.warehouse().clone(), 2);
+    let now = now_ms();
+    let stats = compactor.run_once(EPOCH, now).await.expect("compact");
     stop.store(true, Ordering::Relaxed);
     for r in readers {
         assert!(r.await.expect("reader") > 0);
@@ -289,10 +300,80 @@ async fn compaction_merges_small_files_while_queries_see_every_row_once(backend:
     assert_eq!(after.len(), 2, "one file per day: {after:?}");
     assert_eq!(after.iter().map(|f| f.rows).sum::<u64>(), 66);
     assert_eq!(counts(&p, engine.as_ref()).await, (66, 66, 6));
-    // The replaced files go once the grace period is over.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    assert!(p.loader.warehouse().get(&before[0].path).await.is_err(), "replaced files are deleted");
+    // The replaced files stay through the grace period, then the janitor
+    // deletes them.
+    let janitor = Janitor::new(p.store.clone(), p.loader.clone(), Duration::from_secs(60));
+    assert_eq!(janitor.run_once(EPOCH, now + 1_000).await.expect("janitor"), 0);
+    assert!(p.loader.warehouse().get(&before[0].path).await.is_ok(), "a query may still read it");
+    assert_eq!(janitor.run_once(EPOCH, now + 61_000).await.expect("janitor"), before.len());
+    for f in &before {
+        assert!(p.loader.warehouse().get(&f.path).await.is_err(), "replaced files are deleted");
+    }
     assert!(p.loader.warehouse().get(&after[0].path).await.is_ok());
+    assert!(p.store.retired_files().await.expect("retired").is_empty());
+    assert_eq!(counts(&p, engine.as_ref()).await, (66, 66, 6));
+}
+
+/// Once a newer master claims the fence, the old one's commits, swaps and
+/// deletes are refused and change nothing; every file and offset records
+/// the epoch that committed it; crash leftovers go, committed files stay.
+async fn a_deposed_master_changes_nothing(backend: Backend) {
+    let p = parts(backend, 1000).await;
+    send(&p, "c", 0..20, json!({})).await;
+    p.loader.run_once(EPOCH, 0).await.expect("load");
+    send(&p, "c", 20..40, json!({})).await;
+    // Epochs only grow: a lower or equal claim is refused.
+    assert!(!p.store.claim_epoch(EPOCH, "other", 0).await.expect("claim"));
+    assert!(p.store.claim_epoch(5, "other", 0).await.expect("claim"));
+    assert!(!p.store.claim_epoch(4, "late", 0).await.expect("claim"));
+    assert_eq!(p.store.master_epoch().await.expect("fence").epoch, 5);
+
+    let manifest = p.store.manifest().await.expect("manifest");
+    let offsets = p.store.committed_offsets().await.expect("offsets");
+    match p.loader.run_once(EPOCH, 0).await {
+        Err(loader::Error::Deposed(EPOCH)) => {}
+        other => panic!("a deposed loader committed: {other:?}"),
+    }
+    let compactor = Compactor::new(p.store.clone(), p.loader.warehouse().clone(), 2);
+    assert!(compactor.run_once(EPOCH, 0).await.is_err(), "a deposed compaction swapped files");
+    let now = now_ms();
+    let janitor = Janitor::new(p.store.clone(), p.loader.clone(), Duration::from_secs(60));
+    assert!(janitor.run_once(EPOCH, now + 61_000).await.is_err(), "a deposed janitor deleted files");
+    assert_eq!(p.store.manifest().await.expect("manifest"), manifest);
+    assert_eq!(p.store.committed_offsets().await.expect("offsets"), offsets);
+    assert!(manifest.iter().all(|f| f.epoch == EPOCH), "{manifest:?}");
+
+    // The new master loads the rest; its files and offsets carry its epoch.
+    let stats = p.loader.run_once(5, 0).await.expect("load");
+    assert_eq!(stats.rows, 20);
+    let count = counted(floats(&table(&p, "c").await, "seq"));
+    assert_eq!(count.len(), 40);
+    assert!(count.values().all(|n| *n == 1));
+    let after = p.store.manifest().await.expect("manifest");
+    assert_eq!(after.iter().filter(|f| f.epoch == 5).count(), after.len() - manifest.len());
+    // Per partition, epochs never go back as offsets go forward.
+    for partition in 0..3 {
+        let mut files: Vec<_> = after.iter().filter(|f| f.partition == partition).collect();
+        files.sort_by_key(|f| f.first_offset);
+        assert!(files.windows(2).all(|w| w[0].epoch <= w[1].epoch), "{files:?}");
+    }
+
+    // The deposed master's leftovers (written, refused) are deleted once
+    // old enough; committed files never.
+    let leftover = p.loader.write_partition("p.c", 0, 0).await.expect("write").expect("records");
+    let janitor = Janitor::new(p.store.clone(), p.loader.clone(), Duration::from_secs(60));
+    assert_eq!(janitor.run_once(5, now).await.expect("janitor"), 0, "leftovers are kept through the grace");
+    let deleted = janitor.run_once(5, now + 61_000).await.expect("janitor");
+    let named: std::collections::HashSet<String> = after.iter().map(|f| f.path.clone()).collect();
+    let leftovers: Vec<_> = leftover.files.iter().filter(|f| !named.contains(&f.path)).collect();
+    assert_eq!(deleted, leftovers.len());
+    for f in &leftovers {
+        assert!(p.loader.warehouse().get(&f.path).await.is_err(), "{} was left", f.path);
+    }
+    for f in &after {
+        assert!(p.loader.warehouse().get(&f.path).await.is_ok(), "{} was deleted", f.path);
+    }
+    let _ = p.log.topics().await.expect("topics");
 }
 
 on_every_backend!(
@@ -300,5 +381,6 @@ on_every_backend!(
     every_event_lands_once_across_partitions_days_and_schema_versions,
     small_batches_keep_every_record_at_their_boundaries,
     a_crash_between_writing_and_committing_loads_nothing_twice,
+    a_deposed_master_changes_nothing,
     bulk_commit_makes_acknowledged_events_visible_in_storage,
 );

@@ -490,6 +490,12 @@ on_every_backend!(
     enricher_outcomes_reach_the_client,
     limits_both_ways,
     test_endpoint_runs_without_storing,
-    hot_reload_under_load,
     rewriters_stay_in_their_project,
 );
+
+/// Two gateways on one metadata store share a log (a second one on a log
+/// of its own is refused: tests/cluster.rs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hot_reload_under_load_on_two_gateways() {
+    hot_reload_under_load(Backend::Kafka).await
+}

@@ -4,8 +4,9 @@
 //! transaction takes the small files out of the manifest and puts the
 //! merged one in. A query reads the manifest once, when it starts, so it
 //! sees either every small file or the merged one: never a row twice, never
-//! a row missing. The small files are deleted after a grace period, once
-//! queries that started before the swap are done with them.
+//! a row missing. The swap is fenced on the master's epoch and records the
+//! small files as retired; the janitor deletes them after a grace period,
+//! once queries that started before the swap are done with them.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -16,7 +17,7 @@ use arrow::record_batch::RecordBatch;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use crate::batch::warehouse::{self, Warehouse, arrow_schema};
-use crate::metadata::{self, MetadataStore, ParquetFile};
+use crate::metadata::{self, Commit, MetadataStore, ParquetFile};
 use crate::schema::types::Field;
 
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +30,8 @@ pub enum Error {
     Parquet(#[from] parquet::errors::ParquetError),
     #[error("arrow: {0}")]
     Arrow(#[from] arrow::error::ArrowError),
+    #[error("a newer master has claimed the fence: epoch {0} may no longer commit")]
+    Deposed(i64),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -49,17 +52,16 @@ pub struct Compactor {
     warehouse: Warehouse,
     /// A day is compacted once it has this many small files.
     min_files: usize,
-    /// How long replaced files are kept for queries still reading them.
-    grace: Duration,
 }
 
 impl Compactor {
-    pub fn new(store: Arc<dyn MetadataStore>, warehouse: Warehouse, min_files: usize, grace: Duration) -> Self {
-        Compactor { store, warehouse, min_files: min_files.max(2), grace }
+    pub fn new(store: Arc<dyn MetadataStore>, warehouse: Warehouse, min_files: usize) -> Self {
+        Compactor { store, warehouse, min_files: min_files.max(2) }
     }
 
-    /// Compacts every day of every collection that has enough small files.
-    pub async fn run_once(&self, now_ms: i64) -> Result<CompactStats> {
+    /// Compacts every day of every collection that has enough small files,
+    /// committing under the master's `epoch`.
+    pub async fn run_once(&self, epoch: i64, now_ms: i64) -> Result<CompactStats> {
         let mut stats = CompactStats::default();
         for project in self.store.projects().await? {
             for schema in self.store.latest_schemas(&project).await? {
@@ -69,7 +71,7 @@ impl Compactor {
                     days.entry(f.day.clone()).or_default().push(f);
                 }
                 for (_, group) in days.into_iter().filter(|(_, g)| g.len() >= self.min_files) {
-                    if self.compact(&schema.fields, &group, now_ms).await? {
+                    if self.compact(epoch, &schema.fields, &group, now_ms).await? {
                         stats.merged += group.len();
                         stats.written += 1;
                     }
@@ -80,7 +82,7 @@ impl Compactor {
     }
 
     /// Merges one day's files; `false` when the manifest changed meanwhile.
-    async fn compact(&self, fields: &[Field], group: &[ParquetFile], now_ms: i64) -> Result<bool> {
+    async fn compact(&self, epoch: i64, fields: &[Field], group: &[ParquetFile], now_ms: i64) -> Result<bool> {
         let schema = arrow_schema(fields);
         let mut batches = Vec::new();
         for file in group {
@@ -123,33 +125,30 @@ impl Compactor {
         };
         self.warehouse.put_durable(&path, bytes).await?;
         let old: Vec<String> = group.iter().map(|f| f.path.clone()).collect();
-        if !self.store.replace_files(&old, &new, now_ms).await? {
-            self.warehouse.delete(&path).await?;
-            return Ok(false);
-        }
-        let (warehouse, grace) = (self.warehouse.clone(), self.grace);
-        tokio::spawn(async move {
-            tokio::time::sleep(grace).await;
-            for path in old {
-                if let Err(e) = warehouse.delete(&path).await {
-                    tracing::warn!(%path, error = %e, "could not delete a compacted file");
+        match self.store.replace_files(epoch, &old, &new, now_ms).await? {
+            Commit::Done => Ok(true),
+            outcome => {
+                self.warehouse.delete(&path).await?;
+                match outcome {
+                    Commit::Fenced => Err(Error::Deposed(epoch)),
+                    _ => Ok(false),
                 }
             }
-        });
-        Ok(true)
+        }
     }
 
-    /// Runs compaction every `interval` until the process ends.
-    pub fn spawn(self: Arc<Self>, interval: Duration) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(async move {
-            let mut ticks = tokio::time::interval(interval);
+    /// Runs compaction every `interval` while `epoch` leads; returns once a
+    /// commit finds it deposed.
+    pub async fn run(self: Arc<Self>, epoch: i64, interval: Duration) -> Error {
+        let mut ticks = tokio::time::interval(interval);
+        ticks.tick().await;
+        loop {
             ticks.tick().await;
-            loop {
-                ticks.tick().await;
-                if let Err(e) = self.run_once(chrono::Utc::now().timestamp_millis()).await {
-                    tracing::error!(error = %e, "compaction failed; it will try again");
-                }
+            match self.run_once(epoch, chrono::Utc::now().timestamp_millis()).await {
+                Ok(_) => {}
+                Err(e @ Error::Deposed(_)) => return e,
+                Err(e) => tracing::error!(error = %e, "compaction failed; it will try again"),
             }
-        })
+        }
     }
 }

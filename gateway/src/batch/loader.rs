@@ -6,8 +6,9 @@
 //! day of `_time`, make the files durable, then record the files and the new
 //! offset in one metadata transaction. A crash before that commit leaves
 //! files no manifest names; the next run writes the same range again, under
-//! the same names when the range is the same. The commit is fenced on the
-//! offset it started from, so two loaders cannot both move a partition.
+//! the same names when the range is the same. The commit is fenced twice:
+//! on the master's epoch (a deposed master commits nothing) and on the
+//! offset it started from (two loaders cannot both move a partition).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -16,7 +17,7 @@ use std::time::Duration;
 
 use crate::batch::warehouse::{self, Warehouse};
 use crate::log::{self, EventLog, StoredRecord};
-use crate::metadata::{self, MetadataStore, OffsetAdvance, ParquetFile, SchemaVersion};
+use crate::metadata::{self, Commit, MetadataStore, OffsetAdvance, ParquetFile, SchemaVersion};
 use crate::schema::avro;
 use crate::schema::names::split_topic;
 use crate::schema::timefmt::format_date;
@@ -37,7 +38,9 @@ pub enum Error {
     #[error("no schema with id {0}")]
     UnknownSchema(u32),
     #[error("{topic}/{partition} was moved by another loader")]
-    Fenced { topic: String, partition: u32 },
+    Moved { topic: String, partition: u32 },
+    #[error("a newer master has claimed the fence: epoch {0} may no longer commit")]
+    Deposed(i64),
     #[error("encoding task failed: {0}")]
     Task(String),
 }
@@ -121,12 +124,18 @@ impl Loader {
         &self.warehouse
     }
 
-    /// Moves everything waiting in the log into storage.
-    pub async fn run_once(&self, now_ms: i64) -> Result<LoadStats> {
+    /// Holds off this process's loads (the janitor deletes under it).
+    pub async fn exclusive(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.running.lock().await
+    }
+
+    /// Moves everything waiting in the log into storage, committing under
+    /// the master's `epoch`.
+    pub async fn run_once(&self, epoch: i64, now_ms: i64) -> Result<LoadStats> {
         let _one_at_a_time = self.running.lock().await;
         let mut stats = LoadStats::default();
         loop {
-            let moved = self.pass(now_ms).await?;
+            let moved = self.pass(epoch, now_ms).await?;
             if moved.files == 0 {
                 return Ok(stats);
             }
@@ -138,18 +147,19 @@ impl Loader {
     /// One read of up to `max_records` per partition. A partition that
     /// fails does not hold up the others; the first failure is returned
     /// once every partition had its turn.
-    async fn pass(&self, now_ms: i64) -> Result<LoadStats> {
+    async fn pass(&self, epoch: i64, now_ms: i64) -> Result<LoadStats> {
         let offsets = self.store.committed_offsets().await?;
         let mut stats = LoadStats::default();
         let mut failure = None;
         for topic in self.log.topics().await? {
             for partition in 0..topic.partitions {
                 let from = offsets.get(&(topic.name.clone(), partition)).copied().unwrap_or(0);
-                match self.move_partition(&topic.name, partition, from, now_ms).await {
+                match self.move_partition(epoch, &topic.name, partition, from, now_ms).await {
                     Ok(moved) => {
                         stats.files += moved.files;
                         stats.rows += moved.rows;
                     }
+                    Err(e @ Error::Deposed(_)) => return Err(e),
                     Err(e) => {
                         tracing::warn!(topic = topic.name, partition, error = %e, "cannot load a partition");
                         failure.get_or_insert(e);
@@ -164,10 +174,19 @@ impl Loader {
     }
 
     /// Loads and commits one read of a partition.
-    async fn move_partition(&self, topic: &str, partition: u32, from: u64, now_ms: i64) -> Result<LoadStats> {
+    async fn move_partition(
+        &self,
+        epoch: i64,
+        topic: &str,
+        partition: u32,
+        from: u64,
+        now_ms: i64,
+    ) -> Result<LoadStats> {
         let Some(staged) = self.write_partition(topic, partition, from).await? else { return Ok(LoadStats::default()) };
-        if !self.store.commit_load(&staged.files, std::slice::from_ref(&staged.advance), now_ms).await? {
-            return Err(Error::Fenced { topic: topic.to_owned(), partition });
+        match self.store.commit_load(epoch, &staged.files, std::slice::from_ref(&staged.advance), now_ms).await? {
+            Commit::Done => {}
+            Commit::Conflict => return Err(Error::Moved { topic: topic.to_owned(), partition }),
+            Commit::Fenced => return Err(Error::Deposed(epoch)),
         }
         self.log.release(topic, partition, staged.advance.to).await?;
         Ok(LoadStats { files: staged.files.len(), rows: staged.files.iter().map(|f| f.rows).sum() })
@@ -239,30 +258,30 @@ impl Loader {
     }
 
     /// Runs the loop every `interval`, or as soon as `max_records` records
-    /// were appended, until the process ends.
-    pub fn spawn(self: Arc<Self>, interval: Duration) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(async move {
-            let mut ticks = tokio::time::interval(interval);
-            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                let held_back = self.held_back.swap(false, Ordering::Relaxed);
-                tokio::select! {
-                    _ = ticks.tick() => {}
-                    () = self.backlog.wake.notified() => {}
-                    // Records the log held back are read again soon.
-                    () = retry_after(held_back, self.log.retry_delay()) => {}
-                }
-                self.backlog.waiting.store(0, Ordering::Relaxed);
-                let now = chrono::Utc::now().timestamp_millis();
-                match self.run_once(now).await {
-                    Ok(stats) if stats.files > 0 => {
-                        tracing::debug!(files = stats.files, rows = stats.rows, "loaded into columnar storage");
-                    }
-                    Ok(_) => {}
-                    Err(e) => tracing::error!(error = %e, "the batch loop failed; it will try again"),
-                }
+    /// were appended, while `epoch` leads; returns once a commit finds it
+    /// deposed.
+    pub async fn run(self: Arc<Self>, epoch: i64, interval: Duration) -> Error {
+        let mut ticks = tokio::time::interval(interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let held_back = self.held_back.swap(false, Ordering::Relaxed);
+            tokio::select! {
+                _ = ticks.tick() => {}
+                () = self.backlog.wake.notified() => {}
+                // Records the log held back are read again soon.
+                () = retry_after(held_back, self.log.retry_delay()) => {}
             }
-        })
+            self.backlog.waiting.store(0, Ordering::Relaxed);
+            let now = chrono::Utc::now().timestamp_millis();
+            match self.run_once(epoch, now).await {
+                Ok(stats) if stats.files > 0 => {
+                    tracing::debug!(files = stats.files, rows = stats.rows, "loaded into columnar storage");
+                }
+                Ok(_) => {}
+                Err(e @ Error::Deposed(_)) => return e,
+                Err(e) => tracing::error!(error = %e, "the batch loop failed; it will try again"),
+            }
+        }
     }
 }
 

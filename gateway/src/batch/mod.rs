@@ -1,6 +1,8 @@
 //! Moving the event log into columnar storage: the batch loop, compaction,
-//! and the Parquet warehouse both write to and the engine reads.
+//! the janitor, and the Parquet warehouse they write to and the engine
+//! reads.
 
 pub mod compaction;
+pub mod janitor;
 pub mod loader;
 pub mod warehouse;

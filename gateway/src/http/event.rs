@@ -315,11 +315,14 @@ pub async fn bulk_commit(State(app): State<AppState>, uri: Uri, headers: HeaderM
     // Records acknowledged before the commit become readable after the
     // log's read delay.
     tokio::time::sleep(app.log.read_delay()).await;
-    app.loader.run_once(app.now_ms()).await.map_err(|e| {
-        tracing::error!(error = %e, "the batch loop failed");
-        ApiError::unavailable(format!("the batch could not be committed: {e}"))
-    })?;
-    Ok(success())
+    match app.master.load_now(app.now_ms()).await {
+        Some(Ok(_)) => Ok(success()),
+        Some(Err(e)) => {
+            tracing::error!(error = %e, "the batch loop failed");
+            Err(ApiError::unavailable(format!("the batch could not be committed: {e}")))
+        }
+        None => Err(ApiError::unavailable("this gateway does not lead now; the batch could not be committed here")),
+    }
 }
 
 fn ndjson_events(text: &str, collection: Option<&str>) -> ApiResult<Vec<Event>> {

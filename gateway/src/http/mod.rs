@@ -79,7 +79,14 @@ pub fn router(app: AppState) -> Router {
 async fn health(State(app): State<AppState>) -> Response {
     let log = app.log.health().await;
     let (status, word) = if log.up { (StatusCode::OK, "ok") } else { (StatusCode::SERVICE_UNAVAILABLE, "unavailable") };
-    json_response(status, &serde_json::json!({"status": word, "log": {"up": log.up, "detail": log.detail}}))
+    let election = app.master.election();
+    let role = *election.role().borrow();
+    let body = serde_json::json!({
+        "status": word,
+        "log": {"up": log.up, "detail": log.detail},
+        "election": {"backend": election.backend(), "role": role.name(), "epoch": election.epoch()},
+    });
+    json_response(status, &body)
 }
 
 async fn not_found() -> ApiError {

@@ -135,6 +135,12 @@ pub trait EventLog: Send + Sync + 'static {
         LogHealth { up: true, detail: "ok".to_owned() }
     }
 
+    /// Whether every gateway configured with it reads and writes the same
+    /// log, so that any master can load what any gateway acknowledged.
+    fn shared(&self) -> bool {
+        false
+    }
+
     /// The name a topic has for outside readers (Kafka consumers).
     fn broker_topic(&self, topic: &str) -> String {
         topic.to_owned()

@@ -4,6 +4,7 @@
 //! SQLite (the embedded default), PostgreSQL and MySQL/MariaDB; [`open`] is
 //! the one place that picks the database from the URL.
 
+mod fence;
 mod plugins;
 mod sql;
 mod voids;
@@ -109,6 +110,17 @@ pub struct ParquetFile {
     pub bytes: u64,
 }
 
+/// A file in the manifest, with the epoch of the master that committed it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestEntry {
+    pub path: String,
+    pub topic: String,
+    pub partition: u32,
+    pub first_offset: u64,
+    pub last_offset: u64,
+    pub epoch: i64,
+}
+
 /// A partition moved from `from` (the offset committed before) to `to`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OffsetAdvance {
@@ -116,6 +128,27 @@ pub struct OffsetAdvance {
     pub partition: u32,
     pub from: u64,
     pub to: u64,
+}
+
+/// The stored fence of master work.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MasterEpoch {
+    /// The epoch of the newest lead; 0 before any.
+    pub epoch: i64,
+    /// The node that claimed it; empty once released.
+    pub holder: String,
+    /// When the holder last renewed it (milliseconds since the epoch).
+    pub renewed_at: i64,
+}
+
+/// What a master's commit did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Commit {
+    Done,
+    /// Nothing changed: an offset or a file moved meanwhile.
+    Conflict,
+    /// Nothing changed: a newer master has claimed the fence.
+    Fenced,
 }
 
 /// A project's plugin as stored.
@@ -203,17 +236,49 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// (another writer got there first), else the new version's id.
     async fn insert_schema_version(&self, new: NewSchemaVersion<'_>, now_ms: i64) -> Result<Option<i64>>;
 
+    /// The fence of master work as stored.
+    async fn master_epoch(&self) -> Result<MasterEpoch>;
+    /// Claims `epoch` for `holder` when the stored epoch is lower; `false`,
+    /// with nothing changed, otherwise.
+    async fn claim_epoch(&self, epoch: i64, holder: &str, now_ms: i64) -> Result<bool>;
+    /// Claims the next epoch for `holder` unless another holder renewed the
+    /// fence at or after `live_since`; the epoch claimed.
+    async fn claim_next_epoch(&self, holder: &str, now_ms: i64, live_since: i64) -> Result<Option<i64>>;
+    /// Records that the holder of `epoch` still leads; `false` when the
+    /// stored epoch is another.
+    async fn renew_epoch(&self, epoch: i64, now_ms: i64) -> Result<bool>;
+    /// Gives the fence up, so that another node may claim it at once.
+    async fn release_epoch(&self, epoch: i64) -> Result<()>;
+    /// Runs `work` while holding the fence of `epoch`: no newer epoch can
+    /// be claimed meanwhile. `false`, without running it, when the stored
+    /// epoch is another.
+    async fn while_fenced(&self, epoch: i64, work: futures::future::BoxFuture<'_, ()>) -> Result<bool>;
+
     /// The next offset to load of every partition the batch loop has moved.
     async fn committed_offsets(&self) -> Result<std::collections::HashMap<LogPartition, u64>>;
     /// Records files (replacing any of the same path) and moves offsets, in
-    /// one transaction. `false`, with nothing changed, when an offset was no
-    /// longer at `from`: another loader moved it first.
-    async fn commit_load(&self, files: &[ParquetFile], advances: &[OffsetAdvance], now_ms: i64) -> Result<bool>;
+    /// one transaction fenced on `epoch`, and records the epoch with them.
+    /// [`Commit::Conflict`] when an offset was no longer at `from`: another
+    /// loader moved it first.
+    async fn commit_load(
+        &self,
+        epoch: i64,
+        files: &[ParquetFile],
+        advances: &[OffsetAdvance],
+        now_ms: i64,
+    ) -> Result<Commit>;
     /// The files of a collection's table, by path.
     async fn parquet_files(&self, project: &str, collection: &str) -> Result<Vec<ParquetFile>>;
-    /// Replaces files with one that holds their rows, in one transaction;
-    /// `false`, with nothing changed, when one of them is no longer there.
-    async fn replace_files(&self, old: &[String], new: &ParquetFile, now_ms: i64) -> Result<bool>;
+    /// Every file of every table, by path.
+    async fn manifest(&self) -> Result<Vec<ManifestEntry>>;
+    /// Replaces files with one that holds their rows, in one transaction
+    /// fenced on `epoch`, and records the old ones as retired;
+    /// [`Commit::Conflict`] when one of them is no longer there.
+    async fn replace_files(&self, epoch: i64, old: &[String], new: &ParquetFile, now_ms: i64) -> Result<Commit>;
+    /// Files taken out of the manifest, with when (milliseconds).
+    async fn retired_files(&self) -> Result<Vec<(String, i64)>>;
+    /// Forgets retired files once deleted.
+    async fn forget_retired(&self, paths: &[String]) -> Result<()>;
 
     /// Stores a component's bytes under their SHA-256 (once).
     async fn put_component(&self, sha256: &str, bytes: &[u8], now_ms: i64) -> Result<()>;

@@ -9,10 +9,11 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, Row};
 
+use super::fence::FenceStatements;
 use super::plugins::PluginStatements;
 use super::voids::VoidStatements;
 use super::{
-    AppendId, Error, KeyKind, LogPartition, MetadataStore, NewSchemaVersion, OffsetAdvance, ParquetFile, PluginChange,
+    AppendId, Commit, Error, KeyKind, ManifestEntry, MasterEpoch, LogPartition, MetadataStore, NewSchemaVersion, OffsetAdvance, ParquetFile, PluginChange,
     PluginRecord, PluginUpload, Result, SchemaVersion, StoredKey,
 };
 use crate::schema::types::{Field, FieldType};
@@ -111,6 +112,10 @@ struct Statements {
     delete_file: String,
     insert_file: String,
     parquet_files: String,
+    manifest: String,
+    retire_file: String,
+    retired_files: String,
+    forget_retired: String,
     delete_project_offsets: String,
     delete_project_files: String,
 }
@@ -153,18 +158,25 @@ impl Statements {
             schema_id: d.sql("SELECT id FROM schema_versions WHERE project = ? AND collection = ? AND version = ?"),
             committed_offsets: d.sql("SELECT topic, log_partition, next_offset FROM log_offsets"),
             advance_offset: d.sql(
-                "UPDATE log_offsets SET next_offset = ? WHERE topic = ? AND log_partition = ? AND next_offset = ?",
+                "UPDATE log_offsets SET next_offset = ?, epoch = ? \
+                 WHERE topic = ? AND log_partition = ? AND next_offset = ?",
             ),
-            insert_offset: d.sql(
-                &d.insert_ignore("log_offsets (project, topic, log_partition, next_offset) VALUES (?, ?, ?, ?)"),
-            ),
+            insert_offset: d.sql(&d.insert_ignore(
+                "log_offsets (project, topic, log_partition, next_offset, epoch) VALUES (?, ?, ?, ?, ?)",
+            )),
             delete_file: d.sql("DELETE FROM parquet_files WHERE path = ?"),
             insert_file: d.sql(&format!(
-                "INSERT INTO parquet_files ({FILE_COLUMNS}, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                "INSERT INTO parquet_files ({FILE_COLUMNS}, created_at, epoch) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
             )),
             parquet_files: d.sql(&format!(
                 "SELECT {FILE_COLUMNS} FROM parquet_files WHERE project = ? AND collection = ? ORDER BY path"
             )),
+            manifest: d
+                .sql("SELECT path, topic, log_partition, first_offset, last_offset, epoch FROM parquet_files ORDER BY path"),
+            retire_file: d.sql(&d.insert_ignore("retired_files (path, retired_at) VALUES (?, ?)")),
+            retired_files: d.sql("SELECT path, retired_at FROM retired_files ORDER BY path"),
+            forget_retired: d.sql("DELETE FROM retired_files WHERE path = ?"),
             delete_project_offsets: d.sql("DELETE FROM log_offsets WHERE project = ?"),
             delete_project_files: d.sql("DELETE FROM parquet_files WHERE project = ?"),
         }
@@ -177,6 +189,7 @@ pub struct SqlMetadataStore {
     sql: Statements,
     pub(super) plugin_sql: PluginStatements,
     pub(super) void_sql: VoidStatements,
+    pub(super) fence_sql: FenceStatements,
 }
 
 impl SqlMetadataStore {
@@ -215,6 +228,7 @@ impl SqlMetadataStore {
             sql: Statements::new(dialect),
             plugin_sql: PluginStatements::new(dialect),
             void_sql: VoidStatements::new(dialect),
+            fence_sql: FenceStatements::new(dialect),
         })
     }
 
@@ -246,7 +260,13 @@ pub(super) fn long_text(row: &AnyRow, column: &str) -> Result<String> {
 }
 
 impl SqlMetadataStore {
-    async fn insert_file(&self, tx: &mut sqlx::Transaction<'_, sqlx::Any>, f: &ParquetFile, now_ms: i64) -> Result<()> {
+    async fn insert_file(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        f: &ParquetFile,
+        epoch: i64,
+        now_ms: i64,
+    ) -> Result<()> {
         sqlx::query(&self.sql.insert_file)
             .bind(f.path.as_str())
             .bind(f.project.as_str())
@@ -259,6 +279,7 @@ impl SqlMetadataStore {
             .bind(signed(f.rows))
             .bind(signed(f.bytes))
             .bind(now_ms)
+            .bind(epoch)
             .execute(&mut **tx)
             .await?;
         Ok(())
@@ -403,11 +424,46 @@ impl MetadataStore for SqlMetadataStore {
             .collect()
     }
 
-    async fn commit_load(&self, files: &[ParquetFile], advances: &[OffsetAdvance], now_ms: i64) -> Result<bool> {
+    async fn master_epoch(&self) -> Result<MasterEpoch> {
+        self.master_epoch_sql().await
+    }
+
+    async fn claim_epoch(&self, epoch: i64, holder: &str, now_ms: i64) -> Result<bool> {
+        self.claim_epoch_sql(epoch, holder, now_ms).await
+    }
+
+    async fn claim_next_epoch(&self, holder: &str, now_ms: i64, live_since: i64) -> Result<Option<i64>> {
+        self.claim_next_epoch_sql(holder, now_ms, live_since).await
+    }
+
+    async fn renew_epoch(&self, epoch: i64, now_ms: i64) -> Result<bool> {
+        self.renew_epoch_sql(epoch, now_ms).await
+    }
+
+    async fn release_epoch(&self, epoch: i64) -> Result<()> {
+        self.release_epoch_sql(epoch).await
+    }
+
+    async fn while_fenced(&self, epoch: i64, work: futures::future::BoxFuture<'_, ()>) -> Result<bool> {
+        self.while_fenced_sql(epoch, work).await
+    }
+
+    async fn commit_load(
+        &self,
+        epoch: i64,
+        files: &[ParquetFile],
+        advances: &[OffsetAdvance],
+        now_ms: i64,
+    ) -> Result<Commit> {
         let mut tx = self.begin_write().await?;
+        if !self.check_fence(&mut tx, epoch).await? {
+            tx.rollback().await?;
+            return Ok(Commit::Fenced);
+        }
         for a in advances {
             let moved = sqlx::query(&self.sql.advance_offset)
                 .bind(signed(a.to))
+                .bind(epoch)
                 .bind(a.topic.as_str())
                 .bind(i64::from(a.partition))
                 .bind(signed(a.from))
@@ -423,6 +479,7 @@ impl MetadataStore for SqlMetadataStore {
                     .bind(a.topic.as_str())
                     .bind(i64::from(a.partition))
                     .bind(signed(a.to))
+                    .bind(epoch)
                     .execute(&mut *tx)
                     .await?
                     .rows_affected()
@@ -430,29 +487,66 @@ impl MetadataStore for SqlMetadataStore {
             };
             if !moved && !inserted {
                 tx.rollback().await?;
-                return Ok(false);
+                return Ok(Commit::Conflict);
             }
         }
         for f in files {
             sqlx::query(&self.sql.delete_file).bind(f.path.as_str()).execute(&mut *tx).await?;
-            self.insert_file(&mut tx, f, now_ms).await?;
+            self.insert_file(&mut tx, f, epoch, now_ms).await?;
         }
         tx.commit().await?;
-        Ok(true)
+        Ok(Commit::Done)
     }
 
-    async fn replace_files(&self, old: &[String], new: &ParquetFile, now_ms: i64) -> Result<bool> {
+    async fn replace_files(&self, epoch: i64, old: &[String], new: &ParquetFile, now_ms: i64) -> Result<Commit> {
         let mut tx = self.begin_write().await?;
+        if !self.check_fence(&mut tx, epoch).await? {
+            tx.rollback().await?;
+            return Ok(Commit::Fenced);
+        }
         for path in old {
             let gone = sqlx::query(&self.sql.delete_file).bind(path.as_str()).execute(&mut *tx).await?.rows_affected();
             if gone != 1 {
                 tx.rollback().await?;
-                return Ok(false);
+                return Ok(Commit::Conflict);
             }
+            sqlx::query(&self.sql.retire_file).bind(path.as_str()).bind(now_ms).execute(&mut *tx).await?;
         }
-        self.insert_file(&mut tx, new, now_ms).await?;
+        self.insert_file(&mut tx, new, epoch, now_ms).await?;
         tx.commit().await?;
-        Ok(true)
+        Ok(Commit::Done)
+    }
+
+    async fn retired_files(&self) -> Result<Vec<(String, i64)>> {
+        let rows = sqlx::query(&self.sql.retired_files).fetch_all(&self.pool).await?;
+        rows.iter().map(|r| Ok((r.try_get("path")?, r.try_get("retired_at")?))).collect()
+    }
+
+    async fn forget_retired(&self, paths: &[String]) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        for path in paths {
+            sqlx::query(&self.sql.forget_retired).bind(path.as_str()).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn manifest(&self) -> Result<Vec<ManifestEntry>> {
+        let rows = sqlx::query(&self.sql.manifest).fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|row| {
+                let partition: i64 = row.try_get("log_partition")?;
+                Ok(ManifestEntry {
+                    path: row.try_get("path")?,
+                    topic: row.try_get("topic")?,
+                    partition: u32::try_from(partition)
+                        .map_err(|_| Error::Corrupt(format!("partition {partition}")))?,
+                    first_offset: offset(row.try_get("first_offset")?, "offset")?,
+                    last_offset: offset(row.try_get("last_offset")?, "offset")?,
+                    epoch: row.try_get("epoch")?,
+                })
+            })
+            .collect()
     }
 
     async fn parquet_files(&self, project: &str, collection: &str) -> Result<Vec<ParquetFile>> {

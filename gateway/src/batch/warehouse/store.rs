@@ -71,6 +71,19 @@ impl Warehouse {
         Ok(())
     }
 
+    /// Every file in the warehouse, with when it was last written
+    /// (milliseconds since the epoch).
+    pub async fn list_all(&self) -> Result<Vec<(String, i64)>> {
+        use futures::StreamExt as _;
+        let mut listing = self.store.list(None);
+        let mut files = Vec::new();
+        while let Some(meta) = listing.next().await {
+            let meta = meta?;
+            files.push((meta.location.to_string(), meta.last_modified.timestamp_millis()));
+        }
+        Ok(files)
+    }
+
     pub async fn delete(&self, path: &str) -> Result<()> {
         match self.store.delete(&ObjectPath::from(path)).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),

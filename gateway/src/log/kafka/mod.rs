@@ -182,6 +182,10 @@ impl EventLog for KafkaLog {
         self.topics.list().await
     }
 
+    fn shared(&self) -> bool {
+        true
+    }
+
     /// Retention is the brokers' (the topics' `retention.ms`); releases
     /// only forget, at most hourly, voids old enough that their records are
     /// gone.
