@@ -35,6 +35,9 @@ need_package postgresql
 need_package mariadb-server
 need_package mariadb-client
 need_package curl
+# ZooKeeper servers for the election suites (tests start their own; the
+# package starts none).
+need_package zookeeper
 need_build_packages
 command -v python3 >/dev/null || need_package python3
 
@@ -59,6 +62,24 @@ wait_for mariadb --no-defaults -uroot --socket="$work/my.sock" -e "SELECT 1"
 mariadb --no-defaults -uroot --socket="$work/my.sock" -e \
     "CREATE USER 'weir'@'%' IDENTIFIED BY 'weir'; GRANT ALL ON *.* TO 'weir'@'%';"
 export WEIRTEST_MYSQL_URL="mysql://weir:weir@127.0.0.1:$my_port/mysql"
+
+# A ZooKeeper server the Kafka suites elect their master with (the election
+# suites start ensembles of their own).
+zk_port=$(free_port)
+mkdir -p "$work/zk/data"
+printf '%s\n' "tickTime=500" "dataDir=$work/zk/data" "clientPort=$zk_port" "clientPortAddress=127.0.0.1" \
+    "admin.enableServer=false" "4lw.commands.whitelist=srvr,ruok" >"$work/zk/zoo.cfg"
+java -Xmx128m -cp /usr/share/java/zookeeper.jar:/usr/share/java/slf4j-simple.jar \
+    org.apache.zookeeper.server.ZooKeeperServerMain "$work/zk/zoo.cfg" >"$work/zk/server.log" 2>&1 &
+pids+=($!)
+zk_serves() {
+    python3 -c 'import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=1)
+s.sendall(b"srvr")
+sys.exit(0 if b"Mode:" in s.recv(4096) else 1)' "$zk_port"
+}
+wait_for zk_serves
+export WEIRTEST_ZOOKEEPER="127.0.0.1:$zk_port"
 
 cd "$root"
 # Plugins are WebAssembly components built from plugins/ (a workspace of

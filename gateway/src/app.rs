@@ -90,7 +90,11 @@ impl App {
         let trusted_proxies = config.trusted_proxies()?;
         let election = crate::cluster::open(
             &config.election,
-            crate::cluster::ElectionSettings { single: &config.single, shared_log: log.shared() },
+            crate::cluster::ElectionSettings {
+                single: &config.single,
+                zookeeper: &config.zookeeper,
+                shared_log: log.shared(),
+            },
             store.clone(),
             &config.data_dir,
         )
@@ -105,7 +109,15 @@ impl App {
             compaction: Duration::from_millis(batch.compact_interval_ms.max(10)),
             janitor: Duration::from_millis(batch.janitor_interval_ms.max(10)),
         };
-        let master = Arc::new(MasterWork::new(election, loader.clone(), compactor, janitor, intervals));
+        let master = Arc::new(MasterWork::new(
+            election,
+            log.clone(),
+            store.clone(),
+            loader.clone(),
+            compactor,
+            janitor,
+            intervals,
+        ));
         Ok(App { config, store, log, keys, ingest, loader, master, engine, queries, trusted_proxies, plugins })
     }
 
@@ -121,7 +133,12 @@ impl App {
         if let Err(e) = self.plugins.refresh_project(project).await {
             tracing::warn!(project, error = %e, "could not unload the plugins of a deleted project");
         }
-        self.log.delete_topics(&names::topic_name(project, "")).await?;
+        {
+            // Not while this process's loader reads them: librdkafka (2.12)
+            // crashes on a fetch answer about a topic being deleted.
+            let _no_reads = self.loader.exclusive().await;
+            self.log.delete_topics(&names::topic_name(project, "")).await?;
+        }
         if let Err(e) = self.loader.warehouse().delete_prefix(project).await {
             tracing::warn!(project, error = %e, "could not delete the files of a deleted project");
         }

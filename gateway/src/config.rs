@@ -50,13 +50,18 @@ pub struct Config {
     #[serde(default)]
     pub warehouse: Option<String>,
     /// Who does master work (the batch loop, compaction, the janitor):
-    /// `single` (this gateway; a second one on the same metadata store is
-    /// refused).
+    /// `single` (this gateway; a second one on the same metadata store
+    /// follows on a shared log, is refused on a log of its own) or
+    /// `zookeeper://host:port[,host:port…]/chroot` (one elected master among
+    /// gateways that share a Kafka log).
     #[serde(default = "default_election")]
     pub election: String,
     /// Settings of `election = "single"`.
     #[serde(default)]
     pub single: crate::cluster::SingleConfig,
+    /// Settings of `election = "zookeeper://…"`.
+    #[serde(default)]
+    pub zookeeper: crate::cluster::ZooKeeperConfig,
     /// The batch loop that moves the log into columnar storage.
     #[serde(default)]
     pub batch: BatchConfig,
@@ -392,6 +397,7 @@ impl Default for Config {
             warehouse: None,
             election: default_election(),
             single: crate::cluster::SingleConfig::default(),
+            zookeeper: crate::cluster::ZooKeeperConfig::default(),
             batch: BatchConfig::default(),
             query: QueryConfig::default(),
             http: HttpConfig::default(),
@@ -487,6 +493,8 @@ pub struct Overrides {
     pub metadata: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub election: Option<String>,
 }
 
 impl Config {
@@ -546,6 +554,13 @@ impl Config {
             return Err(Error::Invalid(problem));
         }
         self.kafka.validate().map_err(Error::Invalid)?;
+        self.zookeeper.validate().map_err(Error::Invalid)?;
+        if self.election != "single" && !self.election.starts_with("zookeeper://") {
+            return Err(Error::Invalid(format!(
+                "election {:?}: use single or zookeeper://host:port[,host:port…]/chroot",
+                self.election
+            )));
+        }
         if self.file_log.segment_bytes < 1024 {
             return Err(Error::Invalid("file_log.segment_bytes must be at least 1024".to_owned()));
         }
@@ -627,7 +642,7 @@ mod tests {
             assert!(line.contains(env), "{line}");
         }
         assert!(table.contains("500000"));
-        assert_eq!(table.lines().count(), 63, "{table}");
+        assert_eq!(table.lines().count(), 64, "{table}");
     }
 
     #[test]

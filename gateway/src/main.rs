@@ -77,9 +77,12 @@ enum Command {
         /// Metadata store URL: sqlite://, postgres:// or mysql://.
         #[arg(long, env = "WEIR_METADATA", value_name = "URL", hide_env_values = true)]
         metadata: Option<String>,
-        /// Event log URL: file://<folder>.
+        /// Event log URL: file://<folder> or kafka://<host:port>[,…].
         #[arg(long, env = "WEIR_LOG", value_name = "URL")]
         log: Option<String>,
+        /// Who does master work: single or zookeeper://host:port[,…]/chroot.
+        #[arg(long, env = "WEIR_ELECTION", value_name = "URL")]
+        election: Option<String>,
     },
     /// Manage a project's WebAssembly plugins on a running gateway.
     Plugin(plugin_cli::PluginArgs),
@@ -95,8 +98,8 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match cli.command {
-        Command::Serve { config, listen, data_dir, lock_key, metadata, log } => {
-            let overrides = Overrides { listen, data_dir, lock_key, metadata, log };
+        Command::Serve { config, listen, data_dir, lock_key, metadata, log, election } => {
+            let overrides = Overrides { listen, data_dir, lock_key, metadata, log, election };
             let config = Config::load(config.as_deref(), &overrides)?;
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             runtime.block_on(weir_gateway::app::serve(config)).context("weir serve")?;

@@ -10,6 +10,7 @@
 pub mod broker;
 
 pub mod mmdb;
+pub mod zookeeper;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -195,6 +196,7 @@ impl Gateway {
             Some(b) => {
                 // The broker's settings first, so that a test's own win.
                 let mut env = b.gateway_env();
+                env.extend(shared_election(&metadata_url));
                 env.append(&mut options.env);
                 options.env = env;
                 b.url()
@@ -251,7 +253,10 @@ impl Gateway {
                 let _ = std::process::Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
             }
             match tokio::time::timeout(Duration::from_secs(20), child.wait()).await {
-                Ok(status) => assert!(status.expect("wait").success(), "weir exited with an error"),
+                Ok(status) => {
+                    let status = status.expect("wait");
+                    assert!(status.success(), "weir exited with an error ({status}):\n{}", self.stderr());
+                }
                 Err(_) => {
                     child.kill().await.expect("kill");
                     panic!("weir did not stop within 20 s of SIGTERM");
@@ -273,6 +278,7 @@ impl Gateway {
     pub async fn restart_with(&mut self, mut options: Options) {
         if let Some(broker) = &self.broker {
             let mut env = broker.gateway_env();
+            env.extend(shared_election(&self.metadata_url));
             env.append(&mut options.env);
             options.env = env;
         }
@@ -327,6 +333,19 @@ impl Drop for Gateway {
 pub fn keys_of(v: &Value) -> Keys {
     let get = |k: &str| v[k].as_str().unwrap_or_else(|| panic!("no {k} in {v}")).to_owned();
     Keys { master: get("master_key"), read: get("read_key"), write: get("write_key") }
+}
+
+/// On a shared log, gateways elect their master with the ZooKeeper server
+/// `scripts/test.sh` starts (`WEIRTEST_ZOOKEEPER`), so that every suite on
+/// the Kafka backend runs on the ZooKeeper election too; gateways on one
+/// metadata store share a chroot.
+fn shared_election(metadata_url: &str) -> Vec<(String, String)> {
+    let Ok(hosts) = std::env::var("WEIRTEST_ZOOKEEPER") else { return Vec::new() };
+    let chroot: String = metadata_url.rsplit('/').next().unwrap_or("weir").chars().filter(char::is_ascii_alphanumeric).collect();
+    vec![
+        ("WEIR_ELECTION".into(), format!("zookeeper://{hosts}/weir-tests/{chroot}")),
+        ("WEIR_ZOOKEEPER__SESSION_TIMEOUT_MS".into(), "2000".into()),
+    ]
 }
 
 async fn launch(data_dir: &Path, metadata_url: &str, options: &Options, listen: &str) -> (Child, String) {

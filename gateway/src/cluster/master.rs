@@ -11,7 +11,9 @@ use tokio::task::JoinSet;
 use super::election::{Election, Role};
 use crate::batch::compaction::Compactor;
 use crate::batch::janitor::Janitor;
-use crate::batch::loader::{self, LoadStats, Loader};
+use crate::batch::loader::Loader;
+use crate::log::EventLog;
+use crate::metadata::MetadataStore;
 
 /// How often each part of master work runs.
 #[derive(Debug, Clone, Copy)]
@@ -23,6 +25,8 @@ pub struct Intervals {
 
 pub struct MasterWork {
     election: Arc<dyn Election>,
+    log: Arc<dyn EventLog>,
+    store: Arc<dyn MetadataStore>,
     loader: Arc<Loader>,
     compactor: Arc<Compactor>,
     janitor: Arc<Janitor>,
@@ -34,12 +38,23 @@ pub struct MasterWork {
 impl MasterWork {
     pub fn new(
         election: Arc<dyn Election>,
+        log: Arc<dyn EventLog>,
+        store: Arc<dyn MetadataStore>,
         loader: Arc<Loader>,
         compactor: Arc<Compactor>,
         janitor: Arc<Janitor>,
         intervals: Intervals,
     ) -> Self {
-        MasterWork { election, loader, compactor, janitor, intervals, running: watch::Sender::new(None) }
+        MasterWork {
+            election,
+            log,
+            store,
+            loader,
+            compactor,
+            janitor,
+            intervals,
+            running: watch::Sender::new(None),
+        }
     }
 
     pub fn election(&self) -> &Arc<dyn Election> {
@@ -51,11 +66,41 @@ impl MasterWork {
         *self.running.borrow()
     }
 
-    /// Runs the batch loop now, on the master: everything in the log is in
-    /// storage when it returns. `None` on a node that does not lead.
-    pub async fn load_now(&self, now_ms: i64) -> Option<loader::Result<LoadStats>> {
-        let epoch = self.epoch()?;
-        Some(self.loader.run_once(epoch, now_ms).await)
+    /// Returns once everything in the log now is in storage: loaded here
+    /// when this node leads; on a shared log, loaded by the master within
+    /// `wait` otherwise.
+    pub async fn commit(&self, now_ms: i64, wait: Duration) -> Result<(), String> {
+        if let Some(epoch) = self.epoch() {
+            return self.loader.run_once(epoch, now_ms).await.map(drop).map_err(|e| e.to_string());
+        }
+        if !self.log.shared() {
+            return Err("this gateway does not lead now".to_owned());
+        }
+        let ends = self.log.end_offsets().await.map_err(|e| e.to_string())?;
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            if let Some(epoch) = self.epoch() {
+                return self.loader.run_once(epoch, now_ms).await.map(drop).map_err(|e| e.to_string());
+            }
+            let committed = self.store.committed_offsets().await.map_err(|e| e.to_string())?;
+            let behind = ends
+                .iter()
+                .filter(|(topic, partition, end)| {
+                    *end > 0 && committed.get(&(topic.clone(), *partition)).copied().unwrap_or(0) < *end
+                })
+                .count();
+            if behind == 0 {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(format!(
+                    "the master has not loaded {behind} partitions within {} s (election role: {})",
+                    wait.as_secs(),
+                    self.election.role().borrow().name()
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// Follows the election until the process ends.

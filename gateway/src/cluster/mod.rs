@@ -6,12 +6,14 @@
 mod election;
 pub mod master;
 mod single;
+mod zookeeper;
 
 use std::path::Path;
 use std::sync::Arc;
 
 pub use election::{Election, Role};
 pub use single::{SingleConfig, SingleElection};
+pub use zookeeper::{ZooKeeperConfig, ZooKeeperElection};
 
 use crate::metadata::{self, MetadataStore};
 
@@ -24,6 +26,11 @@ pub enum Error {
          Stop it first, or run several gateways on a shared log (Kafka)"
     )]
     AlreadyLed { holder: String, ago_ms: i64 },
+    #[error(
+        "election = \"zookeeper://…\" needs a log every gateway shares (log = \"kafka://…\"): \
+         a master could not load what another gateway acknowledged into a log of its own"
+    )]
+    LocalLog,
     #[error(transparent)]
     Metadata(#[from] metadata::Error),
     #[error("node id in {path}: {source}")]
@@ -35,6 +42,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// The settings of every election backend.
 pub struct ElectionSettings<'a> {
     pub single: &'a SingleConfig,
+    pub zookeeper: &'a ZooKeeperConfig,
     /// Whether every gateway reads the same log (Kafka), so that any of
     /// them can load what another acknowledged.
     pub shared_log: bool,
@@ -50,6 +58,12 @@ pub async fn open(
     match url {
         "single" => {
             Ok(SingleElection::start(store, node_id(data_dir)?, settings.single, settings.shared_log).await?)
+        }
+        _ if url.starts_with("zookeeper://") => {
+            if !settings.shared_log {
+                return Err(Error::LocalLog);
+            }
+            Ok(ZooKeeperElection::start(url, settings.zookeeper, store, node_id(data_dir)?).await?)
         }
         _ => Err(Error::UnsupportedUrl(url.to_owned())),
     }

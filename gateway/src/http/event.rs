@@ -315,14 +315,13 @@ pub async fn bulk_commit(State(app): State<AppState>, uri: Uri, headers: HeaderM
     // Records acknowledged before the commit become readable after the
     // log's read delay.
     tokio::time::sleep(app.log.read_delay()).await;
-    match app.master.load_now(app.now_ms()).await {
-        Some(Ok(_)) => Ok(success()),
-        Some(Err(e)) => {
-            tracing::error!(error = %e, "the batch loop failed");
-            Err(ApiError::unavailable(format!("the batch could not be committed: {e}")))
-        }
-        None => Err(ApiError::unavailable("this gateway does not lead now; the batch could not be committed here")),
-    }
+    // On another gateway than the master, as long as a failover may take.
+    let wait = std::time::Duration::from_secs(30);
+    app.master.commit(app.now_ms(), wait).await.map_err(|e| {
+        tracing::error!(error = %e, "the batch could not be committed");
+        ApiError::unavailable(format!("the batch could not be committed: {e}"))
+    })?;
+    Ok(success())
 }
 
 fn ndjson_events(text: &str, collection: Option<&str>) -> ApiResult<Vec<Event>> {

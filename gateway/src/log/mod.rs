@@ -135,6 +135,12 @@ pub trait EventLog: Send + Sync + 'static {
         LogHealth { up: true, detail: "ok".to_owned() }
     }
 
+    /// Where every partition ends now: (topic, partition, the offset its
+    /// next record will take). Only a shared log needs to tell.
+    async fn end_offsets(&self) -> Result<Vec<(String, u32, u64)>> {
+        Ok(Vec::new())
+    }
+
     /// Whether every gateway configured with it reads and writes the same
     /// log, so that any master can load what any gateway acknowledged.
     fn shared(&self) -> bool {

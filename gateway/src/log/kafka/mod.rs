@@ -186,6 +186,15 @@ impl EventLog for KafkaLog {
         true
     }
 
+    async fn end_offsets(&self) -> Result<Vec<(String, u32, u64)>> {
+        let mut ends = Vec::new();
+        for topic in self.topics.list().await? {
+            let offsets = self.reader.end_offsets(&self.topics.broker_name(&topic.name), topic.partitions).await?;
+            ends.extend(offsets.into_iter().enumerate().map(|(p, end)| (topic.name.clone(), p as u32, end)));
+        }
+        Ok(ends)
+    }
+
     /// Retention is the brokers' (the topics' `retention.ms`); releases
     /// only forget, at most hourly, voids old enough that their records are
     /// gone.

@@ -66,6 +66,23 @@ impl Reader {
         self.hold
     }
 
+    /// The offset the next record of each partition will take.
+    pub async fn end_offsets(&self, broker_topic: &str, partitions: u32) -> Result<Vec<u64>> {
+        let consumer = self.consumer.clone();
+        let (topic, timeout) = (broker_topic.to_owned(), self.timeout);
+        tokio::task::spawn_blocking(move || {
+            (0..partitions)
+                .map(|p| {
+                    let p = i32::try_from(p).map_err(|_| Error::Unavailable(format!("partition {p}")))?;
+                    let (_, high) = consumer.fetch_watermarks(&topic, p, timeout).map_err(unavailable("watermarks"))?;
+                    Ok(u64::try_from(high).unwrap_or(0))
+                })
+                .collect()
+        })
+        .await
+        .map_err(|e| Error::Unavailable(e.to_string()))?
+    }
+
     pub async fn read(&self, broker_topic: &str, partition: u32, from: u64, max_records: usize) -> Result<ReadBatch> {
         let consumer = self.consumer.clone();
         let reading = self.reading.clone();
