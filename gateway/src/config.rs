@@ -45,10 +45,14 @@ pub struct Config {
     /// Default: `file://<data_dir>/log`.
     #[serde(default)]
     pub log: Option<String>,
-    /// Columnar storage URL: `file://<folder>`. Default:
-    /// `file://<data_dir>/warehouse`.
+    /// Columnar storage URL: `file://<folder>` or `s3://<bucket>[/<prefix>]`
+    /// (gateways on several hosts share it; the prefix is Weir's alone).
+    /// Default: `file://<data_dir>/warehouse`.
     #[serde(default)]
     pub warehouse: Option<String>,
+    /// Settings of `warehouse = "s3://…"`.
+    #[serde(default)]
+    pub s3: crate::batch::warehouse::S3Config,
     /// Who does master work (the batch loop, compaction, the janitor):
     /// `single` (this gateway; a second one on the same metadata store
     /// follows on a shared log, is refused on a log of its own) or
@@ -395,6 +399,7 @@ impl Default for Config {
             metadata: None,
             log: None,
             warehouse: None,
+            s3: crate::batch::warehouse::S3Config::default(),
             election: default_election(),
             single: crate::cluster::SingleConfig::default(),
             zookeeper: crate::cluster::ZooKeeperConfig::default(),
@@ -418,6 +423,10 @@ fn unset_meaning(key: &str) -> &'static str {
         "log" => "(unset: files in data_dir)",
         "warehouse" => "(unset: a folder in data_dir)",
         "plugins.asset_dir" => "(unset: data_dir/plugin-assets)",
+        "s3.endpoint" => "(unset: AWS_ENDPOINT, else AWS)",
+        "s3.region" => "(unset: AWS_REGION, else us-east-1)",
+        "s3.access_key_id" => "(unset: AWS_ACCESS_KEY_ID, else the instance's role)",
+        "s3.secret_access_key" => "(unset: AWS_SECRET_ACCESS_KEY)",
         _ => "(unset)",
     }
 }
@@ -642,7 +651,7 @@ mod tests {
             assert!(line.contains(env), "{line}");
         }
         assert!(table.contains("500000"));
-        assert_eq!(table.lines().count(), 64, "{table}");
+        assert_eq!(table.lines().count(), 69, "{table}");
     }
 
     #[test]

@@ -19,6 +19,7 @@ use std::time::Duration;
 use serde_json::{Map, Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
+use weir_gateway::batch::warehouse::{S3Config, Warehouse};
 use weir_gateway::log::LogSettings;
 use weir_gateway::log::file::FileLogConfig;
 use weir_gateway::log::kafka::KafkaLogConfig;
@@ -72,6 +73,37 @@ impl Backend {
             Backend::Sqlite => format!("sqlite://{}", dir.join("metadata.db").display()),
             Backend::Postgres | Backend::Kafka => create_database("WEIRTEST_POSTGRES_URL").await,
             Backend::MySql => create_database("WEIRTEST_MYSQL_URL").await,
+        }
+    }
+}
+
+/// The bucket the S3-compatible server `scripts/test.sh` starts holds the
+/// Kafka backend's warehouses, one prefix each.
+const S3_BUCKET: &str = "weir-tests";
+
+/// The settings of the S3-compatible server `scripts/test.sh` starts
+/// (`WEIRTEST_S3`, its endpoint), as a gateway's `[s3]` table.
+pub fn s3_config() -> Option<S3Config> {
+    let endpoint = std::env::var("WEIRTEST_S3").ok()?;
+    Some(S3Config {
+        endpoint: Some(endpoint),
+        region: Some("us-east-1".into()),
+        access_key_id: Some("weir".into()),
+        secret_access_key: Some("weir-secret".into()),
+        allow_http: true,
+    })
+}
+
+impl Backend {
+    /// A fresh, empty warehouse for one test: on the Kafka backend a prefix
+    /// of its own on S3 (when `WEIRTEST_S3` names a server), else a folder.
+    pub fn fresh_warehouse(self, dir: &Path) -> Warehouse {
+        match (self, s3_config()) {
+            (Backend::Kafka, Some(s3)) => {
+                Warehouse::open(&format!("s3://{S3_BUCKET}/{}", random_suffix()), &s3).expect("S3 warehouse")
+            }
+            _ => Warehouse::open(&format!("file://{}", dir.join("warehouse").display()), &S3Config::default())
+                .expect("warehouse"),
         }
     }
 }
@@ -197,6 +229,7 @@ impl Gateway {
                 // The broker's settings first, so that a test's own win.
                 let mut env = b.gateway_env();
                 env.extend(shared_election(&metadata_url));
+                env.extend(shared_warehouse(&metadata_url));
                 env.append(&mut options.env);
                 options.env = env;
                 b.url()
@@ -235,6 +268,14 @@ impl Gateway {
     }
 
     /// What the gateway wrote to standard error so far.
+    /// The gateway's warehouse, opened beside it.
+    pub fn warehouse(&self) -> Warehouse {
+        let url = (self.options.env.iter().rev().find(|(k, _)| k == "WEIR_WAREHOUSE").map(|(_, v)| v.clone()))
+            .unwrap_or_else(|| format!("file://{}", self.data_dir.join("warehouse").display()));
+        let s3 = if url.starts_with("s3://") { s3_config().expect("WEIRTEST_S3") } else { S3Config::default() };
+        Warehouse::open(&url, &s3).expect("warehouse")
+    }
+
     pub fn stderr(&self) -> String {
         std::fs::read_to_string(self.data_dir.join("weir.stderr")).unwrap_or_default()
     }
@@ -279,6 +320,7 @@ impl Gateway {
         if let Some(broker) = &self.broker {
             let mut env = broker.gateway_env();
             env.extend(shared_election(&self.metadata_url));
+            env.extend(shared_warehouse(&self.metadata_url));
             env.append(&mut options.env);
             options.env = env;
         }
@@ -341,11 +383,37 @@ pub fn keys_of(v: &Value) -> Keys {
 /// metadata store share a chroot.
 fn shared_election(metadata_url: &str) -> Vec<(String, String)> {
     let Ok(hosts) = std::env::var("WEIRTEST_ZOOKEEPER") else { return Vec::new() };
-    let chroot: String = metadata_url.rsplit('/').next().unwrap_or("weir").chars().filter(char::is_ascii_alphanumeric).collect();
+    let chroot = database_name(metadata_url);
     vec![
         ("WEIR_ELECTION".into(), format!("zookeeper://{hosts}/weir-tests/{chroot}")),
         ("WEIR_ZOOKEEPER__SESSION_TIMEOUT_MS".into(), "2000".into()),
     ]
+}
+
+/// On a shared log, gateways keep their files on the S3-compatible server
+/// `scripts/test.sh` starts (`WEIRTEST_S3`), so that every suite on the
+/// Kafka backend runs on S3 too; gateways on one metadata store share a
+/// prefix.
+fn shared_warehouse(metadata_url: &str) -> Vec<(String, String)> {
+    let Some(s3) = s3_config() else { return Vec::new() };
+    let mut env = vec![
+        ("WEIR_WAREHOUSE".into(), format!("s3://{S3_BUCKET}/{}", database_name(metadata_url))),
+        ("WEIR_S3__ALLOW_HTTP".into(), "true".into()),
+    ];
+    for (key, value) in [
+        ("ENDPOINT", s3.endpoint),
+        ("REGION", s3.region),
+        ("ACCESS_KEY_ID", s3.access_key_id),
+        ("SECRET_ACCESS_KEY", s3.secret_access_key),
+    ] {
+        env.extend(value.map(|v| (format!("WEIR_S3__{key}"), v)));
+    }
+    env
+}
+
+/// A metadata database's name, as letters and digits.
+fn database_name(metadata_url: &str) -> String {
+    metadata_url.rsplit('/').next().unwrap_or("weir").chars().filter(char::is_ascii_alphanumeric).collect()
 }
 
 async fn launch(data_dir: &Path, metadata_url: &str, options: &Options, listen: &str) -> (Child, String) {

@@ -10,12 +10,13 @@ use std::time::Duration;
 
 use arrow::array::{Array, Float64Array, StringArray};
 use arrow::record_batch::RecordBatch;
+use object_store::ObjectStoreExt as _;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::{Value, json};
 use weir_gateway::batch::compaction::Compactor;
 use weir_gateway::batch::janitor::Janitor;
 use weir_gateway::batch::loader::{self, Loader};
-use weir_gateway::batch::warehouse::Warehouse;
+use weir_gateway::batch::warehouse::PART_BYTES;
 use weir_gateway::config::QueryConfig;
 use weir_gateway::ingest::{Context, Event, Ingestor};
 use weir_gateway::log::file::{FileLog, FileLogConfig};
@@ -66,7 +67,7 @@ async fn parts(backend: Backend, max_records: usize) -> Parts {
     };
     let hold = log.read_delay();
     let registry = Arc::new(SchemaRegistry::new(store.clone()));
-    let warehouse = Warehouse::open(&format!("file://{}", dir.path().join("warehouse").display())).expect("warehouse");
+    let warehouse = backend.fresh_warehouse(dir.path());
     let loader = Arc::new(Loader::new(log.clone(), store.clone(), registry.clone(), warehouse, max_records));
     let ingest = Ingestor::new(registry, log.clone());
     Parts { _dir: dir, store, log, ingest, loader, hold, _broker: broker }
@@ -228,9 +229,9 @@ async fn bulk_commit_makes_acknowledged_events_visible_in_storage(backend: Backe
     let store = metadata::open(&gw.metadata_url).await.expect("metadata");
     let files = store.parquet_files("shop", "orders").await.expect("manifest");
     assert_eq!(files.iter().map(|f| f.rows).sum::<u64>(), 25);
+    let warehouse = gw.warehouse();
     for f in &files {
-        let path = gw.data_dir.join("warehouse").join(&f.path);
-        let bytes = bytes::Bytes::from(std::fs::read(&path).expect("parquet file on disk"));
+        let bytes = warehouse.get(&f.path).await.expect("parquet file in the warehouse");
         let rows: usize = ParquetRecordBatchReaderBuilder::try_new(bytes)
             .expect("parquet")
             .build()
@@ -361,6 +362,8 @@ async fn a_deposed_master_changes_nothing(backend: Backend) {
     // The deposed master's leftovers (written, refused) are deleted once
     // old enough; committed files never.
     let leftover = p.loader.write_partition("p.c", 0, 0).await.expect("write").expect("records");
+    // What Weir did not write is not the janitor's.
+    p.loader.warehouse().put_durable("p/notes.txt", b"kept".to_vec()).await.expect("put");
     let janitor = Janitor::new(p.store.clone(), p.loader.clone(), Duration::from_secs(60));
     assert_eq!(janitor.run_once(5, now).await.expect("janitor"), 0, "leftovers are kept through the grace");
     let deleted = janitor.run_once(5, now + 61_000).await.expect("janitor");
@@ -373,10 +376,28 @@ async fn a_deposed_master_changes_nothing(backend: Backend) {
     for f in &after {
         assert!(p.loader.warehouse().get(&f.path).await.is_ok(), "{} was deleted", f.path);
     }
+    assert_eq!(p.loader.warehouse().get("p/notes.txt").await.expect("a file Weir did not write"), &b"kept"[..]);
     let _ = p.log.topics().await.expect("topics");
 }
 
+/// A file larger than a part goes up in parts (on S3, its ETag counts
+/// them) and reads back whole.
+async fn large_files_are_written_in_parts_and_read_back_whole(backend: Backend) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let warehouse = backend.fresh_warehouse(dir.path());
+    let bytes: Vec<u8> = (0..PART_BYTES * 2 + 1000).map(|i| (i % 251) as u8).collect();
+    warehouse.put_durable("p/c/_day=2024-03-01/large.parquet", bytes.clone()).await.expect("put");
+    let back = warehouse.get("p/c/_day=2024-03-01/large.parquet").await.expect("get");
+    assert!(back == bytes, "{} bytes read back of {}", back.len(), bytes.len());
+    if warehouse.url().starts_with("s3://") {
+        let meta = warehouse.store().head(&"p/c/_day=2024-03-01/large.parquet".into()).await.expect("head");
+        let etag = meta.e_tag.unwrap_or_default();
+        assert!(etag.trim_matches('"').ends_with("-3"), "not written in 3 parts: ETag {etag}");
+    }
+}
+
 on_every_backend!(
+    large_files_are_written_in_parts_and_read_back_whole,
     compaction_merges_small_files_while_queries_see_every_row_once,
     every_event_lands_once_across_partitions_days_and_schema_versions,
     small_batches_keep_every_record_at_their_boundaries,

@@ -77,10 +77,13 @@ async fn a_second_gateway_never_loads_beside_the_first(backend: Backend) {
 
     // A shared log: the second follows, and what it acknowledges is loaded
     // by the first.
-    // Gateways that share a log share a warehouse too (S3 across hosts).
+    // Gateways that share a log share a warehouse too (S3 across hosts;
+    // a folder when no S3 server runs).
     let mut options = short_lease();
-    let warehouse = format!("file://{}", first.data_dir.join("warehouse").display());
-    options.env.push(("WEIR_WAREHOUSE".into(), warehouse));
+    if weir_tests::s3_config().is_none() {
+        let warehouse = format!("file://{}", first.data_dir.join("warehouse").display());
+        options.env.push(("WEIR_WAREHOUSE".into(), warehouse));
+    }
     let mut second = first.sibling(options).await;
     assert_eq!(health(&second).await, ("single".into(), "follower".into(), epoch));
     for seq in 0..20 {

@@ -92,7 +92,7 @@ async fn deep_queries_are_refused_and_the_process_keeps_serving(backend: Backend
 
     // A rewriter plugin's SQL is held to the same limit.
     let component = weir_tests::plugin_component("test-rewriter");
-    let up = gw.upload_plugin(&k.master, "deep", "hook=rewrite", component).await;
+    let up = gw.upload_plugin(&k.master, "deep", "hook=rewrite&timeout_ms=1000", component).await;
     assert_eq!(up.status, 200, "{}", up.text());
     let config = json!({"name": "deep", "config": {"replace_with": sum(5000)}});
     let r = gw.post("/plugin/config", &[("master_key", &k.master)], &config).await;

@@ -447,7 +447,7 @@ async fn rewriters_stay_in_their_project(backend: Backend) {
         assert_eq!(gw.post("/event/batch", &[], &batch(k, events)).await.status, 200);
     }
     assert_eq!(gw.send("POST", "/event/bulk/commit", &[("master_key", &a.master)], "").await.status, 200);
-    let r = gw.upload_plugin(&a.master, "sql", "hook=rewrite", plugin_component("test-rewriter")).await;
+    let r = gw.upload_plugin(&a.master, "sql", "hook=rewrite&timeout_ms=1000", plugin_component("test-rewriter")).await;
     assert_eq!(r.status, 200, "{}", r.text());
     let query = |sql: &str| {
         let (gw, key, body) = (&gw, a.read.clone(), json!({"query": sql}));

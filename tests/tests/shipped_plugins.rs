@@ -16,7 +16,12 @@ fn ev(collection: &str, properties: Value) -> Value {
 }
 
 async fn install(gw: &Gateway, k: &Keys, name: &str, hook: &str, config: Value) {
-    let r = gw.upload_plugin(&k.master, name, &format!("hook={hook}&timeout_ms=1000"), plugin_component(name)).await;
+    install_with_deadline(gw, k, name, hook, config, 1000).await;
+}
+
+async fn install_with_deadline(gw: &Gateway, k: &Keys, name: &str, hook: &str, config: Value, timeout_ms: u64) {
+    let params = format!("hook={hook}&timeout_ms={timeout_ms}");
+    let r = gw.upload_plugin(&k.master, name, &params, plugin_component(name)).await;
     assert_eq!(r.status, 200, "upload {name}: {}", r.text());
     let r = gw.post("/plugin/config", &[("master_key", &k.master)], &json!({"name": name, "config": config})).await;
     assert_eq!(r.status, 200, "config {name}: {}", r.text());
@@ -121,7 +126,10 @@ async fn geoip(backend: Backend) {
     let real = std::env::var("WEIRTEST_GEOLITE2")
         .expect("WEIRTEST_GEOLITE2 names GeoLite2-City.mmdb from PyPI's maxminddb-geolite2 (scripts/test.sh sets it)");
     std::fs::copy(real, assets.join("GeoLite2-City.mmdb")).expect("copy GeoLite2");
-    install(&gw, &k, "geoip", "enrich", json!({"database": "test-city.mmdb"})).await;
+    // The gateway reads a database into memory at its first use, inside
+    // that call's deadline (the 2018 GeoLite2 City file is 60 MB): past 1 s
+    // on a loaded machine.
+    install_with_deadline(&gw, &k, "geoip", "enrich", json!({"database": "test-city.mmdb"}), 10_000).await;
     let body = batch(
         &k,
         vec![

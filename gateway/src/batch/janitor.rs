@@ -58,7 +58,7 @@ impl Janitor {
             .await?
             .into_iter()
             .filter(|(path, written)| {
-                !named.contains(path) && retired.get(path).copied().unwrap_or(*written) < due_before
+                is_ours(path) && !named.contains(path) && retired.get(path).copied().unwrap_or(*written) < due_before
             })
             .map(|(path, _)| path)
             .collect();
@@ -111,4 +111,12 @@ impl Janitor {
             }
         }
     }
+}
+
+/// Whether a file is one Weir writes: a Parquet file, or a local
+/// warehouse's temporary file of one (`….parquet#<n>`). Anything else under
+/// the warehouse is left alone.
+fn is_ours(path: &str) -> bool {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    name.ends_with(".parquet") || name.rsplit_once('#').is_some_and(|(file, _)| file.ends_with(".parquet"))
 }

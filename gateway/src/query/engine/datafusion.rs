@@ -18,6 +18,7 @@ use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTable
 use datafusion::execution::context::{SQLOptions, SessionConfig, SessionContext};
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::memory_pool::MemoryConsumer;
+use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
 use datafusion::physical_plan::ExecutionPlan;
@@ -27,7 +28,7 @@ use sqlparser::ast::{Ident, ObjectName, Statement};
 
 use super::memory::{QueryMemory, SharedMemory};
 use super::{EngineError, QueryEngine, QueryOutput, guard};
-use crate::batch::warehouse::{Warehouse, arrow_schema};
+use crate::batch::warehouse::{ENGINE_URL, Warehouse, arrow_schema};
 use crate::metadata::MetadataStore;
 use crate::query::Collections;
 
@@ -78,6 +79,9 @@ impl DataFusionEngine {
         let disk =
             DiskManagerBuilder::default().with_mode(DiskManagerMode::Directories(vec![memory.spill_dir.clone()]));
         let base = RuntimeEnvBuilder::new().with_disk_manager_builder(disk).build_arc().map_err(failed)?;
+        // Queries read the warehouse where it is, through its own store.
+        let url = ObjectStoreUrl::parse(ENGINE_URL).map_err(failed)?;
+        base.register_object_store(url.as_ref(), warehouse.engine_store().clone());
         let config = SessionConfig::new().with_target_partitions(2).with_information_schema(false);
         let mut template = SessionStateBuilder::new()
             .with_config(config)
@@ -110,7 +114,6 @@ impl DataFusionEngine {
             .with_runtime_env(runtime)
             .build();
         let ctx = SessionContext::new_with_state(state);
-        let root = self.warehouse.local_root().ok_or_else(|| EngineError::Storage("not a local warehouse".into()))?;
         for (collection, fields) in collections {
             let table_schema = arrow_schema(fields);
             let files = self.store.parquet_files(project, collection).await?;
@@ -119,7 +122,7 @@ impl DataFusionEngine {
             } else {
                 let urls = files
                     .iter()
-                    .map(|f| ListingTableUrl::parse(format!("file://{}", root.join(&f.path).display())))
+                    .map(|f| ListingTableUrl::parse(self.warehouse.engine_url(&f.path)))
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(|e| EngineError::Storage(e.to_string()))?;
                 let options = ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
@@ -137,12 +140,17 @@ impl DataFusionEngine {
     /// The engine's words with the warehouse's place on this server left
     /// out (plans and errors name files).
     fn hide_paths(&self, text: &str) -> String {
+        let mut text = text.replace(&format!("{ENGINE_URL}/"), "");
+        let prefix = self.warehouse.engine_prefix();
+        if !prefix.is_empty() {
+            text = text.replace(prefix, "");
+        }
         match self.warehouse.local_root() {
             Some(root) => {
                 let root = root.display().to_string();
-                text.replace(&format!("file://{root}/"), "").replace(&format!("{root}/"), "").replace(&root, "")
+                text.replace(&format!("{root}/"), "").replace(&root, "")
             }
-            None => text.to_owned(),
+            None => text,
         }
     }
 
