@@ -77,9 +77,13 @@ impl Warehouse {
         &self.engine_store
     }
 
-    /// Where the query engine finds a file: under [`ENGINE_URL`].
+    /// Where the query engine finds a file: a local one by its own
+    /// `file://` URL, one on S3 under [`ENGINE_URL`].
     pub fn engine_url(&self, path: &str) -> String {
-        format!("{ENGINE_URL}/{}{path}", self.engine_prefix)
+        match &self.local_root {
+            Some(root) => format!("file://{}", root.join(path).display()),
+            None => format!("{ENGINE_URL}/{}{path}", self.engine_prefix),
+        }
     }
 
     /// What the engine's paths start with beyond the warehouse's root.

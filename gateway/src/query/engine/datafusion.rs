@@ -148,7 +148,7 @@ impl DataFusionEngine {
         match self.warehouse.local_root() {
             Some(root) => {
                 let root = root.display().to_string();
-                text.replace(&format!("{root}/"), "").replace(&root, "")
+                text.replace(&format!("file://{root}/"), "").replace(&format!("{root}/"), "").replace(&root, "")
             }
             None => text,
         }
