@@ -163,12 +163,18 @@ fn poll_until_end(
     let mut reads = Vec::new();
     let mut next = from;
     let mut last_error = None;
+    let mut ahead = false;
     while reads.len() < max_records {
         let left = give_up.saturating_duration_since(Instant::now());
         if left.is_zero() {
             // Nothing more came in time: what was read stands.
             if let Some(e) = last_error.filter(|_| reads.is_empty()) {
                 return Err(Error::Unavailable(format!("cannot read {topic}/{partition}: {e}")));
+            }
+            if ahead && reads.is_empty() {
+                return Err(Error::Unavailable(format!(
+                    "cannot read {topic}/{partition}: offset {next} never came, later ones did"
+                )));
             }
             return Ok((reads, next));
         }
@@ -179,7 +185,13 @@ fn poll_until_end(
             Some(Err(e)) => last_error = Some(e),
             Some(Ok(m)) => {
                 let Ok(offset) = u64::try_from(m.offset()) else { continue };
-                if m.topic() != topic || m.partition() != partition || offset < next {
+                // Only the next offset: a message past it comes from an
+                // earlier read's fetch (taking it would skip the records
+                // between); the log's topics have no gaps.
+                if m.topic() != topic || m.partition() != partition || offset != next {
+                    if offset > next {
+                        ahead = true;
+                    }
                     continue;
                 }
                 let timestamp = m.timestamp().to_millis().unwrap_or(0);
