@@ -179,3 +179,17 @@ fn sync_file_and_folders(root: &Path, file: &Path) -> Result<()> {
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
     move |source| Error::Io { path: path.display().to_string(), source }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_or_bucketless_urls_are_refused_naming_both_forms() {
+        for url in ["s3://", "s3:///prefix", "gs://bucket", "warehouse"] {
+            let Err(e) = Warehouse::open(url, &S3Config::default()) else { panic!("{url} opened") };
+            let message = e.to_string();
+            assert!(message.contains("file://<folder>") && message.contains("s3://<bucket>"), "{url}: {message}");
+        }
+    }
+}
