@@ -9,8 +9,8 @@ use tokio::net::TcpListener;
 use crate::batch::compaction::Compactor;
 use crate::batch::janitor::Janitor;
 use crate::batch::loader::Loader;
-use crate::cluster::master::{Intervals, MasterWork};
 use crate::batch::warehouse::Warehouse;
+use crate::cluster::master::{Intervals, MasterWork};
 use crate::config::Config;
 use crate::ingest::Ingestor;
 use crate::keys::KeyService;
@@ -134,11 +134,8 @@ impl App {
             tracing::warn!(project, error = %e, "could not unload the plugins of a deleted project");
         }
         {
-            // Not while this process's loader reads them, nor before its
-            // last fetch is answered: librdkafka (2.12) crashes on a fetch
-            // answer about a topic being deleted (one without topic ids).
-            let _no_reads = self.loader.exclusive().await;
-            tokio::time::sleep(Duration::from_secs(1)).await;
+            // Not while this process's loader is loading them.
+            let _no_loads = self.loader.exclusive().await;
             self.log.delete_topics(&names::topic_name(project, "")).await?;
         }
         if let Err(e) = self.loader.warehouse().delete_prefix(project).await {

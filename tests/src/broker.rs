@@ -98,6 +98,10 @@ pub fn gateway_env(port: u16) -> Vec<(String, String)> {
         ("WEIR_KAFKA__SETTLE_MS", "300".to_owned()),
         ("WEIR_KAFKA__PROBE_INTERVAL_MS", "200".to_owned()),
         ("WEIR_KAFKA__REQUEST_TIMEOUT_MS", "2000".to_owned()),
+        // tansu answers a fetch with what its in-memory storage found
+        // within the fetch's wait: at the default 20 ms, nothing at all
+        // once a topic holds a few hundred thousand records.
+        ("WEIR_KAFKA__FETCH_WAIT_MS", "200".to_owned()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))

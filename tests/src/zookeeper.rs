@@ -71,7 +71,8 @@ impl Server {
 
 /// `srvr`'s `Mode:` line: `standalone`, `leader` or `follower`.
 pub async fn mode(port: u16) -> Option<String> {
-    let mut stream = tokio::time::timeout(Duration::from_secs(1), TcpStream::connect(("127.0.0.1", port))).await.ok()?.ok()?;
+    let mut stream =
+        tokio::time::timeout(Duration::from_secs(1), TcpStream::connect(("127.0.0.1", port))).await.ok()?.ok()?;
     stream.write_all(b"srvr").await.ok()?;
     let mut out = String::new();
     tokio::time::timeout(Duration::from_secs(2), stream.read_to_string(&mut out)).await.ok()?.ok()?;

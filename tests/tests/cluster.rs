@@ -33,7 +33,11 @@ fn short_lease() -> Options {
 
 async fn counts(gw: &Gateway, k: &Keys) -> (u64, u64) {
     let r = gw
-        .post("/query/execute", &[("read_key", &k.read)], &json!({"query": "SELECT count(*), count(DISTINCT seq) FROM e"}))
+        .post(
+            "/query/execute",
+            &[("read_key", &k.read)],
+            &json!({"query": "SELECT count(*), count(DISTINCT seq) FROM e"}),
+        )
         .await;
     assert_eq!(r.status, 200, "{}", r.text());
     let row = &r.json()["result"][0];

@@ -281,3 +281,42 @@ async fn records_are_loaded_once_their_writer_has_decided_them() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bulk_commit_loads_a_backlog_many_reads_long() {
+    // 100 records a read and no loading until asked: the commit reads the
+    // partition a hundred times over.
+    let options = Options {
+        env: env(&[("WEIR_BATCH__MAX_RECORDS", "100"), ("WEIR_BATCH__INTERVAL_MS", "600000")]),
+        ..Options::default()
+    };
+    let gw = Gateway::start_with(Backend::Kafka, options).await;
+    let k = gw.create_project("shop").await;
+    for b in 0..20 {
+        let events: Vec<(String, Value)> = (0..500).map(|i| ("c".to_owned(), json!({"n": b * 500 + i}))).collect();
+        assert!(gw.client.batch(&k.write, &events).await.expect("batch").is_stored());
+    }
+    let r = gw.post("/event/bulk/commit", &[("master_key", &k.master)], &json!({})).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(count(&gw, &k, "SELECT count(*), count(DISTINCT n) FROM c").await, [json!(10_000), json!(10_000)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bulk_commit_fails_while_the_broker_does_not_answer_and_loads_once_it_does() {
+    let options = Options { env: env(&[("WEIR_BATCH__INTERVAL_MS", "600000")]), ..Options::default() };
+    let gw = Gateway::start_with(Backend::Kafka, options).await;
+    let k = gw.create_project("shop").await;
+    let events: Vec<(String, Value)> = (0..100).map(|i| ("c".to_owned(), json!({"n": i}))).collect();
+    assert!(gw.client.batch(&k.write, &events).await.expect("batch").is_stored());
+
+    let broker = gw.broker.clone().expect("a broker");
+    broker.pause();
+    let r = gw.post("/event/bulk/commit", &[("master_key", &k.master)], &json!({})).await;
+    broker.resume();
+    assert_eq!(r.status, 503, "a commit that could not read the log says so: {}", r.text());
+    assert!(r.json()["error"].as_str().is_some_and(|e| e.contains("could not be committed")), "{}", r.text());
+
+    let r = gw.post("/event/bulk/commit", &[("master_key", &k.master)], &json!({})).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(count(&gw, &k, "SELECT count(*) FROM c").await, [json!(100)]);
+}

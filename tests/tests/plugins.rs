@@ -36,7 +36,8 @@ async fn plugin_lifecycle(backend: Backend) {
     let k = gw.create_project("shop").await;
     let m = [("master_key", k.master.as_str())];
     let bytes = plugin_component("test-enricher");
-    let r = gw.upload_plugin(&k.master, "tagger", "hook=enrich&order=5&on_error=pass&timeout_ms=1000", bytes.clone()).await;
+    let r =
+        gw.upload_plugin(&k.master, "tagger", "hook=enrich&order=5&on_error=pass&timeout_ms=1000", bytes.clone()).await;
     assert_eq!(r.status, 200, "{}", r.text());
     let sha = hex::encode(Sha256::digest(&bytes));
     assert_eq!(r.json(), json!({"name": "tagger", "version": 1, "sha256": sha, "hook": "enrich"}));

@@ -45,16 +45,7 @@ impl MasterWork {
         janitor: Arc<Janitor>,
         intervals: Intervals,
     ) -> Self {
-        MasterWork {
-            election,
-            log,
-            store,
-            loader,
-            compactor,
-            janitor,
-            intervals,
-            running: watch::Sender::new(None),
-        }
+        MasterWork { election, log, store, loader, compactor, janitor, intervals, running: watch::Sender::new(None) }
     }
 
     pub fn election(&self) -> &Arc<dyn Election> {

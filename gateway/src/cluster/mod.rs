@@ -56,9 +56,7 @@ pub async fn open(
     data_dir: &Path,
 ) -> Result<Arc<dyn Election>> {
     match url {
-        "single" => {
-            Ok(SingleElection::start(store, node_id(data_dir)?, settings.single, settings.shared_log).await?)
-        }
+        "single" => Ok(SingleElection::start(store, node_id(data_dir)?, settings.single, settings.shared_log).await?),
         _ if url.starts_with("zookeeper://") => {
             if !settings.shared_log {
                 return Err(Error::LocalLog);

@@ -90,11 +90,7 @@ impl SqlMetadataStore {
         Ok(done.rows_affected() == 1)
     }
 
-    pub(super) async fn while_fenced_sql(
-        &self,
-        epoch: i64,
-        work: futures::future::BoxFuture<'_, ()>,
-    ) -> Result<bool> {
+    pub(super) async fn while_fenced_sql(&self, epoch: i64, work: futures::future::BoxFuture<'_, ()>) -> Result<bool> {
         let mut tx = self.begin_write().await?;
         if !self.check_fence(&mut tx, epoch).await? {
             tx.rollback().await?;

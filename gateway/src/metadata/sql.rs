@@ -13,8 +13,8 @@ use super::fence::FenceStatements;
 use super::plugins::PluginStatements;
 use super::voids::VoidStatements;
 use super::{
-    AppendId, Commit, Error, KeyKind, ManifestEntry, MasterEpoch, LogPartition, MetadataStore, NewSchemaVersion, OffsetAdvance, ParquetFile, PluginChange,
-    PluginRecord, PluginUpload, Result, SchemaVersion, StoredKey,
+    AppendId, Commit, Error, KeyKind, LogPartition, ManifestEntry, MasterEpoch, MetadataStore, NewSchemaVersion,
+    OffsetAdvance, ParquetFile, PluginChange, PluginRecord, PluginUpload, Result, SchemaVersion, StoredKey,
 };
 use crate::schema::types::{Field, FieldType};
 

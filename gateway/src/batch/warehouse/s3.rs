@@ -2,9 +2,9 @@
 
 use std::sync::Arc;
 
+use object_store::ObjectStore;
 use object_store::aws::AmazonS3Builder;
 use object_store::prefix::PrefixStore;
-use object_store::ObjectStore;
 use serde::{Deserialize, Serialize};
 
 use super::{Error, Result};
@@ -34,12 +34,15 @@ pub struct S3Config {
     pub allow_http: bool,
 }
 
+/// The prefixed store, the bucket's own, and the prefix.
+type Opened = (Arc<dyn ObjectStore>, Arc<dyn ObjectStore>, String);
+
 /// The stores of `s3://bucket[/prefix]`: one whose paths are relative to
 /// the prefix, and the bucket's own with the prefix (empty or ending in
 /// `/`). The query engine reads the bucket's own: `PrefixStore` (0.13)
 /// answers `head` with the full path, which the engine then does not
 /// recognise as the file it asked for.
-pub fn open(url: &str, rest: &str, config: &S3Config) -> Result<(Arc<dyn ObjectStore>, Arc<dyn ObjectStore>, String)> {
+pub fn open(url: &str, rest: &str, config: &S3Config) -> Result<Opened> {
     let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
     if bucket.is_empty() {
         return Err(Error::UnsupportedUrl(url.to_owned()));

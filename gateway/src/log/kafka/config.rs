@@ -37,6 +37,13 @@ pub struct KafkaLogConfig {
     /// has, without waiting out the delivery deadline and settle time.
     #[serde(default = "default_mark_interval_ms")]
     pub mark_interval_ms: u64,
+    /// Milliseconds the broker may hold the batch loop's fetch waiting for
+    /// records (`fetch.wait.max.ms`): a read of a partition with nothing
+    /// new takes this long to learn so. A broker that answers a fetch only
+    /// with what it found within this time needs more (tansu's in-memory
+    /// storage, once it holds hundreds of thousands of records).
+    #[serde(default = "default_fetch_wait_ms")]
+    pub fetch_wait_ms: u64,
     /// Milliseconds between health probes of the brokers.
     #[serde(default = "default_probe_interval_ms")]
     pub probe_interval_ms: u64,
@@ -82,6 +89,10 @@ fn default_mark_interval_ms() -> u64 {
     200
 }
 
+fn default_fetch_wait_ms() -> u64 {
+    20
+}
+
 fn default_probe_interval_ms() -> u64 {
     1_000
 }
@@ -100,6 +111,7 @@ impl Default for KafkaLogConfig {
             settle_ms: default_settle_ms(),
             request_timeout_ms: default_request_timeout_ms(),
             mark_interval_ms: default_mark_interval_ms(),
+            fetch_wait_ms: default_fetch_wait_ms(),
             probe_interval_ms: default_probe_interval_ms(),
             void_retention_hours: default_void_retention_hours(),
             producer: BTreeMap::new(),

@@ -50,6 +50,9 @@ pub struct KafkaLog {
     probe: tokio::task::JoinHandle<()>,
     marker: tokio::task::JoinHandle<()>,
     mark_interval: Duration,
+    /// The reader's `fetch.wait.max.ms`: how long a fetch may stay in
+    /// flight after a read ends.
+    fetch_wait: Duration,
     store: Arc<dyn MetadataStore>,
     void_retention_ms: i64,
     /// When voids were last pruned (ms since the epoch).
@@ -90,10 +93,13 @@ impl KafkaLog {
             .set("enable.auto.offset.store", "false")
             .set("enable.partition.eof", "true")
             .set("auto.offset.reset", "error")
-            .set("fetch.wait.max.ms", "20");
+            .set("fetch.wait.max.ms", config.fetch_wait_ms.to_string());
         for (k, v) in &config.consumer {
             consumer.set(k, v);
         }
+        let fetch_wait = Duration::from_millis(
+            consumer.get("fetch.wait.max.ms").and_then(|ms| ms.parse().ok()).unwrap_or(config.fetch_wait_ms),
+        );
 
         let metadata: Arc<BaseConsumer> = Arc::new(common.create().map_err(unavailable("create a client"))?);
         let admin = common.create().map_err(unavailable("create an admin client"))?;
@@ -125,6 +131,7 @@ impl KafkaLog {
             probe,
             marker,
             mark_interval,
+            fetch_wait,
             store,
             void_retention_ms: i64::try_from(config.void_retention_hours.saturating_mul(3_600_000)).unwrap_or(i64::MAX),
             pruned_at: std::sync::atomic::AtomicI64::new(0),
@@ -215,7 +222,11 @@ impl EventLog for KafkaLog {
         Ok(())
     }
 
+    /// Not while the reader may still fetch from them: librdkafka (2.12)
+    /// crashes on a fetch answer about a topic being deleted (one without
+    /// topic ids).
     async fn delete_topics(&self, prefix: &str) -> Result<()> {
+        let _no_reads = self.reader.idle(self.fetch_wait).await;
         self.topics.delete(prefix).await
     }
 

@@ -4,7 +4,7 @@
 //! append is not decided yet, and leave out records of voided appends.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -36,7 +36,7 @@ impl ConsumerContext for ReaderContext {}
 pub struct Reader {
     consumer: Arc<BaseConsumer<ReaderContext>>,
     /// One read at a time: a read owns the consumer's assignment.
-    reading: Arc<Mutex<()>>,
+    reading: Arc<tokio::sync::Mutex<()>>,
     store: Arc<dyn MetadataStore>,
     /// A record its writer has not marked decided is read once this long
     /// has passed since its timestamp: the delivery timeout plus the settle
@@ -58,7 +58,16 @@ impl Reader {
         hold: Duration,
         timeout: Duration,
     ) -> Self {
-        Reader { consumer: Arc::new(consumer), reading: Arc::new(Mutex::new(())), store, hold, timeout }
+        Reader { consumer: Arc::new(consumer), reading: Arc::new(tokio::sync::Mutex::new(())), store, hold, timeout }
+    }
+
+    /// Waits until no read runs and a fetch the last one left in flight
+    /// has been answered (within `fetch_wait`, plus a margin for the round
+    /// trip); no read starts while the guard is held.
+    pub async fn idle(&self, fetch_wait: Duration) -> tokio::sync::OwnedMutexGuard<()> {
+        let guard = self.reading.clone().lock_owned().await;
+        tokio::time::sleep(fetch_wait + Duration::from_secs(1)).await;
+        guard
     }
 
     /// How long after its timestamp a record is held back.
@@ -85,10 +94,10 @@ impl Reader {
 
     pub async fn read(&self, broker_topic: &str, partition: u32, from: u64, max_records: usize) -> Result<ReadBatch> {
         let consumer = self.consumer.clone();
-        let reading = self.reading.clone();
+        let one = self.reading.clone().lock_owned().await;
         let (topic, hold, timeout) = (broker_topic.to_owned(), self.hold, self.timeout);
         let (reads, end) = tokio::task::spawn_blocking(move || {
-            let _one = reading.lock().unwrap_or_else(|e| e.into_inner());
+            let _one = one;
             read_blocking(&consumer, &topic, partition, from, max_records, timeout)
         })
         .await
@@ -141,6 +150,9 @@ fn read_blocking(
 ) -> Result<(Vec<Read>, u64)> {
     let p = i32::try_from(partition).map_err(|_| Error::NoPartition { topic: topic.to_owned(), partition })?;
     let start = i64::try_from(from).map_err(|_| Error::Unavailable(format!("offset {from} is out of range")))?;
+    // Whatever an earlier read's fetches left queued (its records, or the
+    // end of its partition) says nothing about this read.
+    while consumer.poll(Duration::ZERO).is_some() {}
     let mut assignment = TopicPartitionList::new();
     assignment.add_partition_offset(topic, p, Offset::Offset(start)).map_err(unavailable("seek"))?;
     consumer.assign(&assignment).map_err(unavailable("assign"))?;
@@ -162,21 +174,23 @@ fn poll_until_end(
     let give_up = Instant::now() + timeout;
     let mut reads = Vec::new();
     let mut next = from;
-    let mut last_error = None;
+    let mut last_error: Option<KafkaError> = None;
     let mut ahead = false;
     while reads.len() < max_records {
         let left = give_up.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            // Nothing more came in time: what was read stands.
-            if let Some(e) = last_error.filter(|_| reads.is_empty()) {
-                return Err(Error::Unavailable(format!("cannot read {topic}/{partition}: {e}")));
+            // Nothing more came in time: what was read stands. Nothing at
+            // all is a failure, not an empty partition (whose end the
+            // broker reports at once).
+            if !reads.is_empty() {
+                return Ok((reads, next));
             }
-            if ahead && reads.is_empty() {
-                return Err(Error::Unavailable(format!(
-                    "cannot read {topic}/{partition}: offset {next} never came, later ones did"
-                )));
-            }
-            return Ok((reads, next));
+            let why = match last_error {
+                Some(e) => e.to_string(),
+                None if ahead => format!("offset {next} never came, later ones did"),
+                None => format!("neither a record nor its end within {} ms", timeout.as_millis()),
+            };
+            return Err(Error::Unavailable(format!("cannot read {topic}/{partition}: {why}")));
         }
         match consumer.poll(left.min(Duration::from_millis(100))) {
             None => {}
