@@ -646,12 +646,13 @@ mod tests {
             ("plugins.asset_dir", "WEIR_PLUGINS__ASSET_DIR"),
             ("kafka.topic_prefix", "WEIR_KAFKA__TOPIC_PREFIX"),
             ("kafka.producer", "WEIR_KAFKA__PRODUCER"),
+            ("kafka.fetch_wait_ms", "WEIR_KAFKA__FETCH_WAIT_MS"),
         ] {
             let line = table.lines().find(|l| l.split_whitespace().next() == Some(key)).expect(key);
             assert!(line.contains(env), "{line}");
         }
         assert!(table.contains("500000"));
-        assert_eq!(table.lines().count(), 69, "{table}");
+        assert_eq!(table.lines().count(), 70, "{table}");
     }
 
     #[test]
