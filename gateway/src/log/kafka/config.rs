@@ -147,9 +147,25 @@ impl KafkaLogConfig {
                     .to_owned(),
             );
         }
+        if self.fetch_wait_ms >= self.request_timeout_ms {
+            // Every read of a partition with nothing new would time out.
+            return Err("kafka.fetch_wait_ms must be below kafka.request_timeout_ms".to_owned());
+        }
         if let Some(fixed) = self.producer.keys().find(|k| FIXED_PRODUCER_PROPERTIES.contains(&k.as_str())) {
             return Err(format!("kafka.producer.{fixed} is set by the gateway and cannot be changed"));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::KafkaLogConfig;
+
+    #[test]
+    fn a_fetch_wait_as_long_as_a_read_is_refused() {
+        let config = KafkaLogConfig { fetch_wait_ms: 5_000, request_timeout_ms: 5_000, ..KafkaLogConfig::default() };
+        assert_eq!(config.validate(), Err("kafka.fetch_wait_ms must be below kafka.request_timeout_ms".to_owned()));
+        assert_eq!(KafkaLogConfig { fetch_wait_ms: 200, ..config }.validate(), Ok(()));
     }
 }
