@@ -22,10 +22,12 @@ use weir_gateway::config::QueryConfig;
 use weir_gateway::ingest::{Context, Event, Ingestor};
 use weir_gateway::log::EventLog;
 use weir_gateway::log::file::{FileLog, FileLogConfig};
+use weir_gateway::query::Tables;
 use weir_gateway::query::engine::{DataFusionEngine, MemorySettings, QueryEngine};
 use weir_gateway::query::rewrite;
 use weir_gateway::schema::SchemaRegistry;
 use weir_gateway::schema::avro;
+use weir_gateway::users::{self, Users};
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -167,9 +169,12 @@ async fn run() -> Result<(), BoxError> {
 
     // The queries.
     let memory = MemorySettings::from_config(&QueryConfig::default(), dir.path());
-    let engine = DataFusionEngine::new(store.clone(), warehouse.clone(), &memory)?;
+    let metadata_url = format!("sqlite://{}/metadata.db", dir.path().display());
+    let users = Arc::new(Users::new(users::open(&metadata_url).await?, store.clone(), registry.clone(), 1_000));
+    let engine = DataFusionEngine::new(store.clone(), warehouse.clone(), users, &memory)?;
     let collections: BTreeMap<String, Vec<weir_gateway::schema::types::Field>> =
         store.latest_schemas("bench").await?.into_iter().map(|s| (s.collection, s.fields)).collect();
+    let users_table = engine.users_table_name("bench");
     let root = warehouse.local_root().ok_or("local warehouse")?.to_path_buf();
     let mut tables = serde_json::Map::new();
     for name in collections.keys() {
@@ -192,9 +197,11 @@ async fn run() -> Result<(), BoxError> {
         let mut best = f64::MAX;
         let mut rows = 0;
         for _ in 0..3 {
-            let statement = rewrite::rewrite(sql, &rewrite::Scope { collections: &collections, table_name: &name })?;
+            let scope = rewrite::Scope { collections: &collections, table_name: &name, users_table: &users_table };
+            let statement = rewrite::rewrite(sql, &scope)?;
+            let tables = Tables { collections: collections.clone(), users: Vec::new() };
             let started = Instant::now();
-            let output = engine.run("bench", &collections, statement).await?;
+            let output = engine.run("bench", &tables, statement).await?;
             best = best.min(started.elapsed().as_secs_f64());
             rows = output.batches.iter().map(|b| b.num_rows()).sum::<usize>();
         }

@@ -21,6 +21,7 @@ use crate::query::engine::{DataFusionEngine, MemorySettings, QueryEngine};
 use crate::query::lanes::Lanes;
 use crate::schema::SchemaRegistry;
 use crate::schema::names;
+use crate::users::{self, Users};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -44,6 +45,8 @@ pub enum Error {
     Engine(#[from] crate::query::engine::EngineError),
     #[error(transparent)]
     Cluster(#[from] crate::cluster::Error),
+    #[error(transparent)]
+    Users(#[from] users::Error),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -63,6 +66,7 @@ pub struct App {
     /// Proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<crate::http::proxies::Cidr>,
     pub plugins: Arc<Plugins>,
+    pub users: Arc<Users>,
 }
 
 impl App {
@@ -75,8 +79,15 @@ impl App {
         let keys = KeyService::new(store.clone(), Duration::from_millis(config.projects.key_cache_ms));
         let registry = Arc::new(SchemaRegistry::new(store.clone()));
         let warehouse = Warehouse::open(&config.warehouse_url(), &config.s3)?;
+        let users = Arc::new(Users::new(
+            users::open(&config.users_url()).await?,
+            store.clone(),
+            registry.clone(),
+            config.projects.max_fields,
+        ));
         let memory = MemorySettings::from_config(&config.query, &config.data_dir);
-        let engine: Arc<dyn QueryEngine> = Arc::new(DataFusionEngine::new(store.clone(), warehouse.clone(), &memory)?);
+        let engine: Arc<dyn QueryEngine> =
+            Arc::new(DataFusionEngine::new(store.clone(), warehouse.clone(), users.clone(), &memory)?);
         let queries = Lanes::new(config.query.lane_settings()).map_err(Error::Serve)?;
         let loader =
             Arc::new(Loader::new(log.clone(), store.clone(), registry.clone(), warehouse, config.batch.max_records));
@@ -118,16 +129,19 @@ impl App {
             janitor,
             intervals,
         ));
-        Ok(App { config, store, log, keys, ingest, loader, master, engine, queries, trusted_proxies, plugins })
+        Ok(App { config, store, log, keys, ingest, loader, master, engine, queries, trusted_proxies, plugins, users })
     }
 
     pub fn now_ms(&self) -> i64 {
         chrono::Utc::now().timestamp_millis()
     }
 
-    /// Deletes a project: its metadata, keys and topics.
+    /// Deletes a project: its metadata, keys, topics and users.
     pub async fn delete_project(&self, project: &str) -> Result<(), crate::ingest::IngestError> {
         self.store.delete_project(project).await?;
+        if let Err(e) = self.users.store().drop_project(project).await {
+            tracing::warn!(project, error = %e, "could not drop the user table of a deleted project");
+        }
         self.keys.forget_project(project);
         self.ingest.registry().forget_project(project);
         if let Err(e) = self.plugins.refresh_project(project).await {

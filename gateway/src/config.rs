@@ -45,6 +45,11 @@ pub struct Config {
     /// Default: `file://<data_dir>/log`.
     #[serde(default)]
     pub log: Option<String>,
+    /// User database URL (`/user/*` and the `users` table in SQL):
+    /// `sqlite://<file>`, `postgres://…` or `mysql://…`, one table per
+    /// project. Default: the metadata store's database.
+    #[serde(default)]
+    pub users: Option<String>,
     /// Columnar storage URL: `file://<folder>` or `s3://<bucket>[/<prefix>]`
     /// (gateways on several hosts share it; the prefix is Weir's alone).
     /// Default: `file://<data_dir>/warehouse`.
@@ -398,6 +403,7 @@ impl Default for Config {
             lock_key: None,
             metadata: None,
             log: None,
+            users: None,
             warehouse: None,
             s3: crate::batch::warehouse::S3Config::default(),
             election: default_election(),
@@ -421,6 +427,7 @@ fn unset_meaning(key: &str) -> &'static str {
         "lock_key" => "(unset: loopback clients only)",
         "metadata" => "(unset: SQLite in data_dir)",
         "log" => "(unset: files in data_dir)",
+        "users" => "(unset: the metadata database)",
         "warehouse" => "(unset: a folder in data_dir)",
         "plugins.asset_dir" => "(unset: data_dir/plugin-assets)",
         "s3.endpoint" => "(unset: AWS_ENDPOINT, else AWS)",
@@ -610,6 +617,10 @@ impl Config {
         self.metadata.clone().unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("metadata.db").display()))
     }
 
+    pub fn users_url(&self) -> String {
+        self.users.clone().unwrap_or_else(|| self.metadata_url())
+    }
+
     pub fn log_url(&self) -> String {
         self.log.clone().unwrap_or_else(|| format!("file://{}", self.data_dir.join("log").display()))
     }
@@ -652,7 +663,7 @@ mod tests {
             assert!(line.contains(env), "{line}");
         }
         assert!(table.contains("500000"));
-        assert_eq!(table.lines().count(), 70, "{table}");
+        assert_eq!(table.lines().count(), 71, "{table}");
     }
 
     #[test]

@@ -12,3 +12,4 @@ pub mod metadata;
 pub mod plugin;
 pub mod query;
 pub mod schema;
+pub mod users;

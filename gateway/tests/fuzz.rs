@@ -167,6 +167,8 @@ const WORDS: &[&str] = &[
     "pageview",
     "click",
     "_all",
+    "users",
+    "\"$users\"",
     "other.secret",
     "information_schema.tables",
     "collection.click",
@@ -229,7 +231,8 @@ proptest! {
     ) {
         let collections = collections();
         let name = |c: &str| ObjectName::from(vec![Ident::with_quote('"', "p"), Ident::with_quote('"', c)]);
-        let scope = Scope { collections: &collections, table_name: &name };
+        let users = ObjectName::from(vec![Ident::with_quote('"', "p"), Ident::with_quote('"', "$users")]);
+        let scope = Scope { collections: &collections, table_name: &name, users_table: &users };
         let _ = rewrite::rewrite(&noise, &scope);
         let sql = words.join(" ");
         if let Ok(statement) = rewrite::rewrite(&sql, &scope) {
@@ -237,14 +240,17 @@ proptest! {
             let _ = statement.visit(&mut relations);
             for relation in relations.0 {
                 let parts: Vec<String> = relation.0.iter().map(|p| p.to_string()).collect();
-                let own = parts.len() == 2 && parts[0] == "\"p\"" && collections.contains_key(parts[1].trim_matches('"'));
+                let table = parts.get(1).map(|t| t.trim_matches('"'));
+                let own = parts.len() == 2
+                    && parts[0] == "\"p\""
+                    && table.is_some_and(|t| t == "$users" || collections.contains_key(t));
                 prop_assert!(own || parts.len() == 1, "{sql} -> {statement} names {relation}");
             }
         }
     }
 }
 
-const OWN: &[&str] = &["pageview", "click", "collection.click", "\"pageview\"", "_all"];
+const OWN: &[&str] = &["pageview", "click", "collection.click", "\"pageview\"", "_all", "users"];
 const FOREIGN: &[&str] = &[
     "other.pageview",
     "\"other\".\"pageview\"",
@@ -284,7 +290,8 @@ proptest! {
     ) {
         let collections = collections();
         let name = |c: &str| ObjectName::from(vec![Ident::with_quote('"', "p"), Ident::with_quote('"', c)]);
-        let scope = Scope { collections: &collections, table_name: &name };
+        let users = ObjectName::from(vec![Ident::with_quote('"', "p"), Ident::with_quote('"', "$users")]);
+        let scope = Scope { collections: &collections, table_name: &name, users_table: &users };
         let clean = query_over(&own, shape);
         prop_assert!(rewrite::rewrite(&clean, &scope).is_ok(), "{} was refused", clean);
         let mut mixed = own.clone();

@@ -24,8 +24,9 @@ use weir_gateway::log::kafka::KafkaLogConfig;
 use weir_gateway::log::{EventLog, LogSettings};
 use weir_gateway::metadata::{self, Commit, MetadataStore, OffsetAdvance};
 use weir_gateway::query::engine::{DataFusionEngine, MemorySettings, QueryEngine};
-use weir_gateway::query::rewrite;
+use weir_gateway::query::{Tables, rewrite};
 use weir_gateway::schema::SchemaRegistry;
+use weir_gateway::users::{self, Users};
 use weir_tests::broker::Broker;
 use weir_tests::{Backend, Gateway, on_every_backend};
 
@@ -42,6 +43,7 @@ struct Parts {
     log: Arc<dyn EventLog>,
     ingest: Ingestor,
     loader: Arc<Loader>,
+    users: Arc<Users>,
     /// How long a record waits before the loader may read it.
     hold: Duration,
     _broker: Option<Broker>,
@@ -69,8 +71,9 @@ async fn parts(backend: Backend, max_records: usize) -> Parts {
     let registry = Arc::new(SchemaRegistry::new(store.clone()));
     let warehouse = backend.fresh_warehouse(dir.path());
     let loader = Arc::new(Loader::new(log.clone(), store.clone(), registry.clone(), warehouse, max_records));
+    let users = Arc::new(Users::new(users::open(&url).await.expect("users"), store.clone(), registry.clone(), 1_000));
     let ingest = Ingestor::new(registry, log.clone());
-    Parts { _dir: dir, store, log, ingest, loader, hold, _broker: broker }
+    Parts { _dir: dir, store, log, ingest, loader, users, hold, _broker: broker }
 }
 
 /// Sends events `seqs` to `collection`, one request each; even ones on one
@@ -248,15 +251,17 @@ fn memory_settings(p: &Parts) -> MemorySettings {
 
 /// `SELECT count(*), count(DISTINCT seq), count(tag) FROM c` on the engine.
 async fn counts(p: &Parts, engine: &dyn QueryEngine) -> (i64, i64, i64) {
-    let collections: std::collections::BTreeMap<String, Vec<weir_gateway::schema::types::Field>> =
+    let collections =
         p.store.latest_schemas("p").await.expect("schemas").into_iter().map(|s| (s.collection, s.fields)).collect();
+    let tables = Tables { collections, users: Vec::new() };
     let name = |c: &str| engine.table_name("p", c);
+    let users_table = engine.users_table_name("p");
     let statement = rewrite::rewrite(
         "SELECT count(*), count(DISTINCT seq), count(tag) FROM c",
-        &rewrite::Scope { collections: &collections, table_name: &name },
+        &rewrite::Scope { collections: &tables.collections, table_name: &name, users_table: &users_table },
     )
     .expect("rewrite");
-    let output = engine.run("p", &collections, statement).await.expect("query");
+    let output = engine.run("p", &tables, statement).await.expect("query");
     let row = weir_gateway::query::result::rows(&output.batches, 1 << 20).expect("rows").remove(0);
     let n = |v: &Value| v.as_i64().expect("count");
     (n(&row[0]), n(&row[1]), n(&row[2]))
@@ -272,7 +277,8 @@ async fn compaction_merges_small_files_while_queries_see_every_row_once(backend:
     assert!(before.len() > 10, "{} files", before.len());
 
     let engine: Arc<dyn QueryEngine> = Arc::new(
-        DataFusionEngine::new(p.store.clone(), p.loader.warehouse().clone(), &memory_settings(&p)).expect("engine"),
+        DataFusionEngine::new(p.store.clone(), p.loader.warehouse().clone(), p.users.clone(), &memory_settings(&p))
+            .expect("engine"),
     );
     assert_eq!(counts(&p, engine.as_ref()).await, (66, 66, 6));
     let stop = Arc::new(AtomicBool::new(false));

@@ -121,3 +121,17 @@ impl From<IngestError> for ApiError {
         }
     }
 }
+
+impl From<crate::users::Error> for ApiError {
+    fn from(e: crate::users::Error) -> Self {
+        use crate::users::Error;
+        match e {
+            Error::Invalid(message) => ApiError::bad_request(message),
+            Error::Metadata(e) => e.into(),
+            e => {
+                tracing::error!(error = %e, "user database failed");
+                ApiError::unavailable(format!("the user database is unavailable: {e}"))
+            }
+        }
+    }
+}

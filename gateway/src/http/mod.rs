@@ -10,6 +10,7 @@ mod query;
 mod registry;
 pub mod request;
 pub mod server;
+mod user;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -53,6 +54,20 @@ pub fn router(app: AppState) -> Router {
         .route("/query/explain", post(query::explain))
         .route("/query/metadata", post(query::query_metadata))
         .route("/query/export", post(query::export))
+        .route("/user/create", post(user::create))
+        .route("/user/set_properties", post(user::set_properties))
+        .route("/user/set_properties_once", post(user::set_properties_once))
+        .route("/user/unset_properties", post(user::unset_properties))
+        .route("/user/increment_property", post(user::increment_property))
+        .route("/user/batch", post(user::batch))
+        .route("/user/batch_operations", post(user::batch_operations))
+        .route("/user/batch/create", post(user::batch_create))
+        .route("/user/get", post(user::get))
+        .route("/user/search", post(user::search))
+        .route("/user/get_events", post(user::get_events))
+        .route("/user/metadata", get(user::metadata).post(user::metadata))
+        .route("/user/merge", post(user::merge))
+        .route("/user/create_segment", post(user::create_segment))
         .route("/plugin/upload", post(plugin::upload))
         .route("/plugin/config", post(plugin::config))
         .route("/plugin/list", post(plugin::list))

@@ -16,7 +16,7 @@ use crate::plugin::rewrite::QueryCaller;
 use crate::query::engine::{EngineError, QueryOutput};
 use crate::query::lanes::LaneError;
 use crate::query::rewrite::{self, RewriteError, Scope};
-use crate::query::{Collections, result};
+use crate::query::{Tables, result};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -42,23 +42,21 @@ pub struct QueryRequest {
 }
 
 impl App {
-    /// The project's collections, read once per query.
-    async fn collections(&self, project: &str) -> ApiResult<Collections> {
-        Ok(self.store.latest_schemas(project).await?.into_iter().map(|s| (s.collection, s.fields)).collect())
+    /// The project's tables, read once per query.
+    async fn tables(&self, project: &str) -> ApiResult<Tables> {
+        let collections =
+            self.store.latest_schemas(project).await?.into_iter().map(|s| (s.collection, s.fields)).collect();
+        let users = self.users.columns(project).await?;
+        Ok(Tables { collections, users })
     }
 
     /// Rewrites a query for the project, capped at `limit` rows (none for
     /// EXPLAIN).
-    fn rewritten(
-        &self,
-        project: &str,
-        collections: &Collections,
-        sql: &str,
-        limit: Option<u64>,
-    ) -> ApiResult<Statement> {
+    fn rewritten(&self, project: &str, tables: &Tables, sql: &str, limit: Option<u64>) -> ApiResult<Statement> {
         let table_name = |collection: &str| self.engine.table_name(project, collection);
-        let mut statement = rewrite::rewrite(sql, &Scope { collections, table_name: &table_name })
-            .map_err(|e| rewrite_error(e, sql))?;
+        let users_table = self.engine.users_table_name(project);
+        let scope = Scope { collections: &tables.collections, table_name: &table_name, users_table: &users_table };
+        let mut statement = rewrite::rewrite(sql, &scope).map_err(|e| rewrite_error(e, sql))?;
         let limits = &self.config.query;
         if let Some(limit) = limit {
             rewrite::apply_limit(&mut statement, limit.min(limits.max_limit));
@@ -69,11 +67,11 @@ impl App {
     async fn run_query(
         &self,
         project: &str,
-        collections: &Collections,
+        tables: &Tables,
         sql: &str,
         statement: Statement,
     ) -> ApiResult<QueryOutput> {
-        self.engine.run(project, collections, statement).await.map_err(|e| match e {
+        self.engine.run(project, tables, statement).await.map_err(|e| match e {
             EngineError::Query(message) => ApiError::query(StatusCode::BAD_REQUEST, message, sql),
             EngineError::PastDeadline => self.timed_out(),
             EngineError::TooMuchMemory(message) => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, message),
@@ -109,9 +107,9 @@ async fn output(app: &AppState, project: &str, sql: String, limit: Option<u64>) 
         let app = app.clone();
         let project = project.to_owned();
         async move {
-            let collections = app.collections(&project).await?;
-            let statement = app.rewritten(&project, &collections, &sql, limit)?;
-            app.run_query(&project, &collections, &sql, statement).await
+            let tables = app.tables(&project).await?;
+            let statement = app.rewritten(&project, &tables, &sql, limit)?;
+            app.run_query(&project, &tables, &sql, statement).await
         }
     };
     on_lanes(app, project, work).await?
@@ -148,7 +146,16 @@ fn rewrite_error(e: RewriteError, sql: &str) -> ApiError {
 /// Runs a query and answers Rakam's `{metadata, result, properties}`.
 async fn answer(app: &AppState, caller: &QueryCaller, req: &QueryRequest) -> ApiResult<Json> {
     let limit = req.limit.unwrap_or(app.config.query.default_limit);
-    let sql = user_sql(app, caller, &req.query).await?;
+    query_result(app, caller, &req.query, limit).await
+}
+
+/// Runs SQL for a caller, through the project's rewriter plugins and the
+/// built-in rewrite, capped at `limit` rows; Rakam's `{metadata, result,
+/// properties}`. Endpoints that build SQL for their callers (user search)
+/// answer through it, so that what hides rows from a query hides them
+/// there too.
+pub(super) async fn query_result(app: &AppState, caller: &QueryCaller, sql: &str, limit: u64) -> ApiResult<Json> {
+    let sql = user_sql(app, caller, sql).await?;
     let output = output(app, &caller.project, sql, Some(limit)).await?;
     let rows = result::rows(&output.batches, app.config.query.max_result_bytes)
         .map_err(|e| ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, e.to_string()))?;
@@ -170,7 +177,7 @@ async fn read_request(app: &AppState, headers: &HeaderMap, body: Body) -> ApiRes
 }
 
 /// The caller of a query: a read key's project, and what rewriters are told.
-async fn reader(app: &AppState, uri: &Uri, headers: &HeaderMap) -> ApiResult<QueryCaller> {
+pub(super) async fn reader(app: &AppState, uri: &Uri, headers: &HeaderMap) -> ApiResult<QueryCaller> {
     let project = app.authorize(key_from(headers, uri.query(), "read_key"), &[KeyKind::Read]).await?;
     Ok(QueryCaller { project, key_kind: KeyKind::Read, attributes: super::plugin::attributes(headers) })
 }
@@ -295,8 +302,8 @@ pub async fn project_stats(State(app): State<AppState>, headers: HeaderMap, body
 }
 
 async fn project_stats_of(app: &AppState, project: &str) -> ApiResult<Json> {
-    let collections = app.collections(project).await?;
-    let visible = collections.keys().any(|c| !c.starts_with('_') && !c.starts_with('$'));
+    let tables = app.tables(project).await?;
+    let visible = tables.collections.keys().any(|c| !c.starts_with('_') && !c.starts_with('$'));
     if !visible {
         return Ok(json!({"allEvents": 0, "monthlyEvents": 0, "dailyEvents": 0}));
     }

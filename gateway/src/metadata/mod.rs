@@ -6,7 +6,8 @@
 
 mod fence;
 mod plugins;
-mod sql;
+pub(crate) mod sql;
+mod user_columns;
 mod voids;
 
 use std::sync::Arc;
@@ -311,6 +312,13 @@ pub trait MetadataStore: Send + Sync + 'static {
     async fn mark_decided(&self, writer: u64, below: u64, now_ms: i64) -> Result<()>;
     /// The decided marks of these writers (writers with none are left out).
     async fn decided_marks(&self, writers: &[u64]) -> Result<std::collections::HashMap<u64, u64>>;
+
+    /// The columns of the project's user table (besides `id` and
+    /// `created_at`), in the order they were added.
+    async fn user_columns(&self, project: &str) -> Result<Vec<Field>>;
+    /// Registers user columns (a name registered already keeps its type);
+    /// every column afterwards.
+    async fn add_user_columns(&self, project: &str, fields: &[Field], now_ms: i64) -> Result<Vec<Field>>;
 }
 
 /// Opens (and migrates) the metadata store named by `url`.

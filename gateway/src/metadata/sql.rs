@@ -11,6 +11,7 @@ use sqlx::{AnyPool, Row};
 
 use super::fence::FenceStatements;
 use super::plugins::PluginStatements;
+use super::user_columns::UserColumnStatements;
 use super::voids::VoidStatements;
 use super::{
     AppendId, Commit, Error, KeyKind, LogPartition, ManifestEntry, MasterEpoch, MetadataStore, NewSchemaVersion,
@@ -23,14 +24,14 @@ static POSTGRES: Migrator = sqlx::migrate!("migrations/postgres");
 static MYSQL: Migrator = sqlx::migrate!("migrations/mysql");
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Dialect {
+pub(crate) enum Dialect {
     Sqlite,
     Postgres,
     MySql,
 }
 
 impl Dialect {
-    fn of(url: &str) -> Result<Dialect> {
+    pub(crate) fn of(url: &str) -> Result<Dialect> {
         let scheme = url.split_once(':').map_or("", |(s, _)| s);
         match scheme {
             "sqlite" => Ok(Dialect::Sqlite),
@@ -49,7 +50,7 @@ impl Dialect {
     }
 
     /// Rewrites `?` placeholders to `$1, $2, ..` where the database wants them.
-    pub(super) fn sql(self, query: &str) -> String {
+    pub(crate) fn sql(self, query: &str) -> String {
         if self != Dialect::Postgres {
             return query.to_owned();
         }
@@ -71,15 +72,40 @@ impl Dialect {
     /// transaction takes the write lock only at its first write, and if
     /// another connection wrote in between it fails busy instead of waiting;
     /// `BEGIN IMMEDIATE` takes the lock at once and waits for it.
-    fn begin_write(self) -> &'static str {
+    pub(crate) fn begin_write(self) -> &'static str {
         match self {
             Dialect::Sqlite => "BEGIN IMMEDIATE",
             Dialect::Postgres | Dialect::MySql => "BEGIN",
         }
     }
 
+    /// A pool of connections to `url`, a database of this dialect; SQLite
+    /// files are created when missing, in WAL mode, and wait for locks.
+    pub(crate) async fn pool(self, url: &str) -> sqlx::Result<AnyPool> {
+        sqlx::any::install_default_drivers();
+        let url = match self {
+            Dialect::Sqlite if !url.contains("mode=") => {
+                let sep = if url.contains('?') { '&' } else { '?' };
+                format!("{url}{sep}mode=rwc")
+            }
+            _ => url.to_owned(),
+        };
+        let mut options = AnyPoolOptions::new().max_connections(8);
+        if self == Dialect::Sqlite {
+            options = options.after_connect(|conn, _| {
+                Box::pin(async move {
+                    sqlx::query("PRAGMA journal_mode = WAL").execute(&mut *conn).await?;
+                    sqlx::query("PRAGMA busy_timeout = 10000").execute(&mut *conn).await?;
+                    sqlx::query("PRAGMA foreign_keys = ON").execute(&mut *conn).await?;
+                    Ok(())
+                })
+            });
+        }
+        options.connect(&url).await
+    }
+
     /// An INSERT that does nothing when a unique key exists already.
-    pub(super) fn insert_ignore(self, rest: &str) -> String {
+    pub(crate) fn insert_ignore(self, rest: &str) -> String {
         match self {
             Dialect::Sqlite => format!("INSERT OR IGNORE INTO {rest}"),
             Dialect::Postgres => format!("INSERT INTO {rest} ON CONFLICT DO NOTHING"),
@@ -190,6 +216,7 @@ pub struct SqlMetadataStore {
     pub(super) plugin_sql: PluginStatements,
     pub(super) void_sql: VoidStatements,
     pub(super) fence_sql: FenceStatements,
+    pub(super) user_column_sql: UserColumnStatements,
 }
 
 impl SqlMetadataStore {
@@ -201,26 +228,7 @@ impl SqlMetadataStore {
     /// Connects to the database named by `url` and applies its migrations.
     pub async fn connect(url: &str) -> Result<Self> {
         let dialect = Dialect::of(url)?;
-        sqlx::any::install_default_drivers();
-        let url = match dialect {
-            Dialect::Sqlite if !url.contains("mode=") => {
-                let sep = if url.contains('?') { '&' } else { '?' };
-                format!("{url}{sep}mode=rwc")
-            }
-            _ => url.to_owned(),
-        };
-        let mut options = AnyPoolOptions::new().max_connections(8);
-        if dialect == Dialect::Sqlite {
-            options = options.after_connect(|conn, _| {
-                Box::pin(async move {
-                    sqlx::query("PRAGMA journal_mode = WAL").execute(&mut *conn).await?;
-                    sqlx::query("PRAGMA busy_timeout = 10000").execute(&mut *conn).await?;
-                    sqlx::query("PRAGMA foreign_keys = ON").execute(&mut *conn).await?;
-                    Ok(())
-                })
-            });
-        }
-        let pool = options.connect(&url).await?;
+        let pool = dialect.pool(url).await?;
         dialect.migrator().run(&pool).await?;
         Ok(SqlMetadataStore {
             pool,
@@ -229,6 +237,7 @@ impl SqlMetadataStore {
             plugin_sql: PluginStatements::new(dialect),
             void_sql: VoidStatements::new(dialect),
             fence_sql: FenceStatements::new(dialect),
+            user_column_sql: UserColumnStatements::new(dialect),
         })
     }
 
@@ -317,6 +326,7 @@ impl MetadataStore for SqlMetadataStore {
         sqlx::query(&self.sql.delete_project_offsets).bind(name).execute(&mut *tx).await?;
         sqlx::query(&self.sql.delete_project_files).bind(name).execute(&mut *tx).await?;
         sqlx::query(&self.plugin_sql.delete_project_plugins).bind(name).execute(&mut *tx).await?;
+        sqlx::query(&self.user_column_sql.delete_project_columns).bind(name).execute(&mut *tx).await?;
         let done = sqlx::query(&self.sql.delete_project).bind(name).execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(done.rows_affected() == 1)
@@ -619,6 +629,14 @@ impl MetadataStore for SqlMetadataStore {
 
     async fn decided_marks(&self, writers: &[u64]) -> Result<HashMap<u64, u64>> {
         self.decided_marks_sql(writers).await
+    }
+
+    async fn user_columns(&self, project: &str) -> Result<Vec<Field>> {
+        self.user_columns_sql(project).await
+    }
+
+    async fn add_user_columns(&self, project: &str, fields: &[Field], now_ms: i64) -> Result<Vec<Field>> {
+        self.add_user_columns_sql(project, fields, now_ms).await
     }
 }
 

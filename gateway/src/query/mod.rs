@@ -8,6 +8,14 @@ use crate::schema::types::Field;
 /// the rewrite and the engine see the same schemas.
 pub type Collections = BTreeMap<String, Vec<Field>>;
 
+/// What a query of one project reads, as the rewrite and the engine see it.
+#[derive(Debug, Clone, Default)]
+pub struct Tables {
+    pub collections: Collections,
+    /// The columns of the project's user table (`users` in SQL).
+    pub users: Vec<Field>,
+}
+
 pub mod engine;
 pub mod lanes;
 mod nesting;

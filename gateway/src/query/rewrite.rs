@@ -2,8 +2,9 @@
 //!
 //! Only queries run (SELECT, WITH, VALUES, and EXPLAIN of a query). Every
 //! table reference must resolve to something of the caller's project: a
-//! collection (`x`, `collection.x`), `_all`, or a CTE in scope; it is then
-//! renamed to the engine's name for it. Anything else is denied, naming the
+//! collection (`x`, `collection.x`), `_all`, the project's user table
+//! (`users`; a collection of that name is `collection.users`), or a CTE in
+//! scope; it is then renamed to the engine's name for it. Anything else is denied, naming the
 //! offending part: other schemas and catalogs, system tables, table
 //! functions, `SELECT INTO`, and every statement that is not a query.
 
@@ -44,7 +45,12 @@ pub struct Scope<'a> {
     pub collections: &'a super::Collections,
     /// The engine's name for a collection's table.
     pub table_name: &'a dyn Fn(&str) -> ObjectName,
+    /// The engine's name for the project's user table.
+    pub users_table: &'a ObjectName,
 }
+
+/// The user table's name in SQL.
+pub const USERS: &str = "users";
 
 /// Parses, checks and rewrites one statement.
 pub fn rewrite(sql: &str, scope: &Scope<'_>) -> Result<Statement, RewriteError> {
@@ -152,6 +158,7 @@ enum Resolved {
     Cte,
     Collection(String),
     All,
+    Users,
 }
 
 impl Rewriter<'_, '_> {
@@ -166,6 +173,7 @@ impl Rewriter<'_, '_> {
         match parts.as_slice() {
             [one] if self.ctes.iter().any(|scope| scope.contains(one)) => Ok(Resolved::Cte),
             [one] if one == "_all" => Ok(Resolved::All),
+            [one] if one == USERS => Ok(Resolved::Users),
             [one] | [_, one] if parts.len() == 1 || parts[0] == "collection" => {
                 if self.scope.collections.contains_key(one) {
                     Ok(Resolved::Collection(one.clone()))
@@ -277,6 +285,13 @@ impl VisitorMut for Rewriter<'_, '_> {
         match self.resolve(name) {
             Err(reason) => self.deny(reason),
             Ok(Resolved::Cte) => ControlFlow::Continue(()),
+            Ok(Resolved::Users) => {
+                if alias.is_none() {
+                    *alias = Some(alias_named(Ident::new(USERS)));
+                }
+                *name = self.scope.users_table.clone();
+                ControlFlow::Continue(())
+            }
             Ok(Resolved::Collection(collection)) => {
                 if alias.is_none() {
                     // Keep `x.column` working after `x` is renamed.
@@ -346,7 +361,9 @@ mod tests {
     fn run(sql: &str) -> Result<String, RewriteError> {
         let collections = collections();
         let name = |c: &str| ObjectName::from(vec![Ident::with_quote('"', "p"), Ident::with_quote('"', c)]);
-        rewrite(sql, &Scope { collections: &collections, table_name: &name }).map(|s| s.to_string())
+        let users = ObjectName::from(vec![Ident::with_quote('"', "p"), Ident::with_quote('"', "$users")]);
+        rewrite(sql, &Scope { collections: &collections, table_name: &name, users_table: &users })
+            .map(|s| s.to_string())
     }
 
     fn ok(sql: &str, expected: &str) {
@@ -384,6 +401,23 @@ mod tests {
         ok("VALUES (1, 2)", "VALUES (1, 2)");
         ok("EXPLAIN SELECT 1 FROM click", r#"EXPLAIN SELECT 1 FROM "p"."click" AS "click""#);
         ok("SELECT 1 /* other.secret */ FROM click -- x", r#"SELECT 1 FROM "p"."click" AS "click""#);
+    }
+
+    #[test]
+    fn users_is_the_projects_user_table() {
+        ok("SELECT count(*) FROM users", r#"SELECT count(*) FROM "p"."$users" AS users"#);
+        ok("SELECT u.plan FROM Users u", r#"SELECT u.plan FROM "p"."$users" u"#);
+        ok(
+            "SELECT u.plan, count(*) FROM pageview e JOIN users u ON u.id = e._user GROUP BY 1",
+            r#"SELECT u.plan, count(*) FROM "p"."pageview" e JOIN "p"."$users" u ON u.id = e._user GROUP BY 1"#,
+        );
+        ok(
+            "WITH users AS (SELECT 1 AS id) SELECT id FROM users",
+            "WITH users AS (SELECT 1 AS id) SELECT id FROM users",
+        );
+        denied("SELECT * FROM other.users", "other.users");
+        denied(r#"SELECT * FROM "$users""#, "$users");
+        denied("SELECT * FROM users.other", "users.other");
     }
 
     #[test]
@@ -478,7 +512,8 @@ mod tests {
     fn limits_are_applied_and_capped() {
         let collections = collections();
         let name = |c: &str| ObjectName::from(vec![Ident::new(c)]);
-        let scope = Scope { collections: &collections, table_name: &name };
+        let users = ObjectName::from(vec![Ident::new("users")]);
+        let scope = Scope { collections: &collections, table_name: &name, users_table: &users };
         let limited = |sql: &str| {
             let mut s = rewrite(sql, &scope).expect("rewrite");
             apply_limit(&mut s, 100);

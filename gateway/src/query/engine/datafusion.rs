@@ -30,7 +30,11 @@ use super::memory::{QueryMemory, SharedMemory};
 use super::{EngineError, QueryEngine, QueryOutput, guard};
 use crate::batch::warehouse::{ENGINE_URL, Warehouse, arrow_schema};
 use crate::metadata::MetadataStore;
-use crate::query::Collections;
+use crate::query::Tables;
+use crate::users::Users;
+
+/// The user table's name in a query's session: no collection can have it.
+const USERS_TABLE: &str = "$users";
 
 /// What bounds a query's memory.
 #[derive(Debug, Clone)]
@@ -57,6 +61,7 @@ impl MemorySettings {
 pub struct DataFusionEngine {
     store: Arc<dyn MetadataStore>,
     warehouse: Warehouse,
+    users: Arc<Users>,
     /// Built once: the configuration and the guarded functions every
     /// query's session starts from.
     template: SessionState,
@@ -71,6 +76,7 @@ impl DataFusionEngine {
     pub fn new(
         store: Arc<dyn MetadataStore>,
         warehouse: Warehouse,
+        users: Arc<Users>,
         memory: &MemorySettings,
     ) -> Result<Self, EngineError> {
         let failed = |e: datafusion::error::DataFusionError| EngineError::Query(e.to_string());
@@ -92,6 +98,7 @@ impl DataFusionEngine {
         Ok(DataFusionEngine {
             store,
             warehouse,
+            users,
             template,
             base,
             memory: SharedMemory::new(memory.total),
@@ -99,7 +106,7 @@ impl DataFusionEngine {
         })
     }
 
-    async fn session(&self, project: &str, collections: &Collections) -> Result<SessionContext, EngineError> {
+    async fn session(&self, project: &str, tables: &Tables) -> Result<SessionContext, EngineError> {
         let runtime = Arc::new(RuntimeEnv {
             memory_pool: Arc::new(QueryMemory::new(self.per_query, self.memory.clone())),
             disk_manager: self.base.disk_manager.clone(),
@@ -114,7 +121,10 @@ impl DataFusionEngine {
             .with_runtime_env(runtime)
             .build();
         let ctx = SessionContext::new_with_state(state);
-        for (collection, fields) in collections {
+        let users = super::users_table::UserTable::new(self.users.clone(), project, tables.users.clone());
+        ctx.register_table(datafusion::common::TableReference::bare(USERS_TABLE), Arc::new(users))
+            .map_err(|e| EngineError::Query(e.to_string()))?;
+        for (collection, fields) in &tables.collections {
             let table_schema = arrow_schema(fields);
             let files = self.store.parquet_files(project, collection).await?;
             let table: Arc<dyn datafusion::datasource::TableProvider> = if files.is_empty() {
@@ -205,14 +215,13 @@ impl QueryEngine for DataFusionEngine {
         ObjectName::from(vec![Ident::with_quote('"', collection)])
     }
 
-    async fn run(
-        &self,
-        project: &str,
-        collections: &Collections,
-        statement: Statement,
-    ) -> Result<QueryOutput, EngineError> {
+    fn users_table_name(&self, _project: &str) -> ObjectName {
+        ObjectName::from(vec![Ident::with_quote('"', USERS_TABLE)])
+    }
+
+    async fn run(&self, project: &str, tables: &Tables, statement: Statement) -> Result<QueryOutput, EngineError> {
         let explain = matches!(statement, Statement::Explain { .. });
-        let ctx = self.session(project, collections).await?;
+        let ctx = self.session(project, tables).await?;
         let state = ctx.state();
         let plan = state
             .statement_to_plan(datafusion::sql::parser::Statement::Statement(Box::new(statement)))

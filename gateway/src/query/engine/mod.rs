@@ -3,12 +3,13 @@
 mod datafusion;
 mod guard;
 mod memory;
+mod users_table;
 
 use async_trait::async_trait;
 use sqlparser::ast::{ObjectName, Statement};
 
 pub use self::datafusion::{DataFusionEngine, MemorySettings};
-use super::Collections;
+use super::Tables;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -38,13 +39,10 @@ pub struct QueryOutput {
 pub trait QueryEngine: Send + Sync + 'static {
     /// The name a rewritten query uses for a collection's table.
     fn table_name(&self, project: &str, collection: &str) -> ObjectName;
+    /// The name a rewritten query uses for the project's user table.
+    fn users_table_name(&self, project: &str) -> ObjectName;
     /// Runs a rewritten statement over the project's tables, as of the
-    /// `collections` the statement was rewritten with. The caller bounds
-    /// its time (see [`crate::query::lanes`]).
-    async fn run(
-        &self,
-        project: &str,
-        collections: &Collections,
-        statement: Statement,
-    ) -> Result<QueryOutput, EngineError>;
+    /// `tables` the statement was rewritten with. The caller bounds its
+    /// time (see [`crate::query::lanes`]).
+    async fn run(&self, project: &str, tables: &Tables, statement: Statement) -> Result<QueryOutput, EngineError>;
 }
