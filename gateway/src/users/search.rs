@@ -29,7 +29,8 @@ pub const MAX_EVENTS: u64 = 1_000;
 #[serde(deny_unknown_fields)]
 pub struct EventFilter {
     pub collection: String,
-    #[serde(default)]
+    /// `filterExpression` in Rakam's generated clients.
+    #[serde(default, alias = "filter_expression", alias = "filterExpression")]
     pub filter: Option<String>,
     #[serde(default)]
     pub timeframe: Option<Timeframe>,

@@ -1,0 +1,55 @@
+// Runs Rakam's browser library (npm `rakam-js`) in Chromium against the
+// gateway: a page on an origin of its own (so every call is cross-origin,
+// with credentials, as the library sends them) sets a user's properties
+// through `rakam.User()`. Prints one JSON object: what each call's
+// callback was given.
+//
+//     node rakam_js_users.mjs <node_modules> <chromium> <gateway URL> <write key> <user id>
+
+import { createRequire } from "node:module";
+import http from "node:http";
+import fs from "node:fs";
+import path from "node:path";
+
+const [modules, chromiumPath, gateway, writeKey, userId] = process.argv.slice(2);
+const require = createRequire(path.join(modules, "noop.js"));
+const { chromium } = require("playwright-core");
+const library = fs.readFileSync(path.join(modules, "rakam-js", "rakam.js"));
+
+const page = `<!doctype html><html><head><script src="/rakam.js"></script></head><body>rakam-js</body></html>`;
+const server = http.createServer((req, res) => {
+  if (req.url === "/rakam.js") {
+    res.writeHead(200, { "content-type": "application/javascript" });
+    res.end(library);
+  } else {
+    res.writeHead(200, { "content-type": "text/html" });
+    res.end(page);
+  }
+});
+await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
+const origin = `http://127.0.0.1:${server.address().port}`;
+
+const browser = await chromium.launch({ executablePath: chromiumPath, args: ["--no-sandbox"] });
+try {
+  const tab = await browser.newPage();
+  await tab.goto(origin + "/");
+  const endpoint = new URL(gateway).host;
+  const answers = await tab.evaluate(
+    async ({ endpoint, writeKey, userId }) => {
+      window.rakam.init(writeKey, userId, { apiEndpoint: endpoint, saveEvents: false });
+      const user = window.rakam.User();
+      const call = (f) => new Promise((resolve) => f((status, body) => resolve({ status, body })));
+      return {
+        set: await call((done) => user.set({ plan: "pro", seats: 2 }, done)),
+        setOnce: await call((done) => user.setOnce({ plan: "free", country: "DE" }, done)),
+        increment: await call((done) => user.increment("seats", 3, done)),
+        unset: await call((done) => user.unset("country", done)),
+      };
+    },
+    { endpoint, writeKey, userId },
+  );
+  console.log(JSON.stringify({ origin, answers }));
+} finally {
+  await browser.close();
+  server.close();
+}
