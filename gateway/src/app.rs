@@ -67,6 +67,7 @@ pub struct App {
     pub trusted_proxies: Vec<crate::http::proxies::Cidr>,
     pub plugins: Arc<Plugins>,
     pub users: Arc<Users>,
+    pub streams: Arc<crate::stream::Streams>,
 }
 
 impl App {
@@ -94,6 +95,7 @@ impl App {
         let asset_dir = config.plugins.asset_dir.clone().unwrap_or_else(|| config.data_dir.join("plugin-assets"));
         let plugins = Arc::new(Plugins::new(config.plugins.clone(), asset_dir, store.clone())?);
         plugins.refresh_all().await?;
+        let streams = crate::stream::Streams::new(log.clone(), registry.clone(), config.stream.clone());
         let ingest = Ingestor::new(registry, log.clone())
             .with_backlog(loader.backlog())
             .with_plugins(plugins.clone())
@@ -129,7 +131,21 @@ impl App {
             janitor,
             intervals,
         ));
-        Ok(App { config, store, log, keys, ingest, loader, master, engine, queries, trusted_proxies, plugins, users })
+        Ok(App {
+            config,
+            store,
+            log,
+            keys,
+            ingest,
+            loader,
+            master,
+            engine,
+            queries,
+            trusted_proxies,
+            plugins,
+            users,
+            streams,
+        })
     }
 
     pub fn now_ms(&self) -> i64 {

@@ -95,6 +95,9 @@ pub struct Config {
     /// The read-only Schema Registry API (`/subjects`, `/schemas/ids/…`).
     #[serde(default)]
     pub schema_registry: SchemaRegistryConfig,
+    /// The event stream (`/stream/subscribe`).
+    #[serde(default)]
+    pub stream: crate::stream::StreamConfig,
 }
 
 /// The Schema Registry API (`[schema_registry]`).
@@ -417,6 +420,7 @@ impl Default for Config {
             kafka: KafkaLogConfig::default(),
             plugins: crate::plugin::config::PluginsConfig::default(),
             schema_registry: SchemaRegistryConfig::default(),
+            stream: crate::stream::StreamConfig::default(),
         }
     }
 }
@@ -663,7 +667,7 @@ mod tests {
             assert!(line.contains(env), "{line}");
         }
         assert!(table.contains("500000"));
-        assert_eq!(table.lines().count(), 71, "{table}");
+        assert_eq!(table.lines().count(), 79, "{table}");
     }
 
     #[test]

@@ -12,4 +12,5 @@ pub mod metadata;
 pub mod plugin;
 pub mod query;
 pub mod schema;
+pub mod stream;
 pub mod users;

@@ -10,6 +10,7 @@
 pub mod broker;
 
 pub mod mmdb;
+pub mod sse;
 pub mod zookeeper;
 
 use std::path::{Path, PathBuf};

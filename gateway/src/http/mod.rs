@@ -10,6 +10,7 @@ mod query;
 mod registry;
 pub mod request;
 pub mod server;
+mod stream;
 mod user;
 
 use std::net::SocketAddr;
@@ -68,6 +69,7 @@ pub fn router(app: AppState) -> Router {
         .route("/user/metadata", get(user::metadata).post(user::metadata))
         .route("/user/merge", post(user::merge))
         .route("/user/create_segment", post(user::create_segment))
+        .route("/stream/subscribe", get(stream::subscribe))
         .route("/plugin/upload", post(plugin::upload))
         .route("/plugin/config", post(plugin::config))
         .route("/plugin/list", post(plugin::list))

@@ -91,7 +91,7 @@ impl App {
 /// user's SQL is parsed and checked first (on the query lanes, whose
 /// threads are made for deep statements), so that a query too deep or
 /// malformed is answered as such rather than as a plugin's failure.
-async fn user_sql(app: &AppState, caller: &QueryCaller, sql: &str) -> ApiResult<String> {
+pub(super) async fn user_sql(app: &AppState, caller: &QueryCaller, sql: &str) -> ApiResult<String> {
     if app.plugins.has_rewriters(&caller.project) {
         let owned = sql.to_owned();
         let checked = async move { rewrite::parse(&owned).map(drop).map_err(|e| rewrite_error(e, &owned)) };
@@ -133,7 +133,7 @@ async fn on_lanes<T: Send + 'static>(
     })
 }
 
-fn rewrite_error(e: RewriteError, sql: &str) -> ApiError {
+pub(super) fn rewrite_error(e: RewriteError, sql: &str) -> ApiError {
     match e {
         RewriteError::Denied(reason) => ApiError::forbidden(format!("denied: {reason}")),
         RewriteError::Syntax(message) => ApiError::query(StatusCode::BAD_REQUEST, message, sql),

@@ -141,6 +141,41 @@ pub trait EventLog: Send + Sync + 'static {
         Ok(Vec::new())
     }
 
+    /// Where each partition of a topic ends now: the offset its next record
+    /// will take, where a follower that wants only new records starts.
+    async fn ends(&self, topic: &str, partitions: u32) -> Result<Vec<u64>> {
+        let mut ends = Vec::with_capacity(partitions as usize);
+        for p in 0..partitions {
+            ends.push(self.read(topic, p, u64::MAX, 0).await?.end_offset);
+        }
+        Ok(ends)
+    }
+
+    /// Reads every partition of `from` (topic, partition, offset) from its
+    /// offset, for a follower that wants records as soon as they are
+    /// readable (the event stream) without waiting behind the batch loop's
+    /// reads; waits up to `wait` for a first record. One batch per entry of
+    /// `from`, in order.
+    async fn follow(
+        &self,
+        from: &[(String, u32, u64)],
+        max_records: usize,
+        wait: std::time::Duration,
+    ) -> Result<Vec<ReadBatch>> {
+        let give_up = tokio::time::Instant::now() + wait;
+        loop {
+            let mut batches = Vec::with_capacity(from.len());
+            for (topic, partition, offset) in from {
+                batches.push(self.read(topic, *partition, *offset, max_records).await?);
+            }
+            let moved = batches.iter().zip(from).any(|(b, (_, _, offset))| b.resume_at > *offset);
+            if moved || tokio::time::Instant::now() >= give_up {
+                return Ok(batches);
+            }
+            tokio::time::sleep(FOLLOW_POLL.min(give_up.saturating_duration_since(tokio::time::Instant::now()))).await;
+        }
+    }
+
     /// Whether every gateway configured with it reads and writes the same
     /// log, so that any master can load what any gateway acknowledged.
     fn shared(&self) -> bool {
@@ -171,6 +206,10 @@ pub trait EventLog: Send + Sync + 'static {
     /// Waits for appends under way to finish, at shutdown.
     async fn close(&self) {}
 }
+
+/// How often [`EventLog::follow`] reads again a log that has nothing new,
+/// unless the log knows better.
+pub const FOLLOW_POLL: std::time::Duration = std::time::Duration::from_millis(5);
 
 /// The settings of every log implementation; the URL picks one.
 #[derive(Debug, Clone, Copy)]

@@ -68,6 +68,21 @@ pub fn rewrite(sql: &str, scope: &Scope<'_>) -> Result<Statement, RewriteError> 
     }
 }
 
+/// Parses one SQL expression, alone: anything after it is refused, so that
+/// an expression put into a statement cannot close the statement around it.
+pub fn parse_expression(text: &str) -> Result<Expr, RewriteError> {
+    let mut parser = Parser::new(&GenericDialect {})
+        .with_recursion_limit(RECURSION_LIMIT)
+        .try_with_sql(text)
+        .map_err(|e| RewriteError::Syntax(e.to_string()))?;
+    let expr = parser.parse_expr().map_err(|e| RewriteError::Syntax(e.to_string()))?;
+    let next = parser.peek_token().token;
+    if next != sqlparser::tokenizer::Token::EOF {
+        return Err(RewriteError::Syntax(format!("unexpected {next} after the expression")));
+    }
+    Ok(expr)
+}
+
 /// Parses exactly one statement and checks how deeply it nests.
 pub fn parse(sql: &str) -> Result<Statement, RewriteError> {
     let mut statements = Parser::new(&GenericDialect {})

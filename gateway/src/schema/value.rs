@@ -65,7 +65,21 @@ impl Scalar<'_> {
     }
 }
 
+/// A row: values in the order of a schema's fields.
+pub type Row = Vec<Option<Value<'static>>>;
+
 impl Value<'_> {
+    /// The value, borrowing nothing.
+    pub fn into_owned(self) -> Value<'static> {
+        match self {
+            Value::Scalar(s) => Value::Scalar(s.into_owned()),
+            Value::Array(items) => Value::Array(items.into_iter().map(|s| s.map(Scalar::into_owned)).collect()),
+            Value::Map(entries) => Value::Map(
+                entries.into_iter().map(|(k, v)| (Cow::Owned(k.into_owned()), v.map(Scalar::into_owned))).collect(),
+            ),
+        }
+    }
+
     pub fn to_json(&self) -> serde_json::Value {
         use serde_json::Value as J;
         let opt = |s: &Option<Scalar<'_>>| s.as_ref().map_or(J::Null, Scalar::to_json);

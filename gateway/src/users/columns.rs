@@ -164,7 +164,7 @@ pub fn from_sql(d: Dialect, row: &AnyRow, i: usize, t: FieldType) -> Result<Opti
             None => None,
             Some(s) => {
                 let json: serde_json::Value = serde_json::from_str(&s).map_err(|_| corrupt("malformed JSON"))?;
-                infer::coerce(&json, t).map_err(|e| Error::Corrupt(e.to_string()))?.map(owned)
+                infer::coerce(&json, t).map_err(|e| Error::Corrupt(e.to_string()))?.map(Value::into_owned)
             }
         },
     })
@@ -180,19 +180,5 @@ fn text(row: &AnyRow, i: usize) -> Result<Option<String>> {
                 String::from_utf8(bytes).map(Some).map_err(|_| Error::Corrupt(format!("column {i} is not UTF-8")))
             }
         },
-    }
-}
-
-/// A value that borrows nothing.
-pub fn owned(v: Value<'_>) -> Value<'static> {
-    match v {
-        Value::Scalar(s) => Value::Scalar(s.into_owned()),
-        Value::Array(items) => Value::Array(items.into_iter().map(|s| s.map(Scalar::into_owned)).collect()),
-        Value::Map(entries) => Value::Map(
-            entries
-                .into_iter()
-                .map(|(k, v)| (std::borrow::Cow::Owned(k.into_owned()), v.map(Scalar::into_owned)))
-                .collect(),
-        ),
     }
 }

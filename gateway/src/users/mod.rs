@@ -41,8 +41,7 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// A row: values in the order of the columns asked for.
-pub type Row = Vec<Option<Value<'static>>>;
+pub use crate::schema::value::Row;
 
 /// A column set to a value (`None`: null).
 #[derive(Debug, Clone, PartialEq)]

@@ -6,12 +6,9 @@
 use serde::Deserialize;
 use serde_json::Value as Json;
 use sqlparser::ast::{Expr, Ident};
-use sqlparser::dialect::GenericDialect;
-use sqlparser::parser::Parser;
-use sqlparser::tokenizer::Token;
 
 use super::{Error, Result};
-use crate::query::Collections;
+use crate::query::{Collections, rewrite};
 use crate::schema::names;
 use crate::schema::timefmt;
 use crate::schema::types::{Field, FieldType};
@@ -97,19 +94,9 @@ fn quoted(name: &str) -> String {
     Ident::with_quote('"', name).to_string()
 }
 
-/// A SQL expression, alone: anything after it is refused, so that a filter
-/// cannot close the statement around it.
+/// A SQL expression, alone (see [`rewrite::parse_expression`]).
 pub fn expression(text: &str, what: &str) -> Result<Expr> {
-    let invalid = |e: String| Error::Invalid(format!("{what} is not a SQL expression: {e}"));
-    let mut parser = Parser::new(&GenericDialect {})
-        .with_recursion_limit(crate::query::rewrite::RECURSION_LIMIT)
-        .try_with_sql(text)
-        .map_err(|e| invalid(e.to_string()))?;
-    let expr = parser.parse_expr().map_err(|e| invalid(e.to_string()))?;
-    if parser.peek_token().token != Token::EOF {
-        return Err(invalid(format!("unexpected {} after the expression", parser.peek_token().token)));
-    }
-    Ok(expr)
+    rewrite::parse_expression(text).map_err(|e| Error::Invalid(format!("{what} is not a SQL expression: {e}")))
 }
 
 fn column<'a>(columns: &'a [Field], name: &str) -> Result<&'a Field> {

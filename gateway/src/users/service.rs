@@ -7,7 +7,6 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value as Json};
 
-use super::columns::owned;
 use super::operation::{Operation, OperationKind};
 use super::{Assignment, Change, ChangeKind, Error, Result, Row, UserStore};
 use crate::metadata::MetadataStore;
@@ -213,7 +212,7 @@ fn assignments(map: &Map<String, Json>, columns: &HashMap<String, Field>) -> Res
         let Some(column) = column(columns, &name) else { continue };
         let value = infer::coerce(value, column.field_type)
             .map_err(|e| Error::Invalid(format!("user property {raw:?}: {e}")))?
-            .map(owned);
+            .map(crate::schema::value::Value::into_owned);
         if name == CREATED_AT_COLUMN && value.is_none() {
             return Err(Error::Invalid("created_at cannot be null".to_owned()));
         }

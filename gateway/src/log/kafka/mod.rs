@@ -46,6 +46,9 @@ pub struct KafkaLog {
     topics: Topics,
     appender: Arc<Appender>,
     reader: Reader,
+    /// The event stream's reader: a consumer of its own, so that following
+    /// partitions never waits behind the batch loop's reads.
+    follower: Reader,
     health: Arc<Health>,
     probe: tokio::task::JoinHandle<()>,
     marker: tokio::task::JoinHandle<()>,
@@ -121,12 +124,20 @@ impl KafkaLog {
             delivery_timeout + settle,
             request_timeout,
         );
+        consumer.set("group.id", "weir-stream");
+        let follower = Reader::new(
+            consumer.create_with_context(read::ReaderContext).map_err(unavailable("create the follower"))?,
+            store.clone(),
+            delivery_timeout + settle,
+            request_timeout,
+        );
         let health = Health::new();
         let probe = health.spawn_probe(metadata, Duration::from_millis(config.probe_interval_ms), request_timeout);
         Ok(KafkaLog {
             topics,
             appender,
             reader,
+            follower,
             health,
             probe,
             marker,
@@ -189,6 +200,32 @@ impl EventLog for KafkaLog {
         self.topics.list().await
     }
 
+    /// The watermarks, then a read to the partition's end: a broker may
+    /// report a high watermark short of the last records (tansu does).
+    async fn ends(&self, topic: &str, partitions: u32) -> Result<Vec<u64>> {
+        let broker_topic = self.topics.broker_name(topic);
+        let highs = self.reader.end_offsets(&broker_topic, partitions).await?;
+        let mut ends = Vec::with_capacity(highs.len());
+        for (p, high) in highs.into_iter().enumerate() {
+            let mut end = high;
+            loop {
+                let batch = self.reader.read(&broker_topic, p as u32, end, 10_000).await?;
+                if batch.resume_at <= end {
+                    break;
+                }
+                end = batch.resume_at;
+            }
+            ends.push(end);
+        }
+        Ok(ends)
+    }
+
+    async fn follow(&self, from: &[(String, u32, u64)], max_records: usize, wait: Duration) -> Result<Vec<ReadBatch>> {
+        let from: Vec<(String, u32, u64)> = from.iter().map(|(t, p, o)| (self.topics.broker_name(t), *p, *o)).collect();
+        let local = Some((self.appender.writer(), self.appender.decided_below()));
+        self.follower.follow(&from, max_records, wait, local).await
+    }
+
     fn shared(&self) -> bool {
         true
     }
@@ -227,6 +264,7 @@ impl EventLog for KafkaLog {
     /// topic ids).
     async fn delete_topics(&self, prefix: &str) -> Result<()> {
         let _no_reads = self.reader.idle(self.fetch_wait).await;
+        let _no_follows = self.follower.idle(self.fetch_wait).await;
         self.topics.delete(prefix).await
     }
 

@@ -95,7 +95,7 @@ impl Reader {
     pub async fn read(&self, broker_topic: &str, partition: u32, from: u64, max_records: usize) -> Result<ReadBatch> {
         let consumer = self.consumer.clone();
         let one = self.reading.clone().lock_owned().await;
-        let (topic, hold, timeout) = (broker_topic.to_owned(), self.hold, self.timeout);
+        let (topic, timeout) = (broker_topic.to_owned(), self.timeout);
         let (reads, end) = tokio::task::spawn_blocking(move || {
             let _one = one;
             read_blocking(&consumer, &topic, partition, from, max_records, timeout)
@@ -103,6 +103,14 @@ impl Reader {
         .await
         .map_err(|e| Error::Unavailable(e.to_string()))??;
 
+        self.settle(reads, end, None).await
+    }
+
+    /// The records of a read that may be taken: up to the first whose
+    /// append is not decided yet, without those of voided appends.
+    /// `local` is this gateway's own writer and how far it has decided, known
+    /// here before it is published.
+    async fn settle(&self, reads: Vec<Read>, end: u64, local: Option<(u64, u64)>) -> Result<ReadBatch> {
         let writers: Vec<u64> =
             reads.iter().filter_map(|r| r.append.map(|a| a.writer)).collect::<HashSet<_>>().into_iter().collect();
         let (voided, marks) = if writers.is_empty() {
@@ -110,10 +118,14 @@ impl Reader {
         } else {
             let unavailable = |e: crate::metadata::Error| Error::Unavailable(e.to_string());
             // Marks first: a void is written before the mark passes it.
-            let marks = self.store.decided_marks(&writers).await.map_err(unavailable)?;
+            let mut marks = self.store.decided_marks(&writers).await.map_err(unavailable)?;
+            if let Some((writer, below)) = local {
+                let mark = marks.entry(writer).or_insert(below);
+                *mark = (*mark).max(below);
+            }
             (self.store.voided_appends(&writers).await.map_err(unavailable)?, marks)
         };
-        let loadable_before = chrono::Utc::now().timestamp_millis() - millis(hold);
+        let loadable_before = chrono::Utc::now().timestamp_millis() - millis(self.hold);
         let decided = |r: &Read| match r.append {
             None => true,
             Some(a) => r.record.timestamp_ms <= loadable_before || marks.get(&a.writer).is_some_and(|b| a.seq < *b),
@@ -132,6 +144,34 @@ impl Reader {
             }
         }
         Ok(ReadBatch { records, end_offset: resume_at, resume_at, held_back })
+    }
+
+    /// Reads every partition of `from` (broker topic, partition, offset)
+    /// at once, waiting up to `wait` for a first record; a partition with
+    /// nothing new is an empty batch here, not an error. `local` as in
+    /// [`Reader::settle`].
+    pub async fn follow(
+        &self,
+        from: &[(String, u32, u64)],
+        max_records: usize,
+        wait: Duration,
+        local: Option<(u64, u64)>,
+    ) -> Result<Vec<ReadBatch>> {
+        let consumer = self.consumer.clone();
+        let one = self.reading.clone().lock_owned().await;
+        let owned = from.to_vec();
+        let reads = tokio::task::spawn_blocking(move || {
+            let _one = one;
+            follow_blocking(&consumer, &owned, max_records, wait)
+        })
+        .await
+        .map_err(|e| Error::Unavailable(e.to_string()))??;
+        let mut batches = Vec::with_capacity(from.len());
+        for ((_, _, offset), reads) in from.iter().zip(reads) {
+            let end = reads.last().map_or(*offset, |r| r.record.offset + 1);
+            batches.push(self.settle(reads, end, local).await?);
+        }
+        Ok(batches)
     }
 }
 
@@ -161,6 +201,75 @@ fn read_blocking(
         tracing::warn!(error = %e, "cannot drop the reader's assignment");
     }
     result
+}
+
+/// The records of several partitions from their offsets: what arrives
+/// within `wait`, and once something has, what follows it at once.
+fn follow_blocking(
+    consumer: &BaseConsumer<ReaderContext>,
+    from: &[(String, u32, u64)],
+    max_records: usize,
+    wait: Duration,
+) -> Result<Vec<Vec<Read>>> {
+    while consumer.poll(Duration::ZERO).is_some() {}
+    let mut assignment = TopicPartitionList::new();
+    for (topic, partition, offset) in from {
+        let p = i32::try_from(*partition)
+            .map_err(|_| Error::NoPartition { topic: topic.clone(), partition: *partition })?;
+        let start =
+            i64::try_from(*offset).map_err(|_| Error::Unavailable(format!("offset {offset} is out of range")))?;
+        assignment.add_partition_offset(topic, p, Offset::Offset(start)).map_err(unavailable("seek"))?;
+    }
+    consumer.assign(&assignment).map_err(unavailable("assign"))?;
+    let mut reads: Vec<Vec<Read>> = from.iter().map(|_| Vec::new()).collect();
+    let mut next: Vec<u64> = from.iter().map(|(_, _, o)| *o).collect();
+    let give_up = Instant::now() + wait;
+    let mut taken = 0;
+    loop {
+        let left = give_up.saturating_duration_since(Instant::now());
+        // Once something came, only what is already here joins it.
+        let poll_for = if taken > 0 { Duration::ZERO } else { left.min(Duration::from_millis(100)) };
+        match consumer.poll(poll_for) {
+            None if taken > 0 || left.is_zero() => break,
+            None | Some(Err(_)) => {}
+            Some(Ok(m)) => {
+                let Ok(offset) = u64::try_from(m.offset()) else { continue };
+                let Some(i) = from
+                    .iter()
+                    .position(|(t, p, _)| t == m.topic() && i32::try_from(*p).is_ok_and(|p| p == m.partition()))
+                else {
+                    continue;
+                };
+                if offset != next[i] {
+                    continue;
+                }
+                reads[i].push(read_of(&m, offset));
+                next[i] = offset + 1;
+                taken += 1;
+                if taken >= max_records {
+                    break;
+                }
+            }
+        }
+    }
+    if let Err(e) = consumer.unassign() {
+        tracing::warn!(error = %e, "cannot drop the follower's assignment");
+    }
+    Ok(reads)
+}
+
+fn read_of(m: &rdkafka::message::BorrowedMessage<'_>, offset: u64) -> Read {
+    let append =
+        m.headers().and_then(|h| h.iter().find(|h| h.key == APPEND_HEADER).and_then(|h| h.value.and_then(decode)));
+    Read {
+        record: StoredRecord {
+            offset,
+            timestamp_ms: m.timestamp().to_millis().unwrap_or(0),
+            key: m.key().map(Bytes::copy_from_slice),
+            value: Bytes::copy_from_slice(m.payload().unwrap_or_default()),
+        },
+        append,
+    }
 }
 
 fn poll_until_end(
@@ -208,19 +317,7 @@ fn poll_until_end(
                     }
                     continue;
                 }
-                let timestamp = m.timestamp().to_millis().unwrap_or(0);
-                let append = m
-                    .headers()
-                    .and_then(|h| h.iter().find(|h| h.key == APPEND_HEADER).and_then(|h| h.value.and_then(decode)));
-                reads.push(Read {
-                    record: StoredRecord {
-                        offset,
-                        timestamp_ms: timestamp,
-                        key: m.key().map(Bytes::copy_from_slice),
-                        value: Bytes::copy_from_slice(m.payload().unwrap_or_default()),
-                    },
-                    append,
-                });
+                reads.push(read_of(&m, offset));
                 next = offset + 1;
             }
         }
