@@ -45,9 +45,11 @@ command -v python3 >/dev/null || need_package python3
 need_package chromium
 command -v npm >/dev/null || need_package npm
 npm_dir="$HOME/.cache/weir-npm"
-if [ ! -d "$npm_dir/node_modules/playwright-core" ] || [ ! -d "$npm_dir/node_modules/rakam-js" ]; then
+# json-server is the CRM upstream of the pass-through's tests.
+if [ ! -d "$npm_dir/node_modules/playwright-core" ] || [ ! -d "$npm_dir/node_modules/rakam-js" ] ||
+    [ ! -d "$npm_dir/node_modules/json-server" ]; then
     mkdir -p "$npm_dir"
-    (cd "$npm_dir" && npm install --no-audit --no-fund --silent playwright-core@1 rakam-js@1.0.3)
+    (cd "$npm_dir" && npm install --no-audit --no-fund --silent playwright-core@1 rakam-js@1.0.3 json-server@0.17.4)
 fi
 export WEIRTEST_NODE_MODULES="$npm_dir/node_modules"
 export WEIRTEST_CHROMIUM=/usr/bin/chromium

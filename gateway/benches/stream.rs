@@ -63,8 +63,7 @@ async fn subscriber(addr: SocketAddr, read_key: String, data: String, arrivals: 
         hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(hyper_util::rt::TokioIo::new(stream)).await?;
     tokio::spawn(conn);
     let path = format!("/stream/subscribe?read_key={read_key}&data={data}");
-    let request =
-        Request::get(path).header("host", "bench").header("accept", "text/event-stream").body(Empty::new())?;
+    let request = Request::get(path).header("host", "bench").header("accept", "text/event-stream").body(Empty::new())?;
     let response = sender.send_request(request).await?;
     if !response.status().is_success() {
         return Err(format!("subscribe answered {}", response.status()).into());

@@ -68,6 +68,7 @@ pub struct App {
     pub plugins: Arc<Plugins>,
     pub users: Arc<Users>,
     pub streams: Arc<crate::stream::Streams>,
+    pub crm: crate::crm::Crm,
 }
 
 impl App {
@@ -95,6 +96,7 @@ impl App {
         let asset_dir = config.plugins.asset_dir.clone().unwrap_or_else(|| config.data_dir.join("plugin-assets"));
         let plugins = Arc::new(Plugins::new(config.plugins.clone(), asset_dir, store.clone())?);
         plugins.refresh_all().await?;
+        let crm = crate::crm::Crm::new(store.clone(), config.crm.clone());
         let streams = crate::stream::Streams::new(log.clone(), registry.clone(), config.stream.clone());
         let ingest = Ingestor::new(registry, log.clone())
             .with_backlog(loader.backlog())
@@ -145,6 +147,7 @@ impl App {
             plugins,
             users,
             streams,
+            crm,
         })
     }
 

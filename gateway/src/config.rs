@@ -98,6 +98,9 @@ pub struct Config {
     /// The event stream (`/stream/subscribe`).
     #[serde(default)]
     pub stream: crate::stream::StreamConfig,
+    /// The CRM pass-through (`/crm/…`).
+    #[serde(default)]
+    pub crm: crate::crm::CrmConfig,
 }
 
 /// The Schema Registry API (`[schema_registry]`).
@@ -421,6 +424,7 @@ impl Default for Config {
             plugins: crate::plugin::config::PluginsConfig::default(),
             schema_registry: SchemaRegistryConfig::default(),
             stream: crate::stream::StreamConfig::default(),
+            crm: crate::crm::CrmConfig::default(),
         }
     }
 }
@@ -667,7 +671,7 @@ mod tests {
             assert!(line.contains(env), "{line}");
         }
         assert!(table.contains("500000"));
-        assert_eq!(table.lines().count(), 79, "{table}");
+        assert_eq!(table.lines().count(), 81, "{table}");
     }
 
     #[test]

@@ -4,6 +4,7 @@ pub mod app;
 pub mod batch;
 pub mod cluster;
 pub mod config;
+pub mod crm;
 pub mod http;
 pub mod ingest;
 pub mod keys;

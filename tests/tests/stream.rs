@@ -265,7 +265,12 @@ async fn a_row_filter_plugin_applies_to_the_stream(backend: Backend) {
 }
 
 async fn limits_requests_and_tenants(backend: Backend) {
-    let (gw, k) = start(backend, &[("WEIR_STREAM__MAX_PER_PROJECT", "2"), ("WEIR_STREAM__HEARTBEAT_MS", "200")]).await;
+    let limits = [
+        ("WEIR_STREAM__MAX_PER_PROJECT", "2"),
+        ("WEIR_STREAM__MAX_SUBSCRIBERS", "3"),
+        ("WEIR_STREAM__HEARTBEAT_MS", "200"),
+    ];
+    let (gw, k) = start(backend, &limits).await;
     let other = gw.create_project("other").await;
     send(&gw, &other, &[("pageview", json!({"url": "/other"}))]).await;
     let data = json!({"collections": [{"name": "pageview"}]});
@@ -274,6 +279,10 @@ async fn limits_requests_and_tenants(backend: Backend) {
     let three = Sse::connect(gw.base(), &path(&k.read, &data), &[]).await;
     assert_eq!(three.status, 429, "a third subscriber of the project");
     let mut theirs = subscribe(&gw, &other, data.clone()).await;
+    let third = gw.create_project("third").await;
+    send(&gw, &third, &[("pageview", json!({"url": "/third"}))]).await;
+    let over = Sse::connect(gw.base(), &path(&third.read, &data), &[]).await;
+    assert_eq!(over.status, 429, "a fourth subscriber of the gateway");
     // A comment heartbeat while nothing happens.
     let beat = one.next(Duration::from_secs(5)).await.expect("a heartbeat");
     assert_eq!(beat.comment.as_deref(), Some("heartbeat"), "{beat:?}");
@@ -297,6 +306,7 @@ async fn limits_requests_and_tenants(backend: Backend) {
     assert_eq!(Sse::connect(gw.base(), &path("", &data).replace("read_key=&", ""), &[]).await.status, 401);
     for (data, naming) in [
         (json!({"collections": [{"name": "secret"}]}), "not a collection"),
+        (json!({"collections": [{"name": "click"}]}), "not a collection"),
         (json!({"collections": [{"name": "pageview", "filter": "url = 'x') OR (1=1"}]}), "Couldn't parse"),
         (json!({"collections": [{"name": "pageview", "filter": "nothing > 1"}]}), "nothing"),
         (json!({"collections": [{"name": "pageview"}], "columns": ["--"]}), "--"),

@@ -1,5 +1,6 @@
 //! The HTTP API: Rakam's project and collection endpoints.
 
+mod crm;
 mod error;
 mod event;
 mod own_errors;
@@ -70,6 +71,8 @@ pub fn router(app: AppState) -> Router {
         .route("/user/merge", post(user::merge))
         .route("/user/create_segment", post(user::create_segment))
         .route("/stream/subscribe", get(stream::subscribe))
+        .route("/crm/config", get(crm::config).post(crm::config))
+        .route("/crm/{*path}", axum::routing::any(crm::forward))
         .route("/plugin/upload", post(plugin::upload))
         .route("/plugin/config", post(plugin::config))
         .route("/plugin/list", post(plugin::list))

@@ -4,6 +4,7 @@
 //! SQLite (the embedded default), PostgreSQL and MySQL/MariaDB; [`open`] is
 //! the one place that picks the database from the URL.
 
+mod crm;
 mod fence;
 mod plugins;
 pub(crate) mod sql;
@@ -319,6 +320,22 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// Registers user columns (a name registered already keeps its type);
     /// every column afterwards.
     async fn add_user_columns(&self, project: &str, fields: &[Field], now_ms: i64) -> Result<Vec<Field>>;
+
+    /// The project's CRM upstream, if one is configured.
+    async fn crm_upstream(&self, project: &str) -> Result<Option<CrmUpstream>>;
+    /// Configures (or replaces) the project's CRM upstream.
+    async fn save_crm_upstream(&self, project: &str, upstream: &CrmUpstream, now_ms: i64) -> Result<()>;
+}
+
+/// Where a project's `/crm/…` requests go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CrmUpstream {
+    /// The base URL (`http://` or `https://`).
+    pub url: String,
+    /// Headers added to every forwarded request (secrets among them).
+    pub headers: Vec<(String, String)>,
+    /// How long the upstream may take to start answering.
+    pub timeout_ms: u64,
 }
 
 /// Opens (and migrates) the metadata store named by `url`.

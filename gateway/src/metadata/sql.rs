@@ -9,6 +9,7 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, Row};
 
+use super::crm::CrmStatements;
 use super::fence::FenceStatements;
 use super::plugins::PluginStatements;
 use super::user_columns::UserColumnStatements;
@@ -217,6 +218,7 @@ pub struct SqlMetadataStore {
     pub(super) void_sql: VoidStatements,
     pub(super) fence_sql: FenceStatements,
     pub(super) user_column_sql: UserColumnStatements,
+    pub(super) crm_sql: CrmStatements,
 }
 
 impl SqlMetadataStore {
@@ -238,6 +240,7 @@ impl SqlMetadataStore {
             void_sql: VoidStatements::new(dialect),
             fence_sql: FenceStatements::new(dialect),
             user_column_sql: UserColumnStatements::new(dialect),
+            crm_sql: CrmStatements::new(dialect),
         })
     }
 
@@ -327,6 +330,7 @@ impl MetadataStore for SqlMetadataStore {
         sqlx::query(&self.sql.delete_project_files).bind(name).execute(&mut *tx).await?;
         sqlx::query(&self.plugin_sql.delete_project_plugins).bind(name).execute(&mut *tx).await?;
         sqlx::query(&self.user_column_sql.delete_project_columns).bind(name).execute(&mut *tx).await?;
+        sqlx::query(&self.crm_sql.delete_project_upstream).bind(name).execute(&mut *tx).await?;
         let done = sqlx::query(&self.sql.delete_project).bind(name).execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(done.rows_affected() == 1)
@@ -637,6 +641,14 @@ impl MetadataStore for SqlMetadataStore {
 
     async fn add_user_columns(&self, project: &str, fields: &[Field], now_ms: i64) -> Result<Vec<Field>> {
         self.add_user_columns_sql(project, fields, now_ms).await
+    }
+
+    async fn crm_upstream(&self, project: &str) -> Result<Option<super::CrmUpstream>> {
+        self.crm_upstream_sql(project).await
+    }
+
+    async fn save_crm_upstream(&self, project: &str, upstream: &super::CrmUpstream, now_ms: i64) -> Result<()> {
+        self.save_crm_upstream_sql(project, upstream, now_ms).await
     }
 }
 
