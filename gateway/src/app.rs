@@ -166,6 +166,7 @@ impl App {
         if let Err(e) = self.plugins.refresh_project(project).await {
             tracing::warn!(project, error = %e, "could not unload the plugins of a deleted project");
         }
+        self.streams.stop_project(project);
         {
             // Not while this process's loader is loading them.
             let _no_loads = self.loader.exclusive().await;

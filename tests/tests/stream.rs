@@ -269,6 +269,7 @@ async fn limits_requests_and_tenants(backend: Backend) {
         ("WEIR_STREAM__MAX_PER_PROJECT", "2"),
         ("WEIR_STREAM__MAX_SUBSCRIBERS", "3"),
         ("WEIR_STREAM__HEARTBEAT_MS", "200"),
+        ("WEIR_PROJECTS__ALLOW_DELETION", "true"),
     ];
     let (gw, k) = start(backend, &limits).await;
     let other = gw.create_project("other").await;
@@ -320,6 +321,14 @@ async fn limits_requests_and_tenants(backend: Backend) {
     }
     let m = first_message(Sse::connect(gw.base(), &format!("/stream/subscribe?read_key={}", k.read), &[]).await).await;
     assert!(m.data.contains("data query parameter is required"), "{m:?}");
+
+    // A deleted project's subscribers are told, and the stream ends.
+    let r = gw.post("/project/delete", &[("master_key", &other.master)], &json!({})).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let last = theirs.next_event(WAIT).await.expect("a last word");
+    assert_eq!(last.event.as_deref(), Some("error"), "{last:?}");
+    assert!(last.data.contains("stopped"), "{last:?}");
+    assert!(theirs.ended(Duration::from_secs(5)).await);
 }
 
 on_both_logs!(

@@ -49,7 +49,8 @@ pub struct Hub {
     log: Arc<dyn EventLog>,
     registry: Arc<SchemaRegistry>,
     state: Mutex<State>,
-    sender: broadcast::Sender<Arc<Delivery>>,
+    /// `None` once the hub is closed: its subscribers are told so.
+    sender: Mutex<Option<broadcast::Sender<Arc<Delivery>>>>,
     max_records: usize,
     max_bytes: usize,
 }
@@ -69,7 +70,7 @@ impl Hub {
             log,
             registry,
             state: Mutex::new(State::default()),
-            sender,
+            sender: Mutex::new(Some(sender)),
             max_records,
             max_bytes,
         })
@@ -95,7 +96,17 @@ impl Hub {
             }
             state.feeds.entry(q.key()).or_insert_with(|| Feed { query: q.clone(), subscribers: 0 }).subscribers += 1;
         }
-        (self.sender.subscribe(), state.positions.clone())
+        let receiver = match self.sender.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            Some(sender) => sender.subscribe(),
+            // Closed: a receiver whose sender is gone.
+            None => broadcast::channel(1).1,
+        };
+        (receiver, state.positions.clone())
+    }
+
+    /// Ends every subscription of the hub.
+    pub fn close(&self) {
+        self.sender.lock().unwrap_or_else(|e| e.into_inner()).take();
     }
 
     /// Removes a subscriber's feeds; `true` when the hub has none left.
@@ -231,7 +242,9 @@ impl Hub {
                 }
             }
             // No receiver is no subscriber: nothing to do.
-            let _ = self.sender.send(delivery);
+            if let Some(sender) = self.sender.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+                let _ = sender.send(delivery);
+            }
         }
         Ok(())
     }

@@ -224,12 +224,21 @@ impl Streams {
     fn leave(&self, project: &str, hub: &Arc<Hub>, queries: &[FeedQuery]) {
         let empty = hub.leave(queries);
         let mut hubs = self.hubs();
-        if let Some(running) = hubs.get_mut(project) {
+        // Not a hub that replaced this one (the project deleted and made again).
+        if let Some(running) = hubs.get_mut(project).filter(|r| Arc::ptr_eq(&r.hub, hub)) {
             running.subscribers = running.subscribers.saturating_sub(1);
             if empty && running.subscribers == 0 {
                 running.task.abort();
                 hubs.remove(project);
             }
+        }
+    }
+
+    /// Stops a deleted project's stream: its subscribers are told so.
+    pub fn stop_project(&self, project: &str) {
+        if let Some(running) = self.hubs().remove(project) {
+            running.task.abort();
+            running.hub.close();
         }
     }
 
