@@ -208,8 +208,9 @@ pub trait EventLog: Send + Sync + 'static {
 }
 
 /// How often [`EventLog::follow`] reads again a log that has nothing new,
-/// unless the log knows better.
-pub const FOLLOW_POLL: std::time::Duration = std::time::Duration::from_millis(5);
+/// unless the log knows better: each read that finds something becomes one
+/// evaluation of every subscription, so shorter costs throughput.
+pub const FOLLOW_POLL: std::time::Duration = std::time::Duration::from_millis(25);
 
 /// The settings of every log implementation; the URL picks one.
 #[derive(Debug, Clone, Copy)]
