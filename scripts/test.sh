@@ -98,8 +98,12 @@ cd "$root"
 # Plugins are WebAssembly components built from plugins/ (a workspace of
 # their own); the tests upload them to the real gateway.
 rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
-# (From inside plugins/, so that plugins/.cargo/config.toml applies.)
-(cd plugins && cargo build --release --target wasm32-wasip2 && cargo test)
+# (From inside plugins/, so that plugins/.cargo/config.toml applies.) Their
+# host tests build in a folder of their own: two plugins are also libraries
+# of the gateway's plugin benchmark, and a cdylib's library file has the same
+# name whichever workspace built it.
+(cd plugins && cargo build --release --target wasm32-wasip2 &&
+    CARGO_TARGET_DIR="$CARGO_TARGET_DIR/plugins-host" cargo test)
 export WEIRTEST_PLUGINS_DIR="$CARGO_TARGET_DIR/wasm32-wasip2/release"
 
 # Real GeoIP data for the GeoIP plugin's test: the 2018 GeoLite2 City
