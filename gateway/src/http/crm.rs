@@ -95,6 +95,17 @@ pub async fn forward(
         None => app.authorize(None, kinds).await?,
     };
     let upstream = app.crm.upstream(&project).await?;
+    let cap = app.config.crm.max_body_bytes;
+    let declared = headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > cap) {
+        // Read (and drop) what the client sends, so that it gets the 413
+        // rather than a reset connection.
+        let timeout = app.config.http.body_timeout_ms;
+        return Err(read_body(&headers, body, cap, " (crm.max_body_bytes)", timeout)
+            .await
+            .err()
+            .unwrap_or_else(|| CrmError::RequestTooLarge(cap).into()));
+    }
     let request = Forward { method, path, query: uri.query().map(str::to_owned), headers, body };
     let answer = app.crm.forward(&upstream, request).await?;
     let mut response = (answer.status, answer.body).into_response();
