@@ -241,11 +241,6 @@ impl Streams {
             running.hub.close();
         }
     }
-
-    /// Subscribers of a project on this gateway.
-    pub fn subscribers(&self, project: &str) -> usize {
-        self.hubs().get(project).map_or(0, |r| r.subscribers)
-    }
 }
 
 /// The messages as they are queued, then the subscription's last word.
