@@ -671,7 +671,7 @@ mod tests {
             assert!(line.contains(env), "{line}");
         }
         assert!(table.contains("500000"));
-        assert_eq!(table.lines().count(), 81, "{table}");
+        assert_eq!(table.lines().count(), 82, "{table}");
     }
 
     #[test]

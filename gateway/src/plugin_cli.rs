@@ -29,13 +29,15 @@ enum Action {
         /// The plugin's name in the project (default: the file's stem).
         #[arg(long)]
         name: Option<String>,
-        /// Where it runs: enrich (events) or rewrite (queries).
+        /// Where it runs: enrich (events), rewrite (queries) or crm (CRM
+        /// pass-through requests and answers).
         #[arg(long)]
         hook: String,
         /// Plugins of a hook run in ascending order.
         #[arg(long)]
         order: Option<i64>,
-        /// What happens to events when an enricher fails: pass or reject.
+        /// What happens to events (a CRM request or answer) when an enricher
+        /// (a CRM hook) fails: pass or reject.
         #[arg(long)]
         on_error: Option<String>,
         /// Memory cap in MiB.
@@ -60,8 +62,16 @@ enum Action {
         #[arg(long, conflicts_with = "query")]
         events: Option<String>,
         /// A query for a rewriter.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "request")]
         query: Option<String>,
+        /// A request for a CRM hook (JSON: {method, path, query, headers,
+        /// body}); with --response, its `on-response` runs.
+        #[arg(long, conflicts_with = "events")]
+        request: Option<String>,
+        /// An upstream's answer for a CRM hook (JSON: {status, headers,
+        /// body}).
+        #[arg(long, requires = "request")]
+        response: Option<String>,
         /// A configuration to run with instead of the stored one (JSON).
         #[arg(long)]
         config: Option<String>,
@@ -113,17 +123,23 @@ pub async fn run(args: PluginArgs) -> anyhow::Result<()> {
             checked(client.post("/plugin/config", &headers, &body).await?)?
         }
         Action::List => checked(client.post("/plugin/list", &headers, &json!({})).await?)?,
-        Action::Test { plugin, events, query, config } => {
+        Action::Test { plugin, events, query, request, response, config } => {
             let mut body = if plugin.ends_with(".wasm") || Path::new(&plugin).is_file() {
                 let bytes = std::fs::read(&plugin).with_context(|| format!("reading {plugin}"))?;
                 json!({"component": base64::engine::general_purpose::STANDARD.encode(bytes)})
             } else {
                 json!({"name": plugin})
             };
-            match (events, query) {
-                (Some(events), _) => body["events"] = parse_json("--events", &events)?,
-                (None, Some(query)) => body["query"] = json!(query),
-                (None, None) => bail!("give --events (enricher) or --query (rewriter)"),
+            match (events, query, request) {
+                (Some(events), _, _) => body["events"] = parse_json("--events", &events)?,
+                (None, Some(query), _) => body["query"] = json!(query),
+                (None, None, Some(request)) => {
+                    body["request"] = parse_json("--request", &request)?;
+                    if let Some(response) = response {
+                        body["response"] = parse_json("--response", &response)?;
+                    }
+                }
+                (None, None, None) => bail!("give --events (enricher), --query (rewriter) or --request (CRM hook)"),
             }
             if let Some(config) = config {
                 body["config"] = parse_json("--config", &config)?;

@@ -128,7 +128,8 @@ async fn refused_uploads(backend: Backend) {
     let mut oversize = enricher.clone();
     oversize.resize(400_001, 0);
     refused(gw.upload_plugin(&k.master, "p", "hook=enrich", oversize).await, 413, "");
-    refused(gw.upload_plugin(&k.master, "p", "hook=filter", enricher.clone()).await, 400, "enrich or rewrite");
+    refused(gw.upload_plugin(&k.master, "p", "hook=crm", enricher.clone()).await, 400, "weir:plugin/crm-hook");
+    refused(gw.upload_plugin(&k.master, "p", "hook=filter", enricher.clone()).await, 400, "enrich, rewrite or crm");
     refused(gw.upload_plugin(&k.master, "p", "", enricher.clone()).await, 400, "hook is missing");
     refused(gw.upload_plugin(&k.master, "Upper!", "hook=enrich", enricher.clone()).await, 400, "plugin name");
     refused(
@@ -196,7 +197,18 @@ async fn bad_plugin_requests_get_clear_errors(backend: Backend) {
     refused(
         gw.post("/plugin/test", &m, &json!({"component": rewriter, "hook": "filter", "query": "SELECT 1"})).await,
         400,
-        "enrich or rewrite",
+        "enrich, rewrite or crm",
+    );
+    let hook = base64::engine::general_purpose::STANDARD.encode(plugin_component("test-crm-hook"));
+    refused(
+        gw.post("/plugin/test", &m, &json!({"component": hook, "hook": "crm", "query": "SELECT 1"})).await,
+        400,
+        "tested with a request",
+    );
+    refused(
+        gw.post("/plugin/test", &m, &json!({"component": hook, "request": {"path": "x", "verb": "GET"}})).await,
+        400,
+        "verb",
     );
 }
 

@@ -1,8 +1,8 @@
-//! `GET /stream/subscribe` on both logs through the real binary: delivery
-//! from two gateways (on the shared Kafka log) to several subscribers with
-//! filters and columns, resuming by `Last-Event-ID` with nothing lost or
-//! repeated, a slow subscriber cut off while others go on, a row-filter
-//! plugin applied to the stream, limits, and projects kept apart.
+//! `GET /stream/subscribe` on every metadata backend and both logs through
+//! the real binary: delivery from two gateways (on the shared Kafka log) to
+//! several subscribers with filters and columns, resuming by `Last-Event-ID`
+//! with nothing lost or repeated, a slow subscriber cut off while others go
+//! on, a row-filter plugin applied to the stream, limits, and projects kept apart.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -10,21 +10,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use weir_tests::sse::{Message, Sse};
-use weir_tests::{Backend, Gateway, Keys, Options, plugin_component};
-
-/// Generates a test per log for each named function taking a [`Backend`].
-macro_rules! on_both_logs {
-    ($($name:ident),* $(,)?) => {
-        mod file {
-            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-               async fn $name() { super::$name(weir_tests::Backend::Sqlite).await } )*
-        }
-        mod kafka {
-            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-               async fn $name() { super::$name(weir_tests::Backend::Kafka).await } )*
-        }
-    };
-}
+use weir_tests::{Backend, Gateway, Keys, Options, on_every_backend, plugin_component};
 
 const WAIT: Duration = Duration::from_secs(15);
 
@@ -350,7 +336,7 @@ async fn limits_requests_and_tenants(backend: Backend) {
     assert!(theirs.ended(Duration::from_secs(5)).await);
 }
 
-on_both_logs!(
+on_every_backend!(
     subscribers_get_new_events_by_their_queries,
     a_resume_by_last_event_id_loses_and_repeats_nothing,
     a_slow_subscriber_is_cut_off_while_others_go_on,

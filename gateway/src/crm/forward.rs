@@ -10,6 +10,7 @@ use http::{HeaderMap, HeaderName, Method, StatusCode};
 
 use super::CrmConfig;
 use crate::metadata::{CrmUpstream, MetadataStore};
+use crate::plugin::crm::HookStop;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CrmError {
@@ -17,14 +18,16 @@ pub enum CrmError {
     NotConfigured,
     #[error("{0}")]
     Invalid(String),
-    #[error("the request body is larger than {0} bytes (crm.max_body_bytes)")]
-    RequestTooLarge(usize),
+    #[error("the request body is larger than {cap} bytes ({setting})")]
+    RequestTooLarge { cap: usize, setting: &'static str },
     #[error("the CRM upstream cannot be reached: {0}")]
     Unreachable(String),
     #[error("the CRM upstream did not answer within {0} ms")]
     Timeout(u64),
-    #[error("the CRM upstream's answer is larger than {0} bytes (crm.max_body_bytes)")]
-    AnswerTooLarge(usize),
+    #[error("the CRM upstream's answer is larger than {cap} bytes ({setting})")]
+    AnswerTooLarge { cap: usize, setting: &'static str },
+    #[error(transparent)]
+    Hook(#[from] HookStop),
     #[error(transparent)]
     Metadata(#[from] crate::metadata::Error),
 }
@@ -34,8 +37,9 @@ impl CrmError {
         match self {
             CrmError::NotConfigured => StatusCode::NOT_FOUND,
             CrmError::Invalid(_) => StatusCode::BAD_REQUEST,
-            CrmError::RequestTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            CrmError::Unreachable(_) | CrmError::AnswerTooLarge(_) => StatusCode::BAD_GATEWAY,
+            CrmError::RequestTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            CrmError::Unreachable(_) | CrmError::AnswerTooLarge { .. } => StatusCode::BAD_GATEWAY,
+            CrmError::Hook(stop) => StatusCode::from_u16(stop.status()).unwrap_or(StatusCode::FORBIDDEN),
             CrmError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             CrmError::Metadata(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -43,7 +47,7 @@ impl CrmError {
 }
 
 /// Headers that describe one connection, not the message: never forwarded.
-const HOP_BY_HOP: [&str; 9] = [
+pub(super) const HOP_BY_HOP: [&str; 9] = [
     "connection",
     "keep-alive",
     "proxy-authenticate",
@@ -56,7 +60,7 @@ const HOP_BY_HOP: [&str; 9] = [
 ];
 
 /// The project's keys, never passed on.
-const KEYS: [&str; 3] = ["master_key", "read_key", "write_key"];
+pub(super) const KEYS: [&str; 3] = ["master_key", "read_key", "write_key"];
 
 /// One request to forward.
 pub struct Forward {
@@ -65,7 +69,15 @@ pub struct Forward {
     pub path: String,
     pub query: Option<String>,
     pub headers: HeaderMap,
-    pub body: axum::body::Body,
+    pub body: Outgoing,
+}
+
+/// A forwarded request's body.
+pub enum Outgoing {
+    /// Passed on as it arrives.
+    Stream(axum::body::Body),
+    /// Read already (and sent with its length).
+    Whole(Bytes),
 }
 
 /// An answer to stream back.
@@ -78,7 +90,7 @@ pub struct Answer {
 pub struct Crm {
     client: reqwest::Client,
     store: Arc<dyn MetadataStore>,
-    config: CrmConfig,
+    pub(super) config: CrmConfig,
 }
 
 impl Crm {
@@ -129,17 +141,21 @@ impl Crm {
             };
             headers.insert(name, value);
         }
-        let mut sent = 0usize;
-        let body = request.body.into_data_stream().map(move |chunk| {
-            let chunk = chunk.map_err(std::io::Error::other)?;
-            sent += chunk.len();
-            if sent > cap {
-                return Err(std::io::Error::other(format!("the request body is larger than {cap} bytes")));
+        let body = match request.body {
+            Outgoing::Whole(bytes) => reqwest::Body::from(bytes),
+            Outgoing::Stream(body) => {
+                let mut sent = 0usize;
+                reqwest::Body::wrap_stream(body.into_data_stream().map(move |chunk| {
+                    let chunk = chunk.map_err(std::io::Error::other)?;
+                    sent += chunk.len();
+                    if sent > cap {
+                        return Err(std::io::Error::other(format!("the request body is larger than {cap} bytes")));
+                    }
+                    Ok::<Bytes, std::io::Error>(chunk)
+                }))
             }
-            Ok::<Bytes, std::io::Error>(chunk)
-        });
-        let send =
-            self.client.request(request.method, url).headers(headers).body(reqwest::Body::wrap_stream(body)).send();
+        };
+        let send = self.client.request(request.method, url).headers(headers).body(body).send();
         let timeout = upstream.timeout_ms.min(self.config.max_timeout_ms).max(1);
         let response = match tokio::time::timeout(Duration::from_millis(timeout), send).await {
             Err(_) => return Err(CrmError::Timeout(timeout)),
@@ -148,7 +164,7 @@ impl Crm {
             Ok(Ok(response)) => response,
         };
         if response.content_length().is_some_and(|n| n > cap as u64) {
-            return Err(CrmError::AnswerTooLarge(cap));
+            return Err(CrmError::AnswerTooLarge { cap, setting: "crm.max_body_bytes" });
         }
         let status = response.status();
         let mut answer_headers = HeaderMap::new();
@@ -176,19 +192,19 @@ impl Crm {
 /// `<url>/<path>?<query>`, the query without the project's keys.
 fn target(base: &str, path: &str, query: Option<&str>) -> String {
     let mut url = format!("{}/{}", base.trim_end_matches('/'), path.trim_start_matches('/'));
-    let kept: Vec<(String, String)> = query
-        .map(|q| {
-            form_urlencoded::parse(q.as_bytes())
-                .filter(|(k, _)| !KEYS.contains(&k.as_ref()))
-                .map(|(k, v)| (k.into_owned(), v.into_owned()))
-                .collect()
-        })
-        .unwrap_or_default();
-    if !kept.is_empty() {
+    if let Some(kept) = without_keys(query) {
         url.push('?');
-        url.push_str(&form_urlencoded::Serializer::new(String::new()).extend_pairs(kept).finish());
+        url.push_str(&kept);
     }
     url
+}
+
+/// A query string without the project's keys; `None` when nothing is left.
+pub(super) fn without_keys(query: Option<&str>) -> Option<String> {
+    let pairs = form_urlencoded::parse(query?.as_bytes());
+    let kept: Vec<(String, String)> =
+        pairs.filter(|(k, _)| !KEYS.contains(&k.as_ref())).map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
+    (!kept.is_empty()).then(|| form_urlencoded::Serializer::new(String::new()).extend_pairs(kept).finish())
 }
 
 /// An error's causes, innermost last (reqwest's own message is terse).

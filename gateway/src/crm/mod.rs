@@ -5,11 +5,18 @@
 //! sent (the project's key taken out), the configured headers added, the
 //! answer streamed back.
 
+//!
+//! A project's CRM hooks (plugins of `hook=crm`) see the request before it
+//! is forwarded and the answer before it goes back, each whole: a hooked
+//! request's bodies are read into memory within `crm.hook_body_bytes`.
+
 mod forward;
+mod hooked;
 
 use serde::{Deserialize, Serialize};
 
-pub use forward::{Crm, CrmError, Forward};
+pub use forward::{Answer, Crm, CrmError, Forward, Outgoing};
+pub use hooked::Arrived;
 
 /// The CRM pass-through's settings (`[crm]`).
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -22,6 +29,11 @@ pub struct CrmConfig {
     /// configuration says less.
     #[serde(default = "default_timeout_ms")]
     pub max_timeout_ms: u64,
+    /// Bytes a request's body, or an upstream's answer, may have when the
+    /// project has CRM hooks: hooks see bodies whole, so these are held in
+    /// memory.
+    #[serde(default = "default_hook_body_bytes")]
+    pub hook_body_bytes: usize,
 }
 
 fn default_max_body_bytes() -> usize {
@@ -30,9 +42,16 @@ fn default_max_body_bytes() -> usize {
 fn default_timeout_ms() -> u64 {
     30_000
 }
+fn default_hook_body_bytes() -> usize {
+    1 << 20
+}
 
 impl Default for CrmConfig {
     fn default() -> Self {
-        CrmConfig { max_body_bytes: default_max_body_bytes(), max_timeout_ms: default_timeout_ms() }
+        CrmConfig {
+            max_body_bytes: default_max_body_bytes(),
+            max_timeout_ms: default_timeout_ms(),
+            hook_body_bytes: default_hook_body_bytes(),
+        }
     }
 }

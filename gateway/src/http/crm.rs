@@ -3,9 +3,10 @@
 //! forwarded to it.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::{ConnectInfo, State};
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, Method, StatusCode, Uri};
 use serde::Deserialize;
@@ -13,8 +14,9 @@ use serde_json::json;
 
 use super::request::{json, key_from, read_body};
 use super::{ApiError, ApiResult, AppState, json_response};
-use crate::crm::{CrmError, Forward};
+use crate::crm::{Arrived, CrmError, Forward, Outgoing};
 use crate::metadata::{CrmUpstream, KeyKind};
+use crate::plugin::crm::CrmCaller;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -76,7 +78,7 @@ pub async fn config(
 /// master key.
 pub async fn forward(
     State(app): State<AppState>,
-    Path(path): Path<String>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
@@ -90,24 +92,49 @@ pub async fn forward(
     // The key as given, of whichever kind: one that may not do this is
     // refused (403), no key at all is 401.
     let given = KeyKind::ALL.iter().find_map(|k| key_from(&headers, uri.query(), k.name()).map(|key| (key, k.name())));
-    let project = match given {
-        Some((key, name)) => app.authorize_as(Some(key), kinds, name).await?,
+    let project = match &given {
+        Some((key, name)) => app.authorize_as(Some(key.clone()), kinds, name).await?,
         None => app.authorize(None, kinds).await?,
     };
     let upstream = app.crm.upstream(&project).await?;
-    let cap = app.config.crm.max_body_bytes;
-    let declared = headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > cap) {
-        // Read (and drop) what the client sends, so that it gets the 413
-        // rather than a reset connection.
-        let timeout = app.config.http.body_timeout_ms;
-        return Err(read_body(&headers, body, cap, " (crm.max_body_bytes)", timeout)
-            .await
-            .err()
-            .unwrap_or_else(|| CrmError::RequestTooLarge(cap).into()));
-    }
-    let request = Forward { method, path, query: uri.query().map(str::to_owned), headers, body };
-    let answer = app.crm.forward(&upstream, request).await?;
+    // As sent, not percent-decoded: `%2F` and `%3F` stay what they were.
+    let path = uri.path().strip_prefix("/crm/").unwrap_or_default().to_owned();
+    let hooks = app.plugins.project(&project).filter(|set| !set.crm_hooks.is_empty());
+    let timeout = app.config.http.body_timeout_ms;
+    let answer = match hooks {
+        Some(set) => {
+            // Hooks see the body whole: read it within the hooks' cap.
+            let cap = app.crm.hook_body_bytes();
+            let body = read_body(&headers, body, cap, " (crm.hook_body_bytes)", timeout).await?;
+            // The key's own kind, whichever name it was given under.
+            let stored = match &given {
+                Some((key, _)) => app.keys.lookup(key).await?,
+                None => None,
+            };
+            let caller = CrmCaller {
+                project,
+                key_kind: stored.map_or(KeyKind::Read, |k| k.kind),
+                client_address: Some(app.client_ip(&headers, peer).to_string()),
+            };
+            let arrived = Arrived { method, path, query: uri.query().map(str::to_owned), headers, body };
+            app.crm.forward_hooked(&app.plugins, &set, &caller, &upstream, arrived).await?
+        }
+        None => {
+            let cap = app.config.crm.max_body_bytes;
+            let declared =
+                headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+            if declared.is_some_and(|n| n > cap) {
+                // Read (and drop) what the client sends, so that it gets the
+                // 413 rather than a reset connection.
+                return Err(read_body(&headers, body, cap, " (crm.max_body_bytes)", timeout).await.err().unwrap_or_else(
+                    || CrmError::RequestTooLarge { cap, setting: "crm.max_body_bytes" }.into(),
+                ));
+            }
+            let query = uri.query().map(str::to_owned);
+            let request = Forward { method, path, query, headers, body: Outgoing::Stream(body) };
+            app.crm.forward(&upstream, request).await?
+        }
+    };
     let mut response = (answer.status, answer.body).into_response();
     *response.headers_mut() = answer.headers;
     Ok(response)

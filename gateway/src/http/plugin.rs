@@ -17,7 +17,8 @@ use super::request::{header_str, json, key_from, query_param, read_body};
 use super::{ApiError, ApiResult, AppState, json_response, success};
 use crate::ingest::Event;
 use crate::metadata::{KeyKind, PluginChange, PluginRecord, PluginUpload};
-use crate::plugin::bindings::types;
+use crate::plugin::bindings::{crm, types};
+use crate::plugin::crm::{CrmCaller, checked_request, checked_response, context as crm_context};
 use crate::plugin::enrich::{RequestInfo, to_wire};
 use crate::plugin::registry::StatsView;
 use crate::plugin::rewrite::{QueryCaller, query_context};
@@ -62,7 +63,11 @@ fn invalid(e: PluginError) -> ApiError {
     }
 }
 
-/// `POST /plugin/upload?name=&hook=enrich|rewrite&order=&on_error=pass|reject&memory_mb=&timeout_ms=`
+fn parse_hook(text: &str) -> ApiResult<Hook> {
+    Hook::parse(text).ok_or_else(|| ApiError::bad_request(format!("hook must be enrich, rewrite or crm, not {text:?}")))
+}
+
+/// `POST /plugin/upload?name=&hook=enrich|rewrite|crm&order=&on_error=pass|reject&memory_mb=&timeout_ms=`
 /// with the component as the body.
 pub async fn upload(State(app): State<AppState>, uri: Uri, headers: HeaderMap, body: Body) -> ApiResult<Response> {
     let settings = &app.config.plugins;
@@ -74,16 +79,15 @@ pub async fn upload(State(app): State<AppState>, uri: Uri, headers: HeaderMap, b
     let query = uri.query();
     let name = plugin_name(&query_param(query, "name").ok_or_else(|| ApiError::bad_request("name is missing"))?)?;
     let hook_text =
-        query_param(query, "hook").ok_or_else(|| ApiError::bad_request("hook is missing: enrich or rewrite"))?;
-    let hook = Hook::parse(&hook_text)
-        .ok_or_else(|| ApiError::bad_request(format!("hook must be enrich or rewrite, not {hook_text:?}")))?;
+        query_param(query, "hook").ok_or_else(|| ApiError::bad_request("hook is missing: enrich, rewrite or crm"))?;
+    let hook = parse_hook(&hook_text)?;
     let on_error = match (hook, query_param(query, "on_error").as_deref()) {
         (_, None) => OnError::Reject,
         (Hook::Rewrite, Some("reject")) => OnError::Reject,
         (Hook::Rewrite, Some(_)) => {
             return Err(ApiError::bad_request("rewriters always fail closed: on_error can only be reject"));
         }
-        (Hook::Enrich, Some(text)) => OnError::parse(text)
+        (Hook::Enrich | Hook::Crm, Some(text)) => OnError::parse(text)
             .ok_or_else(|| ApiError::bad_request(format!("on_error must be pass or reject, not {text:?}")))?,
     };
     let position = number_param(query, "order", 0, -1_000_000..=1_000_000)?;
@@ -268,6 +272,89 @@ pub struct TestBody {
     /// For a rewriter: the SQL.
     #[serde(default)]
     query: Option<String>,
+    /// For a CRM hook: the request (`on-request`, or with `response`,
+    /// `on-response`).
+    #[serde(default)]
+    request: Option<TestRequest>,
+    /// For a CRM hook: the upstream's answer.
+    #[serde(default)]
+    response: Option<TestResponse>,
+}
+
+/// A CRM request as `/plugin/test` takes and answers it.
+#[derive(Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TestRequest {
+    #[serde(default = "method_get")]
+    method: String,
+    path: String,
+    #[serde(default)]
+    query: Option<String>,
+    #[serde(default)]
+    headers: Vec<(String, String)>,
+    /// The body as text.
+    #[serde(default)]
+    body: String,
+}
+
+fn method_get() -> String {
+    "GET".into()
+}
+
+/// An upstream's answer as `/plugin/test` takes and answers it.
+#[derive(Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TestResponse {
+    status: u16,
+    #[serde(default)]
+    headers: Vec<(String, String)>,
+    /// The body as text.
+    #[serde(default)]
+    body: String,
+}
+
+impl TestRequest {
+    fn wire(self) -> crm::CrmRequest {
+        crm::CrmRequest {
+            method: self.method,
+            path: self.path,
+            query: self.query,
+            headers: wire_headers(self.headers),
+            body: self.body.into_bytes(),
+        }
+    }
+
+    fn shown(r: crm::CrmRequest) -> TestRequest {
+        TestRequest {
+            method: r.method,
+            path: r.path,
+            query: r.query,
+            headers: r.headers.into_iter().map(|h| (h.name, h.value)).collect(),
+            body: String::from_utf8_lossy(&r.body).into_owned(),
+        }
+    }
+}
+
+impl TestResponse {
+    fn wire(self) -> crm::CrmResponse {
+        crm::CrmResponse { status: self.status, headers: wire_headers(self.headers), body: self.body.into_bytes() }
+    }
+
+    fn shown(r: crm::CrmResponse) -> TestResponse {
+        TestResponse {
+            status: r.status,
+            headers: r.headers.into_iter().map(|h| (h.name, h.value)).collect(),
+            body: String::from_utf8_lossy(&r.body).into_owned(),
+        }
+    }
+}
+
+fn wire_headers(headers: Vec<(String, String)>) -> Vec<types::Header> {
+    headers.into_iter().map(|(n, v)| types::Header { name: n.to_ascii_lowercase(), value: v }).collect()
+}
+
+fn denial_json(denial: crm::Denial) -> Json {
+    json!({"outcome": "deny", "status": crate::plugin::crm::denial_status(denial.status), "message": denial.message})
 }
 
 /// `POST /plugin/test`: runs a stored plugin, or the component given, over
@@ -299,9 +386,12 @@ pub async fn test(
                     "the component is larger than plugins.max_upload_bytes",
                 ));
             }
-            let hook_text = req.hook.as_deref().unwrap_or(if req.query.is_some() { "rewrite" } else { "enrich" });
-            let hook = Hook::parse(hook_text)
-                .ok_or_else(|| ApiError::bad_request(format!("hook must be enrich or rewrite, not {hook_text:?}")))?;
+            let hook_text = req.hook.as_deref().unwrap_or(match (&req.query, &req.request) {
+                (Some(_), _) => "rewrite",
+                (None, Some(_)) => "crm",
+                (None, None) => "enrich",
+            });
+            let hook = parse_hook(hook_text)?;
             let sha256 = hex::encode(Sha256::digest(&bytes));
             let prepared = app.plugins.prepare(&sha256, Arc::from(bytes), hook).await.map_err(invalid)?;
             let limits = app.plugins.limits(
@@ -366,6 +456,47 @@ pub async fn test(
                     answer(&name, json!({"outcome": "denied", "reason": r}), None, called.log)
                 }
                 Err(f) => answer(&name, json!({}), Some(f.to_string()), called.log),
+            }
+        }
+        Prepared::Crm(_) => {
+            let request = req.request.ok_or_else(|| ApiError::bad_request("a CRM hook is tested with a request"))?;
+            let caller = CrmCaller {
+                project: project.clone(),
+                key_kind: KeyKind::Read,
+                client_address: Some(app.client_ip(&headers, peer).to_string()),
+            };
+            let (output, log) = match req.response {
+                None => {
+                    let called = app
+                        .plugins
+                        .run_crm_request(&prepared, limits, config, crm_context(&caller), Arc::new(request.wire()))
+                        .await;
+                    let output = called.result.and_then(checked_request).map(|outcome| match outcome {
+                        crm::RequestOutcome::Forward => json!({"outcome": "forward"}),
+                        crm::RequestOutcome::ForwardChanged(r) => {
+                            json!({"outcome": "forward-changed", "request": TestRequest::shown(r)})
+                        }
+                        crm::RequestOutcome::Deny(d) => denial_json(d),
+                    });
+                    (output, called.log)
+                }
+                Some(response) => {
+                    let exchange = Arc::new((request.wire(), response.wire()));
+                    let called =
+                        app.plugins.run_crm_response(&prepared, limits, config, crm_context(&caller), exchange).await;
+                    let output = called.result.and_then(checked_response).map(|outcome| match outcome {
+                        crm::ResponseOutcome::Answer => json!({"outcome": "answer"}),
+                        crm::ResponseOutcome::AnswerChanged(r) => {
+                            json!({"outcome": "answer-changed", "response": TestResponse::shown(r)})
+                        }
+                        crm::ResponseOutcome::Deny(d) => denial_json(d),
+                    });
+                    (output, called.log)
+                }
+            };
+            match output {
+                Ok(output) => answer(&name, output, None, log),
+                Err(f) => answer(&name, json!({}), Some(f.to_string()), log),
             }
         }
     };

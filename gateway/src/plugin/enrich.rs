@@ -1,15 +1,12 @@
 //! Running a project's enrichers over a batch of events, in order.
 
-use std::sync::Arc;
-
 use serde::Serialize;
 use serde::ser::SerializeMap;
 use serde_json::Value as Json;
 
 use super::OnError;
 use super::bindings::types;
-use super::host::CallLog;
-use super::registry::{LoadedPlugin, Plugins, ProjectPlugins};
+use super::registry::{Plugins, ProjectPlugins};
 use super::runtime::Failure;
 use crate::ingest::Event;
 
@@ -78,7 +75,7 @@ impl Plugins {
             let wire: Vec<types::Event> = alive.iter().filter_map(|&i| slots[i].as_ref().map(to_wire)).collect();
             let context = request_context(info, &wire);
             let called = self.call_enrich(plugin, context, wire).await;
-            forward_log(info, plugin, &called.log);
+            called.log.forward(&info.project, &plugin.name);
             let decisions = called.result.and_then(|outcomes| {
                 outcomes
                     .into_iter()
@@ -121,8 +118,8 @@ fn decide(outcome: types::Outcome, collection: &str) -> Result<Decision, Failure
         types::Outcome::Drop => Decision::Drop,
         types::Outcome::Reject(reason) => Decision::Reject(reason),
         types::Outcome::Replace(json) => {
-            let value: Json = serde_json::from_str(&json).map_err(|e| Failure::InvalidAnswer(e.to_string()))?;
-            Decision::Replace(Event::new(collection, Some(value)).map_err(|e| Failure::InvalidAnswer(e.to_string()))?)
+            let value: Json = serde_json::from_str(&json).map_err(|e| Failure::InvalidAnswer(format!("properties: {e}")))?;
+            Decision::Replace(Event::new(collection, Some(value)).map_err(|e| Failure::InvalidAnswer(format!("properties: {e}")))?)
         }
     })
 }
@@ -160,12 +157,5 @@ pub fn request_context(info: &RequestInfo, events: &[types::Event]) -> types::Re
         client_address: info.client_address.clone(),
         user_agent: info.user_agent.clone(),
         headers: info.headers.iter().map(|(n, v)| types::Header { name: n.clone(), value: v.clone() }).collect(),
-    }
-}
-
-/// A production call's log goes to the gateway's log at debug level.
-fn forward_log(info: &RequestInfo, plugin: &Arc<LoadedPlugin>, log: &CallLog) {
-    for line in &log.lines {
-        tracing::debug!(project = %info.project, plugin = %plugin.name, level = line.level, "{}", line.message);
     }
 }

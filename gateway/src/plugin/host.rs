@@ -37,6 +37,13 @@ pub struct CallLog {
 }
 
 impl CallLog {
+    /// A production call's log goes to the gateway's log at debug level.
+    pub fn forward(&self, project: &str, plugin: &str) {
+        for line in &self.lines {
+            tracing::debug!(project, plugin, level = line.level, "{}", line.message);
+        }
+    }
+
     fn push(&mut self, caps: LogCaps, level: &'static str, message: String) {
         if self.lines.len() >= caps.lines || self.bytes + message.len() > caps.bytes {
             self.dropped += 1;

@@ -1,13 +1,16 @@
-//! WebAssembly plugins: the tenants' enrichers and query rewriters.
+//! WebAssembly plugins: the tenants' enrichers, query rewriters and CRM
+//! hooks.
 //!
 //! [`runtime`] runs components (one engine, pooling allocator, epoch
 //! deadlines, a fresh store per call); [`registry`] keeps each project's
 //! plugins loaded, ready and current with the metadata store; [`enrich`] and
-//! [`rewrite`] are where the pipeline and the query path call them.
+//! [`rewrite`] are where the pipeline and the query path call them, [`crm`]
+//! where the CRM pass-through does.
 
 pub mod assets;
 pub mod bindings;
 pub mod config;
+pub mod crm;
 pub mod enrich;
 pub mod host;
 pub mod registry;
@@ -43,6 +46,8 @@ pub enum Hook {
     Enrich,
     /// On every query, before the gateway resolves its tables.
     Rewrite,
+    /// On every request to the project's CRM upstream, and its answer.
+    Crm,
 }
 
 impl Hook {
@@ -50,6 +55,7 @@ impl Hook {
         match text {
             "enrich" => Some(Hook::Enrich),
             "rewrite" => Some(Hook::Rewrite),
+            "crm" => Some(Hook::Crm),
             _ => None,
         }
     }
@@ -58,6 +64,7 @@ impl Hook {
         match self {
             Hook::Enrich => "enrich",
             Hook::Rewrite => "rewrite",
+            Hook::Crm => "crm",
         }
     }
 
@@ -66,17 +73,19 @@ impl Hook {
         match self {
             Hook::Enrich => "weir:plugin/enricher@0.1.0",
             Hook::Rewrite => "weir:plugin/query-rewriter@0.1.0",
+            Hook::Crm => "weir:plugin/crm-hook@0.1.0",
         }
     }
 }
 
-/// What happens to the events of a call that failed (trap, deadline,
-/// memory cap, a wrong answer).
+/// What happens to the events (or the CRM request or answer) of a call that
+/// failed (trap, deadline, memory cap, a wrong answer).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OnError {
-    /// The events go on unchanged; the failure is counted.
+    /// The events (request, answer) go on unchanged; the failure is counted.
     Pass,
-    /// The events are refused, with an error naming the plugin.
+    /// The events (request, answer) are refused, with an error naming the
+    /// plugin.
     Reject,
 }
 

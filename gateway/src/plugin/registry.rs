@@ -15,7 +15,7 @@ use serde::Serialize;
 use tokio::sync::Semaphore;
 
 use super::assets::Assets;
-use super::bindings::types;
+use super::bindings::{crm, types};
 use super::config::PluginsConfig;
 use super::host::LogCaps;
 use super::runtime::{CallLimits, Called, Failure, Prepared, Runtime, RuntimeLimits};
@@ -71,6 +71,7 @@ pub struct LoadedPlugin {
 pub struct ProjectPlugins {
     pub enrichers: Vec<Arc<LoadedPlugin>>,
     pub rewriters: Vec<Arc<LoadedPlugin>>,
+    pub crm_hooks: Vec<Arc<LoadedPlugin>>,
     /// The (name, revision) of every stored plugin, enabled or not: what
     /// this set was built from.
     revisions: Vec<(String, i64)>,
@@ -207,6 +208,7 @@ impl Plugins {
                 Ok(Some(plugin)) => match plugin.prepared.hook() {
                     Hook::Enrich => set.enrichers.push(plugin),
                     Hook::Rewrite => set.rewriters.push(plugin),
+                    Hook::Crm => set.crm_hooks.push(plugin),
                 },
                 Ok(None) => {}
                 Err(e) => {
@@ -314,6 +316,66 @@ impl Plugins {
         let called = self.run_rewrite(&plugin.prepared, plugin.limits, plugin.config.clone(), context, sql).await;
         self.count(plugin, &called.result);
         called
+    }
+
+    /// Runs a CRM hook over a request on a blocking thread, counting the
+    /// call.
+    pub async fn call_crm_request(
+        &self,
+        plugin: &Arc<LoadedPlugin>,
+        context: crm::CrmContext,
+        request: Arc<crm::CrmRequest>,
+    ) -> Called<crm::RequestOutcome> {
+        let called = self.run_crm_request(&plugin.prepared, plugin.limits, plugin.config.clone(), context, request).await;
+        self.count(plugin, &called.result);
+        called
+    }
+
+    /// Runs a CRM hook over an answer (and the request as forwarded) on a
+    /// blocking thread, counting the call.
+    pub async fn call_crm_response(
+        &self,
+        plugin: &Arc<LoadedPlugin>,
+        context: crm::CrmContext,
+        exchange: Arc<(crm::CrmRequest, crm::CrmResponse)>,
+    ) -> Called<crm::ResponseOutcome> {
+        let called =
+            self.run_crm_response(&plugin.prepared, plugin.limits, plugin.config.clone(), context, exchange).await;
+        self.count(plugin, &called.result);
+        called
+    }
+
+    /// Runs a prepared CRM hook (stored or not) over a request.
+    pub async fn run_crm_request(
+        &self,
+        prepared: &Prepared,
+        limits: CallLimits,
+        config: Arc<str>,
+        context: crm::CrmContext,
+        request: Arc<crm::CrmRequest>,
+    ) -> Called<crm::RequestOutcome> {
+        let Prepared::Crm(pre) = prepared else {
+            return wrong_hook();
+        };
+        let (runtime, pre, project) = (self.runtime.clone(), pre.clone(), context.project.clone());
+        self.blocking(&project, move || runtime.crm_request(&pre, limits, config, &context, &request)).await
+    }
+
+    /// Runs a prepared CRM hook (stored or not) over an answer.
+    pub async fn run_crm_response(
+        &self,
+        prepared: &Prepared,
+        limits: CallLimits,
+        config: Arc<str>,
+        context: crm::CrmContext,
+        exchange: Arc<(crm::CrmRequest, crm::CrmResponse)>,
+    ) -> Called<crm::ResponseOutcome> {
+        let Prepared::Crm(pre) = prepared else {
+            return wrong_hook();
+        };
+        let (runtime, pre, project) = (self.runtime.clone(), pre.clone(), context.project.clone());
+        self.blocking(&project, move || runtime.crm_response(&pre, limits, config, &context, &exchange.0, &exchange.1))
+            .await
     }
 
     /// Runs a prepared enricher (stored or not) over a batch.

@@ -34,9 +34,7 @@ impl Plugins {
         let mut sql = sql;
         for plugin in &set.rewriters {
             let called = self.call_rewrite(plugin, query_context(caller), sql).await;
-            for line in &called.log.lines {
-                tracing::debug!(project = %caller.project, plugin = %plugin.name, level = line.level, "{}", line.message);
-            }
+            called.log.forward(&caller.project, &plugin.name);
             sql = match called.result {
                 Ok(types::RewriteOutcome::Rewritten(next)) => next,
                 Ok(types::RewriteOutcome::Denied(reason)) => {
@@ -52,15 +50,19 @@ impl Plugins {
 pub fn query_context(caller: &QueryCaller) -> types::QueryContext {
     types::QueryContext {
         project: caller.project.clone(),
-        key_kind: match caller.key_kind {
-            KeyKind::Read => types::KeyKind::Read,
-            KeyKind::Write => types::KeyKind::Write,
-            KeyKind::Master => types::KeyKind::Master,
-        },
+        key_kind: key_kind(caller.key_kind),
         attributes: caller
             .attributes
             .iter()
             .map(|(n, v)| types::Header { name: n.clone(), value: v.clone() })
             .collect(),
+    }
+}
+
+pub fn key_kind(kind: KeyKind) -> types::KeyKind {
+    match kind {
+        KeyKind::Read => types::KeyKind::Read,
+        KeyKind::Write => types::KeyKind::Write,
+        KeyKind::Master => types::KeyKind::Master,
     }
 }

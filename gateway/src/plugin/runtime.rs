@@ -9,6 +9,8 @@ use std::time::Duration;
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
 
+use super::bindings::crm;
+use super::bindings::crm_hook::{CrmHook, CrmHookPre};
 use super::bindings::enricher::{Enricher, EnricherPre};
 use super::bindings::rewriter::{QueryRewriter, QueryRewriterPre};
 use super::bindings::types;
@@ -35,6 +37,7 @@ use super::assets::Assets;
 pub enum Prepared {
     Enrich(EnricherPre<HostState>),
     Rewrite(QueryRewriterPre<HostState>),
+    Crm(CrmHookPre<HostState>),
 }
 
 impl Prepared {
@@ -42,6 +45,7 @@ impl Prepared {
         match self {
             Prepared::Enrich(_) => Hook::Enrich,
             Prepared::Rewrite(_) => Hook::Rewrite,
+            Prepared::Crm(_) => Hook::Crm,
         }
     }
 }
@@ -64,7 +68,7 @@ pub enum Failure {
     Trap(String),
     #[error("it answered {got} results for {expected} events")]
     WrongCount { expected: usize, got: usize },
-    #[error("it answered properties that are not valid: {0}")]
+    #[error("its answer is not valid: {0}")]
     InvalidAnswer(String),
     #[error("it could not be instantiated: {0}")]
     Instantiate(String),
@@ -81,6 +85,7 @@ pub struct Runtime {
     engine: Engine,
     enrich_linker: Linker<HostState>,
     rewrite_linker: Linker<HostState>,
+    crm_linker: Linker<HostState>,
     limits: RuntimeLimits,
     assets: Arc<Assets>,
     ticking: Arc<AtomicBool>,
@@ -126,9 +131,10 @@ impl Runtime {
             linker(&engine, |l| Enricher::add_to_linker::<_, wasmtime::component::HasSelf<_>>(l, |s| s))?;
         let rewrite_linker =
             linker(&engine, |l| QueryRewriter::add_to_linker::<_, wasmtime::component::HasSelf<_>>(l, |s| s))?;
+        let crm_linker = linker(&engine, |l| CrmHook::add_to_linker::<_, wasmtime::component::HasSelf<_>>(l, |s| s))?;
         let ticking = Arc::new(AtomicBool::new(true));
         spawn_ticker(engine.clone(), ticking.clone())?;
-        Ok(Runtime { engine, enrich_linker, rewrite_linker, limits, assets, ticking })
+        Ok(Runtime { engine, enrich_linker, rewrite_linker, crm_linker, limits, assets, ticking })
     }
 
     pub fn limits(&self) -> RuntimeLimits {
@@ -160,6 +166,10 @@ impl Runtime {
                 let pre = self.rewrite_linker.instantiate_pre(&component).map_err(invalid)?;
                 Prepared::Rewrite(QueryRewriterPre::new(pre).map_err(invalid)?)
             }
+            Hook::Crm => {
+                let pre = self.crm_linker.instantiate_pre(&component).map_err(invalid)?;
+                Prepared::Crm(CrmHookPre::new(pre).map_err(invalid)?)
+            }
         })
     }
 
@@ -173,8 +183,25 @@ impl Runtime {
         store
     }
 
-    /// Runs an enricher over one batch in a fresh instance. Blocks the
-    /// calling thread for at most the deadline.
+    /// One call in a fresh store: instantiate, call, name the failure if
+    /// any, keep the log. Blocks the calling thread for at most the
+    /// deadline.
+    fn call<I, T>(
+        &self,
+        limits: CallLimits,
+        config: Arc<str>,
+        instantiate: impl FnOnce(&mut Store<HostState>) -> wasmtime::Result<I>,
+        call: impl FnOnce(I, &mut Store<HostState>) -> wasmtime::Result<T>,
+    ) -> Called<T> {
+        let mut store = self.store(limits, config);
+        let result = instantiate(&mut store)
+            .map_err(|e| (e, true))
+            .and_then(|instance| call(instance, &mut store).map_err(|e| (e, false)));
+        let result = result.map_err(|(e, instantiating)| failure(&e, &store, limits, instantiating));
+        Called { result, log: store.into_data().into_log() }
+    }
+
+    /// Runs an enricher over one batch in a fresh instance.
     pub fn enrich(
         &self,
         pre: &EnricherPre<HostState>,
@@ -183,18 +210,20 @@ impl Runtime {
         context: &types::RequestContext,
         events: &[types::Event],
     ) -> Called<Vec<types::Outcome>> {
-        let mut store = self.store(limits, config);
-        let result = pre.instantiate(&mut store).map_err(|e| (e, true)).and_then(|instance| {
-            instance.weir_plugin_enrich().call_enrich(&mut store, context, events).map_err(|e| (e, false))
-        });
-        let result = match result {
-            Ok(outcomes) if outcomes.len() != events.len() => {
+        let called = self.call(
+            limits,
+            config,
+            |store| pre.instantiate(store),
+            |instance, store| instance.weir_plugin_enrich().call_enrich(store, context, events),
+        );
+        let result = called.result.and_then(|outcomes| {
+            if outcomes.len() == events.len() {
+                Ok(outcomes)
+            } else {
                 Err(Failure::WrongCount { expected: events.len(), got: outcomes.len() })
             }
-            Ok(outcomes) => Ok(outcomes),
-            Err((e, instantiating)) => Err(failure(&e, &store, limits, instantiating)),
-        };
-        Called { result, log: store.into_data().into_log() }
+        });
+        Called { result, log: called.log }
     }
 
     /// Runs a rewriter over one query in a fresh instance.
@@ -206,12 +235,47 @@ impl Runtime {
         context: &types::QueryContext,
         sql: &str,
     ) -> Called<types::RewriteOutcome> {
-        let mut store = self.store(limits, config);
-        let result = pre.instantiate(&mut store).map_err(|e| (e, true)).and_then(|instance| {
-            instance.weir_plugin_rewrite().call_rewrite(&mut store, context, sql).map_err(|e| (e, false))
-        });
-        let result = result.map_err(|(e, instantiating)| failure(&e, &store, limits, instantiating));
-        Called { result, log: store.into_data().into_log() }
+        self.call(
+            limits,
+            config,
+            |store| pre.instantiate(store),
+            |instance, store| instance.weir_plugin_rewrite().call_rewrite(store, context, sql),
+        )
+    }
+
+    /// Runs a CRM hook over one request in a fresh instance.
+    pub fn crm_request(
+        &self,
+        pre: &CrmHookPre<HostState>,
+        limits: CallLimits,
+        config: Arc<str>,
+        context: &crm::CrmContext,
+        request: &crm::CrmRequest,
+    ) -> Called<crm::RequestOutcome> {
+        self.call(
+            limits,
+            config,
+            |store| pre.instantiate(store),
+            |instance, store| instance.weir_plugin_crm().call_on_request(store, context, request),
+        )
+    }
+
+    /// Runs a CRM hook over one answer in a fresh instance.
+    pub fn crm_response(
+        &self,
+        pre: &CrmHookPre<HostState>,
+        limits: CallLimits,
+        config: Arc<str>,
+        context: &crm::CrmContext,
+        request: &crm::CrmRequest,
+        response: &crm::CrmResponse,
+    ) -> Called<crm::ResponseOutcome> {
+        self.call(
+            limits,
+            config,
+            |store| pre.instantiate(store),
+            |instance, store| instance.weir_plugin_crm().call_on_response(store, context, request, response),
+        )
     }
 }
 

@@ -1,7 +1,8 @@
 //! Records of a collection's topic back into rows, each read with the
-//! collection's newest schema (as the batch loop reads them).
+//! collection's newest schema (as the batch loop reads them), keeping only
+//! the fields the feeds read.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use crate::log::StoredRecord;
@@ -15,6 +16,7 @@ pub async fn decode_records(
     project: &str,
     collection: &str,
     records: &[StoredRecord],
+    read: Option<&HashSet<String>>,
 ) -> Result<(Vec<Field>, Vec<Row>), String> {
     let mut reader: Vec<Field> = registry
         .current(project, collection)
@@ -37,12 +39,13 @@ pub async fn decode_records(
             slot.insert(v);
         }
     }
+    let kept: Vec<usize> = (0..reader.len()).filter(|&i| read.is_none_or(|r| r.contains(&reader[i].name))).collect();
     let mut rows = Vec::with_capacity(records.len());
     for record in records {
         let (id, body) = avro::split_header(&record.value).map_err(|e| e.to_string())?;
         let writer = writers.get(&id).ok_or_else(|| format!("no schema {id}"))?;
-        let values = avro::decode(body, &writer.fields, &reader).map_err(|e| e.to_string())?;
-        rows.push(values.into_iter().map(|v| v.map(Value::into_owned)).collect());
+        let mut values = avro::decode(body, &writer.fields, &reader).map_err(|e| e.to_string())?;
+        rows.push(kept.iter().map(|&i| values.get_mut(i).and_then(Option::take).map(Value::into_owned)).collect());
     }
-    Ok((reader, rows))
+    Ok((kept.into_iter().map(|i| reader[i].clone()).collect(), rows))
 }

@@ -2,13 +2,15 @@
 //! collection's new events: the batch is the only table there is, under
 //! the collection's name.
 
+use std::collections::HashSet;
+use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use datafusion::datasource::MemTable;
 use datafusion::execution::context::{SQLOptions, SessionContext};
 use futures::StreamExt as _;
 use serde_json::{Map, Value as Json};
-use sqlparser::ast::Statement;
+use sqlparser::ast::{Expr, Query, SelectItem, SetExpr, Statement, Visit, Visitor};
 
 use crate::batch::warehouse::{arrow_schema, record_batch};
 use crate::query::result::cell;
@@ -30,6 +32,51 @@ impl FeedQuery {
     /// Feeds are shared by this text.
     pub fn key(&self) -> String {
         format!("{}\u{0}{}", self.collection, self.statement)
+    }
+}
+
+/// The names a set of statements may read a field by, or `None` when one
+/// of them may read every field (`*`, or a shape not looked into). Table
+/// names and aliases come along; they cost nothing.
+pub fn fields_read<'a>(statements: impl IntoIterator<Item = &'a Statement>) -> Option<HashSet<String>> {
+    let mut names = Names::default();
+    for statement in statements {
+        if statement.visit(&mut names).is_break() {
+            return None;
+        }
+    }
+    Some(names.0)
+}
+
+#[derive(Default)]
+struct Names(HashSet<String>);
+
+impl Names {
+    fn add(&mut self, name: &str) {
+        // Unquoted names are folded to lower case by the planner.
+        self.0.insert(name.to_ascii_lowercase());
+        self.0.insert(name.to_owned());
+    }
+}
+
+impl Visitor for Names {
+    type Break = ();
+
+    fn pre_visit_query(&mut self, query: &Query) -> ControlFlow<()> {
+        let SetExpr::Select(select) = query.body.as_ref() else {
+            return ControlFlow::Break(());
+        };
+        let every = |item: &SelectItem| matches!(item, SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..));
+        if select.projection.iter().any(every) { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+    }
+
+    fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<()> {
+        match expr {
+            Expr::Identifier(ident) => self.add(&ident.value),
+            Expr::CompoundIdentifier(parts) => parts.iter().for_each(|p| self.add(&p.value)),
+            _ => {}
+        }
+        ControlFlow::Continue(())
     }
 }
 
@@ -120,5 +167,24 @@ mod tests {
         );
         assert_eq!(out[1].as_ref().expect("slow"), &vec![json!({"_collection": "pageview", "url": "/b"})]);
         assert!(out[2].as_ref().is_err_and(|e| e.contains("nothing")), "{:?}", out[2]);
+    }
+
+    #[test]
+    fn the_fields_read_are_named_unless_a_star_reads_them_all() {
+        let read = |sqls: &[&str]| {
+            let statements: Vec<Statement> = sqls.iter().map(|s| statement(s)).collect();
+            fields_read(&statements).map(|names| {
+                let mut names: Vec<String> = names.into_iter().collect();
+                names.sort();
+                names
+            })
+        };
+        assert_eq!(
+            read(&[r#"SELECT url, "Ms" FROM "pageview" WHERE country = 'DE'"#, "SELECT p.price FROM pageview AS p"]),
+            Some(["Ms", "country", "ms", "p", "price", "url"].map(String::from).to_vec())
+        );
+        assert_eq!(read(&["SELECT url FROM pageview", r#"SELECT * FROM "pageview" WHERE ms > 1"#]), None);
+        assert_eq!(read(&["SELECT p.* FROM pageview p"]), None);
+        assert_eq!(read(&["SELECT url FROM pageview UNION SELECT url FROM pageview"]), None);
     }
 }

@@ -11,7 +11,7 @@ use serde_json::Value as Json;
 use tokio::sync::broadcast;
 
 use super::decode::decode_records;
-use super::feed::{FeedQuery, evaluate};
+use super::feed::{FeedQuery, evaluate, fields_read};
 use super::position::Positions;
 use crate::log::EventLog;
 use crate::schema::SchemaRegistry;
@@ -220,7 +220,8 @@ impl Hub {
                 .collect();
             let mut results = HashMap::new();
             if !records.is_empty() && !feeds.is_empty() {
-                match decode_records(&self.registry, &self.project, &collection, &records).await {
+                let read = fields_read(feeds.iter().map(|(_, q)| &q.statement));
+                match decode_records(&self.registry, &self.project, &collection, &records, read.as_ref()).await {
                     Ok((fields, rows)) => {
                         let statements: Vec<&sqlparser::ast::Statement> =
                             feeds.iter().map(|(_, q)| &q.statement).collect();

@@ -13,7 +13,7 @@ use serde_json::{Value as Json, json};
 use tokio::sync::{broadcast, mpsc};
 
 use super::decode::decode_records;
-use super::feed::{FeedQuery, evaluate};
+use super::feed::{FeedQuery, evaluate, fields_read};
 use super::hub::Delivery;
 use super::position::Positions;
 use crate::log::EventLog;
@@ -125,7 +125,8 @@ impl Subscriber {
             return Ok(Vec::new());
         }
         let Some(query) = self.query(collection) else { return Ok(Vec::new()) };
-        let (fields, rows) = decode_records(&self.registry, &self.project, collection, records)
+        let read = fields_read([&query.statement]);
+        let (fields, rows) = decode_records(&self.registry, &self.project, collection, records, read.as_ref())
             .await
             .map_err(|e| Ended::Error(500, format!("events of {collection} cannot be decoded: {e}")))?;
         let mut out = evaluate(collection, &fields, &rows, &[&query.statement]).await;

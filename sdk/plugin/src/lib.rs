@@ -5,10 +5,13 @@
 //! of events of a project before they are typed and stored, and may change,
 //! add or remove fields, drop events or reject them; a **query rewriter**
 //! sees every query of a project as the user wrote it and answers the SQL to
-//! run instead, or refuses it.
+//! run instead, or refuses it; a **CRM hook** sees every request of a
+//! project to its CRM upstream, and the answer, and may change or deny
+//! either.
 //!
-//! Implement [`Enricher`] or [`QueryRewriter`] on a type, export it with
-//! [`export_enricher!`] or [`export_query_rewriter!`], and build the crate
+//! Implement [`Enricher`], [`QueryRewriter`] or [`CrmHook`] on a type,
+//! export it with [`export_enricher!`], [`export_query_rewriter!`] or
+//! [`export_crm_hook!`], and build the crate
 //! as a `cdylib` for `wasm32-wasip2`:
 //!
 //! ```no_run
@@ -58,6 +61,7 @@
 //! events pass unchanged or are refused, as the project chose.
 
 mod asset;
+mod crm;
 mod event;
 
 #[cfg(target_arch = "wasm32")]
@@ -69,6 +73,7 @@ mod native;
 pub use native::testing;
 
 pub use asset::Asset;
+pub use crm::{CrmContext, CrmHook, CrmRequest, CrmResponse, Denial, Headers};
 pub use event::{Event, Verdict};
 pub use serde_json::{Map, Value, json};
 
@@ -232,6 +237,35 @@ macro_rules! export_query_rewriter {
                 }
             }
             $crate::bindings::rewriter::export_rewriter_bindings!(WeirRewriterExport with_types_in $crate::bindings::rewriter);
+        };
+    };
+}
+
+/// Exports a type implementing [`CrmHook`] as the component's `crm`
+/// interface.
+#[macro_export]
+macro_rules! export_crm_hook {
+    ($ty:ty) => {
+        #[cfg(target_arch = "wasm32")]
+        #[allow(unsafe_code)]
+        const _: () = {
+            struct WeirCrmHookExport;
+            impl $crate::bindings::crm::Guest for WeirCrmHookExport {
+                fn on_request(
+                    context: $crate::bindings::crm::CrmContext,
+                    request: $crate::bindings::crm::CrmRequest,
+                ) -> $crate::bindings::crm::RequestOutcome {
+                    $crate::bindings::run_crm_request::<$ty>(context, request)
+                }
+                fn on_response(
+                    context: $crate::bindings::crm::CrmContext,
+                    request: $crate::bindings::crm::CrmRequest,
+                    response: $crate::bindings::crm::CrmResponse,
+                ) -> $crate::bindings::crm::ResponseOutcome {
+                    $crate::bindings::run_crm_response::<$ty>(context, request, response)
+                }
+            }
+            $crate::bindings::crm_hook::export_crm_hook_bindings!(WeirCrmHookExport with_types_in $crate::bindings::crm_hook);
         };
     };
 }
