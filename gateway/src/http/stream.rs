@@ -149,7 +149,7 @@ async fn prepare(
         if let Some(Err(e)) = checked {
             return Err(ApiError::bad_request(format!("the subscription's query of {collection} fails: {e}")));
         }
-        queries.push(FeedQuery { collection, statement });
+        queries.push(FeedQuery::new(collection, statement));
     }
     let last_id = header_str(headers, header::HeaderName::from_static("last-event-id"))
         .map(str::to_owned)

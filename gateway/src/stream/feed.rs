@@ -26,12 +26,19 @@ pub const COLLECTION_FIELD: &str = "_collection";
 pub struct FeedQuery {
     pub collection: String,
     pub statement: Statement,
+    /// Feeds are shared by this text (printed once: it is looked up on
+    /// every delivery).
+    key: String,
 }
 
 impl FeedQuery {
-    /// Feeds are shared by this text.
-    pub fn key(&self) -> String {
-        format!("{}\u{0}{}", self.collection, self.statement)
+    pub fn new(collection: String, statement: Statement) -> FeedQuery {
+        let key = format!("{collection}\u{0}{statement}");
+        FeedQuery { collection, statement, key }
+    }
+
+    pub fn key(&self) -> &str {
+        &self.key
     }
 }
 

@@ -21,6 +21,10 @@ use crate::schema::names;
 const TOPIC_REFRESH: Duration = Duration::from_secs(1);
 /// How long one read of the log may wait for a first record.
 const FOLLOW_WAIT: Duration = Duration::from_millis(250);
+/// The shortest time between two reads that found records: under steady
+/// ingest each read would otherwise find a few records, and each would
+/// cost an evaluation of every feed and a wake-up of every subscriber.
+const STEP_EVERY: Duration = crate::log::FOLLOW_POLL;
 
 /// What one batch of a collection's new records gave each feed.
 #[derive(Debug)]
@@ -94,7 +98,7 @@ impl Hub {
                     state.positions.0.entry((q.collection.clone(), p)).or_insert(end);
                 }
             }
-            state.feeds.entry(q.key()).or_insert_with(|| Feed { query: q.clone(), subscribers: 0 }).subscribers += 1;
+            state.feeds.entry(q.key().to_owned()).or_insert_with(|| Feed { query: q.clone(), subscribers: 0 }).subscribers += 1;
         }
         let receiver = match self.sender.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
             Some(sender) => sender.subscribe(),
@@ -114,10 +118,10 @@ impl Hub {
         let mut state = self.state();
         for q in queries {
             let key = q.key();
-            if let Some(feed) = state.feeds.get_mut(&key) {
+            if let Some(feed) = state.feeds.get_mut(key) {
                 feed.subscribers -= 1;
                 if feed.subscribers == 0 {
-                    state.feeds.remove(&key);
+                    state.feeds.remove(key);
                 }
             }
         }
@@ -149,10 +153,12 @@ impl Hub {
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
+            let started = Instant::now();
             if let Err(e) = self.step(&from).await {
                 tracing::warn!(project = %self.project, error = %e, "the event stream cannot read the log");
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
+            tokio::time::sleep(STEP_EVERY.saturating_sub(started.elapsed())).await;
         }
     }
 

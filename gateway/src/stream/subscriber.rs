@@ -206,7 +206,7 @@ impl Subscriber {
     /// subscriber is, else a read of its own of what it has not seen.
     async fn take(&mut self, d: &Delivery) -> Result<(), Ended> {
         let Some(query) = self.query(&d.collection) else { return Ok(()) };
-        let key = query.key();
+        let key = query.key().to_owned();
         let collection = d.collection.clone();
         let position = |p: u32, from: u64| self.positions.get(&collection, p).unwrap_or(from);
         if d.ranges.iter().all(|(p, (_, to))| position(*p, *to) >= *to) {
