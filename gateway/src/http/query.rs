@@ -42,11 +42,13 @@ pub struct QueryRequest {
 }
 
 impl App {
-    /// The project's tables, read once per query.
-    async fn tables(&self, project: &str) -> ApiResult<Tables> {
+    /// The project's tables, read once per query; the user table's columns
+    /// only for SQL that may name it (`users` in any case or quoting).
+    async fn tables(&self, project: &str, sql: &str) -> ApiResult<Tables> {
         let collections =
             self.store.latest_schemas(project).await?.into_iter().map(|s| (s.collection, s.fields)).collect();
-        let users = self.users.columns(project).await?;
+        let names_users = sql.to_ascii_lowercase().contains(rewrite::USERS);
+        let users = if names_users { self.users.columns(project).await? } else { Vec::new() };
         Ok(Tables { collections, users })
     }
 
@@ -107,7 +109,7 @@ async fn output(app: &AppState, project: &str, sql: String, limit: Option<u64>) 
         let app = app.clone();
         let project = project.to_owned();
         async move {
-            let tables = app.tables(&project).await?;
+            let tables = app.tables(&project, &sql).await?;
             let statement = app.rewritten(&project, &tables, &sql, limit)?;
             app.run_query(&project, &tables, &sql, statement).await
         }
@@ -302,7 +304,7 @@ pub async fn project_stats(State(app): State<AppState>, headers: HeaderMap, body
 }
 
 async fn project_stats_of(app: &AppState, project: &str) -> ApiResult<Json> {
-    let tables = app.tables(project).await?;
+    let tables = app.tables(project, "").await?;
     let visible = tables.collections.keys().any(|c| !c.starts_with('_') && !c.starts_with('$'));
     if !visible {
         return Ok(json!({"allEvents": 0, "monthlyEvents": 0, "dailyEvents": 0}));
