@@ -157,3 +157,51 @@ fn check_headers(headers: &[super::bindings::types::Header]) -> Result<(), Failu
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plugin::bindings::types::Header;
+
+    fn request(method: &str, path: &str, query: Option<&str>, header: (&str, &str)) -> RequestOutcome {
+        RequestOutcome::ForwardChanged(CrmRequest {
+            method: method.into(),
+            path: path.into(),
+            query: query.map(str::to_owned),
+            headers: vec![Header { name: header.0.into(), value: header.1.into() }],
+            body: Vec::new(),
+        })
+    }
+
+    #[test]
+    fn a_denial_outside_the_error_statuses_is_a_403() {
+        assert_eq!(denial_status(404), 404);
+        assert_eq!(denial_status(503), 503);
+        assert_eq!(denial_status(200), 403);
+        assert_eq!(denial_status(302), 403);
+        assert_eq!(denial_status(600), 403);
+    }
+
+    #[test]
+    fn a_changed_request_the_gateway_cannot_send_is_the_hooks_failure() {
+        assert!(checked_request(request("PATCH", "contacts/1", Some("a=1"), ("x-a", "1"))).is_ok());
+        assert!(checked_request(RequestOutcome::Forward).is_ok());
+        for (outcome, naming) in [
+            (request("GE T", "c", None, ("x", "1")), "method"),
+            (request("GET", "c?x=1", None, ("x", "1")), "path"),
+            (request("GET", "c d", None, ("x", "1")), "path"),
+            (request("GET", "c", Some("a=1#f"), ("x", "1")), "query"),
+            (request("GET", "c", None, ("bad header", "1")), "header"),
+            (request("GET", "c", None, ("x", "line\nbreak")), "header"),
+        ] {
+            let failure = checked_request(outcome).expect_err(naming);
+            assert!(failure.to_string().contains(naming), "{failure}");
+        }
+        let answer = |status| {
+            ResponseOutcome::AnswerChanged(CrmResponse { status, headers: Vec::new(), body: Vec::new() })
+        };
+        assert!(checked_response(answer(201)).is_ok());
+        assert!(checked_response(answer(99)).is_err_and(|f| f.to_string().contains("status 99")));
+        assert!(checked_response(answer(600)).is_err());
+    }
+}
