@@ -171,9 +171,16 @@ async fn a_hook_denies_one_path_rewrites_another_and_redacts_answers(backend: Ba
     let config = json!({"url": upstream.url(), "headers": {"Authorization": "Bearer s3cret"}});
     assert_eq!(configure(&gw, &k, config.clone()).await.status, 200);
     assert_eq!(configure(&gw, &other, config).await.status, 200);
-    hook(&gw, &k, "guard", "", json!({
+    hook(
+        &gw,
+        &k,
+        "guard",
+        "",
+        json!({
         "deny": ["secrets"], "rename": {"people": "contacts"}, "set_headers": {"x-hooked": "yes"},
-        "add_to_body": {"source": "weir"}, "redact": ["email"], "header_for_key_kind": "x-key-kind"})).await;
+        "add_to_body": {"source": "weir"}, "redact": ["email"], "header_for_key_kind": "x-key-kind"}),
+    )
+    .await;
     let read = ("read_key", k.read.as_str());
 
     // Denied: never forwarded, the hook's status and reason in the
@@ -224,7 +231,6 @@ async fn a_hook_denies_one_path_rewrites_another_and_redacts_answers(backend: Ba
     assert_eq!(call(&gw, "GET", "/crm/contacts/1", read, "").await.json()["email"], "ann@example.com");
 }
 
-
 /// Hooks in order on the way out and in reverse on the way back; an answer
 /// denied; a failing hook under `on_error`; bodies past the hooks' cap;
 /// `/plugin/test` on requests and answers.
@@ -271,19 +277,25 @@ async fn hooks_chain_fail_by_their_policy_and_are_tested_without_forwarding(back
         let master = k.master.clone();
         async move { gw.post("/plugin/test", &[("master_key", &master)], &body).await.json() }
     };
-    let denied = test(json!({"name": "first", "config": {"deny": ["secrets"]}, "request": {"path": "secrets/1"}})).await;
+    let denied =
+        test(json!({"name": "first", "config": {"deny": ["secrets"]}, "request": {"path": "secrets/1"}})).await;
     assert_eq!(
         (denied["outcome"].clone(), denied["status"].clone(), denied["message"].clone()),
         (json!("deny"), json!(403), json!("secrets is closed"))
     );
     let changed = test(json!({"name": "first", "request": {"method": "POST", "path": "people/1",
-        "headers": [["content-type", "application/json"]], "body": "{}"}})).await;
-    assert_eq!((changed["outcome"].clone(), changed["request"]["path"].clone()), (json!("forward-changed"), json!("folks/1")));
+        "headers": [["content-type", "application/json"]], "body": "{}"}}))
+    .await;
+    assert_eq!(
+        (changed["outcome"].clone(), changed["request"]["path"].clone()),
+        (json!("forward-changed"), json!("folks/1"))
+    );
     let same = test(json!({"name": "first", "request": {"path": "contacts"}})).await;
     assert_eq!(same["outcome"], "forward", "{same}");
     assert_eq!(same["log"]["lines"][0]["message"], "GET contacts for project shop");
     let answer = test(json!({"name": "first", "request": {"path": "contacts/1"},
-        "response": {"status": 200, "body": "{\"id\":1,\"email\":\"a@b\"}"}})).await;
+        "response": {"status": 200, "body": "{\"id\":1,\"email\":\"a@b\"}"}}))
+    .await;
     assert_eq!(answer["outcome"], "answer-changed", "{answer}");
     assert_eq!(answer["response"]["body"], r#"{"id":1}"#);
     let failed = test(json!({"name": "second", "config": {"fail": "request"}, "request": {"path": "x"}})).await;

@@ -72,8 +72,11 @@ impl Crm {
             Ok(Err(e)) => return Err(CrmError::Unreachable(e.to_string())),
             Ok(Ok(collected)) => collected.to_bytes(),
         };
-        let response =
-            CrmResponse { status: answer.status.as_u16(), headers: hook_headers(&answer.headers, &[]), body: body.into() };
+        let response = CrmResponse {
+            status: answer.status.as_u16(),
+            headers: hook_headers(&answer.headers, &[]),
+            body: body.into(),
+        };
         let back = plugins.crm_response(set, caller, sent, response).await?;
         Ok(Answer {
             status: StatusCode::from_u16(back.status).unwrap_or(StatusCode::BAD_GATEWAY),

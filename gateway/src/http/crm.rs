@@ -126,9 +126,10 @@ pub async fn forward(
             if declared.is_some_and(|n| n > cap) {
                 // Read (and drop) what the client sends, so that it gets the
                 // 413 rather than a reset connection.
-                return Err(read_body(&headers, body, cap, " (crm.max_body_bytes)", timeout).await.err().unwrap_or_else(
-                    || CrmError::RequestTooLarge { cap, setting: "crm.max_body_bytes" }.into(),
-                ));
+                return Err(read_body(&headers, body, cap, " (crm.max_body_bytes)", timeout)
+                    .await
+                    .err()
+                    .unwrap_or_else(|| CrmError::RequestTooLarge { cap, setting: "crm.max_body_bytes" }.into()));
             }
             let query = uri.query().map(str::to_owned);
             let request = Forward { method, path, query, headers, body: Outgoing::Stream(body) };

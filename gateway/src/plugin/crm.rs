@@ -99,7 +99,12 @@ pub fn context(caller: &CrmCaller) -> crm::CrmContext {
 }
 
 fn denied(plugin: &LoadedPlugin, what: &'static str, denial: Denial) -> HookStop {
-    HookStop::Denied { plugin: plugin.name.clone(), what, status: denial_status(denial.status), message: denial.message }
+    HookStop::Denied {
+        plugin: plugin.name.clone(),
+        what,
+        status: denial_status(denial.status),
+        message: denial.message,
+    }
 }
 
 /// A denial's status as answered: 400 to 599, else 403.
@@ -197,9 +202,8 @@ mod tests {
             let failure = checked_request(outcome).expect_err(naming);
             assert!(failure.to_string().contains(naming), "{failure}");
         }
-        let answer = |status| {
-            ResponseOutcome::AnswerChanged(CrmResponse { status, headers: Vec::new(), body: Vec::new() })
-        };
+        let answer =
+            |status| ResponseOutcome::AnswerChanged(CrmResponse { status, headers: Vec::new(), body: Vec::new() });
         assert!(checked_response(answer(201)).is_ok());
         assert!(checked_response(answer(99)).is_err_and(|f| f.to_string().contains("status 99")));
         assert!(checked_response(answer(600)).is_err());

@@ -118,8 +118,11 @@ fn decide(outcome: types::Outcome, collection: &str) -> Result<Decision, Failure
         types::Outcome::Drop => Decision::Drop,
         types::Outcome::Reject(reason) => Decision::Reject(reason),
         types::Outcome::Replace(json) => {
-            let value: Json = serde_json::from_str(&json).map_err(|e| Failure::InvalidAnswer(format!("properties: {e}")))?;
-            Decision::Replace(Event::new(collection, Some(value)).map_err(|e| Failure::InvalidAnswer(format!("properties: {e}")))?)
+            let value: Json =
+                serde_json::from_str(&json).map_err(|e| Failure::InvalidAnswer(format!("properties: {e}")))?;
+            Decision::Replace(
+                Event::new(collection, Some(value)).map_err(|e| Failure::InvalidAnswer(format!("properties: {e}")))?,
+            )
         }
     })
 }

@@ -326,7 +326,8 @@ impl Plugins {
         context: crm::CrmContext,
         request: Arc<crm::CrmRequest>,
     ) -> Called<crm::RequestOutcome> {
-        let called = self.run_crm_request(&plugin.prepared, plugin.limits, plugin.config.clone(), context, request).await;
+        let called =
+            self.run_crm_request(&plugin.prepared, plugin.limits, plugin.config.clone(), context, request).await;
         self.count(plugin, &called.result);
         called
     }

@@ -98,7 +98,11 @@ impl Hub {
                     state.positions.0.entry((q.collection.clone(), p)).or_insert(end);
                 }
             }
-            state.feeds.entry(q.key().to_owned()).or_insert_with(|| Feed { query: q.clone(), subscribers: 0 }).subscribers += 1;
+            state
+                .feeds
+                .entry(q.key().to_owned())
+                .or_insert_with(|| Feed { query: q.clone(), subscribers: 0 })
+                .subscribers += 1;
         }
         let receiver = match self.sender.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
             Some(sender) => sender.subscribe(),

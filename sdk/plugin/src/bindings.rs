@@ -94,7 +94,11 @@ fn key_kind(kind: types::KeyKind) -> KeyKind {
 }
 
 fn crm_context(context: crm::CrmContext) -> CrmContext {
-    CrmContext { project: context.project, key_kind: key_kind(context.key_kind), client_address: context.client_address }
+    CrmContext {
+        project: context.project,
+        key_kind: key_kind(context.key_kind),
+        client_address: context.client_address,
+    }
 }
 
 fn headers_in(headers: Vec<types::Header>) -> Headers {
@@ -138,8 +142,7 @@ pub fn run_crm_response<H: CrmHook>(
 ) -> crm::ResponseOutcome {
     let context = crm_context(context);
     let request = request_in(request);
-    let given =
-        CrmResponse { status: response.status, headers: headers_in(response.headers), body: response.body };
+    let given = CrmResponse { status: response.status, headers: headers_in(response.headers), body: response.body };
     let mut response = given.clone();
     match H::on_response(&context, &request, &mut response) {
         Err(denial) => crm::ResponseOutcome::Deny(denial_out(denial)),

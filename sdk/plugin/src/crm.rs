@@ -174,7 +174,8 @@ mod tests {
 
     #[test]
     fn headers_are_set_appended_and_removed_by_any_case() {
-        let mut headers = Headers::from(vec![("Accept".to_owned(), "a".to_owned()), ("x-b".to_owned(), "1".to_owned())]);
+        let mut headers =
+            Headers::from(vec![("Accept".to_owned(), "a".to_owned()), ("x-b".to_owned(), "1".to_owned())]);
         assert_eq!(headers.get("accept"), Some("a"));
         headers.append("X-B", "2");
         headers.set("ACCEPT", "json");
@@ -201,8 +202,10 @@ mod tests {
         request.set_json(&body);
         assert_eq!(request.body, br#"{"name":"Ann","plan":"pro"}"#);
         assert_eq!(request.headers.get("content-type"), Some("application/json"));
-        assert!(CrmResponse { status: 200, headers: Headers::default(), body: b"<html>".to_vec() }
-            .json::<serde_json::Value>()
-            .is_err());
+        assert!(
+            CrmResponse { status: 200, headers: Headers::default(), body: b"<html>".to_vec() }
+                .json::<serde_json::Value>()
+                .is_err()
+        );
     }
 }
