@@ -191,14 +191,20 @@ async fn unread_subscriber(gw: &Gateway, k: &Keys, data: &Value) -> tokio::net::
 }
 
 async fn a_slow_subscriber_is_cut_off_while_others_go_on(backend: Backend) {
-    let (gw, k) =
-        start(backend, &[("WEIR_STREAM__BUFFER_MESSAGES", "64"), ("WEIR_STREAM__BUFFER_BYTES", "1000000")]).await;
+    // Messages of at most five events (100 KB), sent ten at a time to a
+    // reader with room for a megabyte: the reader never has more than
+    // two messages waiting, however busy the machine.
+    let limits = [
+        ("WEIR_STREAM__BUFFER_MESSAGES", "64"),
+        ("WEIR_STREAM__BUFFER_BYTES", "1000000"),
+        ("WEIR_STREAM__BATCH_BYTES", "100000"),
+    ];
+    let (gw, k) = start(backend, &limits).await;
     let data = json!({"collections": [{"name": "pageview"}]});
     let mut slow = unread_subscriber(&gw, &k, &data).await;
     let mut fast = subscribe(&gw, &k, data).await;
-    // The reader says how far it got, and the events go out a megabyte
-    // at a time once it has caught up: it never falls behind, however
-    // busy the machine, while the slow one takes nothing.
+    // The reader says how far it got, and the next events go out once it
+    // has caught up, while the slow one takes nothing.
     let (progress, mut seen) = tokio::sync::watch::channel(0usize);
     let reading = tokio::spawn(async move {
         let mut got = 0;
@@ -213,16 +219,15 @@ async fn a_slow_subscriber_is_cut_off_while_others_go_on(backend: Backend) {
         got
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
-    // More than the socket buffers between the two hold (on Linux at most
-    // 4 MB to send and 6 MB to receive) and the gateway's own buffer, so
-    // that the latter fills: messages carry a 25 ms batch each, so their
-    // count may stay below its cap.
+    // 20 MB: more than the socket buffers between the gateway and the
+    // slow one hold (on Linux at most 4 MB to send) and the gateway's own
+    // buffer, so that the latter fills.
     let padding = "x".repeat(20_000);
-    for chunk in 0..20 {
-        for i in chunk * 50..(chunk + 1) * 50 {
-            send(&gw, &k, &[("pageview", json!({"n": i, "padding": padding}))]).await;
-        }
-        let sent = (chunk + 1) * 50;
+    for chunk in 0..100 {
+        let events: Vec<_> =
+            (chunk * 10..(chunk + 1) * 10).map(|i| ("pageview", json!({"n": i, "padding": padding}))).collect();
+        send(&gw, &k, &events).await;
+        let sent = (chunk + 1) * 10;
         tokio::time::timeout(WAIT, seen.wait_for(|n| *n >= sent)).await.expect("the reader keeps up").expect("reader");
     }
     let got = reading.await.expect("reader");
