@@ -46,10 +46,13 @@ need_package chromium
 command -v npm >/dev/null || need_package npm
 npm_dir="$HOME/.cache/weir-npm"
 # json-server is the CRM upstream of the pass-through's tests.
+# trino-client and presto-client query the gateway's Trino endpoint.
 if [ ! -d "$npm_dir/node_modules/playwright-core" ] || [ ! -d "$npm_dir/node_modules/rakam-js" ] ||
-    [ ! -d "$npm_dir/node_modules/json-server" ]; then
+    [ ! -d "$npm_dir/node_modules/json-server" ] || [ ! -d "$npm_dir/node_modules/trino-client" ] ||
+    [ ! -d "$npm_dir/node_modules/presto-client" ]; then
     mkdir -p "$npm_dir"
-    (cd "$npm_dir" && npm install --no-audit --no-fund --silent playwright-core@1 rakam-js@1.0.3 json-server@0.17.4)
+    (cd "$npm_dir" && npm install --no-audit --no-fund --silent playwright-core@1 rakam-js@1.0.3 json-server@0.17.4 \
+        trino-client@0.2.9 presto-client@1.2.0)
 fi
 export WEIRTEST_NODE_MODULES="$npm_dir/node_modules"
 export WEIRTEST_CHROMIUM=/usr/bin/chromium
@@ -124,6 +127,10 @@ export WEIRTEST_GEOLITE2=$("$venv/bin/python" -c \
     "$venv/bin/pip" install -q "confluent-kafka[avro]"
 # Rakam's own Python client, whose UserApi a test drives.
 "$venv/bin/python" -c "import rakam_client" 2>/dev/null || "$venv/bin/pip" install -q rakam-client==0.5
+# Trino's and Presto's Python clients (DB-API, and Trino's SQLAlchemy
+# dialect), which query the gateway's Trino endpoint.
+"$venv/bin/python" -c "import trino.sqlalchemy, sqlalchemy, prestodb" 2>/dev/null ||
+    "$venv/bin/pip" install -q "trino[sqlalchemy]==0.340.0" presto-python-client==0.8.4
 # An S3-compatible server (moto's server mode) for the warehouses of the
 # Kafka suites: one bucket, a prefix per test.
 "$venv/bin/python" -c "import moto.server, flask" 2>/dev/null || "$venv/bin/pip" install -q "moto[server]"

@@ -197,7 +197,12 @@ async fn run() -> Result<(), BoxError> {
         let mut best = f64::MAX;
         let mut rows = 0;
         for _ in 0..3 {
-            let scope = rewrite::Scope { collections: &collections, table_name: &name, users_table: &users_table };
+            let scope = rewrite::Scope {
+                collections: &collections,
+                table_name: &name,
+                users_table: &users_table,
+                catalog: None,
+            };
             let statement = rewrite::rewrite(sql, &scope)?;
             let tables = Tables { collections: collections.clone(), users: Vec::new() };
             let started = Instant::now();

@@ -69,6 +69,10 @@ pub struct App {
     pub users: Arc<Users>,
     pub streams: Arc<crate::stream::Streams>,
     pub crm: crate::crm::Crm,
+    /// Statements of the Trino protocol in flight.
+    pub trino: Arc<crate::query::trino::Statements>,
+    /// When this gateway started.
+    pub started: std::time::Instant,
 }
 
 impl App {
@@ -103,6 +107,7 @@ impl App {
             .with_plugins(plugins.clone())
             .with_max_fields(config.projects.max_fields);
         let trusted_proxies = config.trusted_proxies()?;
+        let trino = crate::query::trino::Statements::new(config.trino.clone());
         let election = crate::cluster::open(
             &config.election,
             crate::cluster::ElectionSettings {
@@ -148,6 +153,8 @@ impl App {
             users,
             streams,
             crm,
+            trino,
+            started: std::time::Instant::now(),
         })
     }
 

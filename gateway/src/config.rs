@@ -101,6 +101,9 @@ pub struct Config {
     /// The CRM pass-through (`/crm/…`).
     #[serde(default)]
     pub crm: crate::crm::CrmConfig,
+    /// The Trino client protocol (`/v1/statement`).
+    #[serde(default)]
+    pub trino: crate::query::trino::TrinoConfig,
 }
 
 /// The Schema Registry API (`[schema_registry]`).
@@ -425,6 +428,7 @@ impl Default for Config {
             schema_registry: SchemaRegistryConfig::default(),
             stream: crate::stream::StreamConfig::default(),
             crm: crate::crm::CrmConfig::default(),
+            trino: crate::query::trino::TrinoConfig::default(),
         }
     }
 }
@@ -671,7 +675,7 @@ mod tests {
             assert!(line.contains(env), "{line}");
         }
         assert!(table.contains("500000"));
-        assert_eq!(table.lines().count(), 82, "{table}");
+        assert_eq!(table.lines().count(), 86, "{table}");
     }
 
     #[test]

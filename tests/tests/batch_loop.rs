@@ -258,7 +258,12 @@ async fn counts(p: &Parts, engine: &dyn QueryEngine) -> (i64, i64, i64) {
     let users_table = engine.users_table_name("p");
     let statement = rewrite::rewrite(
         "SELECT count(*), count(DISTINCT seq), count(tag) FROM c",
-        &rewrite::Scope { collections: &tables.collections, table_name: &name, users_table: &users_table },
+        &rewrite::Scope {
+            collections: &tables.collections,
+            table_name: &name,
+            users_table: &users_table,
+            catalog: None,
+        },
     )
     .expect("rewrite");
     let output = engine.run("p", &tables, statement).await.expect("query");

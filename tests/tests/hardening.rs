@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
-use weir_tests::{Backend, Gateway, Keys, Options, on_every_backend};
+use weir_tests::{Backend, Gateway, Keys, Options, cpu_seconds, on_every_backend};
 
 fn env(pairs: &[(&str, &str)]) -> Options {
     Options { env: pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(), ..Options::default() }
@@ -39,14 +39,6 @@ async fn others_are_served(gw: &Gateway, other: &Keys) {
     gw.client.collect(&other.write, "ping", &json!({"n": 1})).await.expect("collect");
     let health = gw.send("GET", "/health", &[], "").await;
     assert_eq!(health.status, 200, "{}", health.text());
-}
-
-/// CPU seconds the process has used.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
-    let fields: Vec<&str> = stat.rsplit_once(')').expect("stat").1.split_whitespace().collect();
-    let ticks: f64 = fields[11].parse::<f64>().expect("utime") + fields[12].parse::<f64>().expect("stime");
-    ticks / 100.0
 }
 
 /// The peak resident memory of the process, in bytes.

@@ -12,6 +12,7 @@ mod registry;
 pub mod request;
 pub mod server;
 mod stream;
+mod trino;
 mod user;
 
 use std::net::SocketAddr;
@@ -86,6 +87,10 @@ pub fn router(app: AppState) -> Router {
         .route("/subjects/{subject}/versions/{version}", get(registry::version))
         .route("/schemas/ids/{id}", get(registry::schema))
         .route("/schemas/ids/{id}/schema", get(registry::schema_text))
+        .route("/v1/statement", post(trino::start))
+        .route("/v1/statement/{kind}/{id}/{slug}/{token}", get(trino::page).delete(trino::cancel_page))
+        .route("/v1/query/{id}", get(trino::query_info).delete(trino::cancel_query))
+        .route("/v1/info", get(trino::info))
         .route("/health", get(health))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

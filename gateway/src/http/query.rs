@@ -6,17 +6,14 @@ use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use serde::Deserialize;
 use serde_json::{Value as Json, json};
-use sqlparser::ast::Statement;
 
 use super::request::{json, key_from, query_param, read_body};
 use super::{ApiError, ApiResult, AppState, json_response};
-use crate::app::App;
 use crate::metadata::KeyKind;
 use crate::plugin::rewrite::QueryCaller;
-use crate::query::engine::{EngineError, QueryOutput};
-use crate::query::lanes::LaneError;
-use crate::query::rewrite::{self, RewriteError, Scope};
-use crate::query::{Tables, result};
+use crate::query::engine::QueryOutput;
+use crate::query::result;
+use crate::query::run::{self, QueryError, output, user_sql};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -41,106 +38,23 @@ pub struct QueryRequest {
     export_type: Option<String>,
 }
 
-impl App {
-    /// The project's tables, read once per query; the user table's columns
-    /// only for SQL that may name it (`users` in any case or quoting).
-    async fn tables(&self, project: &str, sql: &str) -> ApiResult<Tables> {
-        let collections =
-            self.store.latest_schemas(project).await?.into_iter().map(|s| (s.collection, s.fields)).collect();
-        let names_users = sql.to_ascii_lowercase().contains(rewrite::USERS);
-        let users = if names_users { self.users.columns(project).await? } else { Vec::new() };
-        Ok(Tables { collections, users })
-    }
-
-    /// Rewrites a query for the project, capped at `limit` rows (none for
-    /// EXPLAIN).
-    fn rewritten(&self, project: &str, tables: &Tables, sql: &str, limit: Option<u64>) -> ApiResult<Statement> {
-        let table_name = |collection: &str| self.engine.table_name(project, collection);
-        let users_table = self.engine.users_table_name(project);
-        let scope = Scope { collections: &tables.collections, table_name: &table_name, users_table: &users_table };
-        let mut statement = rewrite::rewrite(sql, &scope).map_err(|e| rewrite_error(e, sql))?;
-        let limits = &self.config.query;
-        if let Some(limit) = limit {
-            rewrite::apply_limit(&mut statement, limit.min(limits.max_limit));
-        }
-        Ok(statement)
-    }
-
-    async fn run_query(
-        &self,
-        project: &str,
-        tables: &Tables,
-        sql: &str,
-        statement: Statement,
-    ) -> ApiResult<QueryOutput> {
-        self.engine.run(project, tables, statement).await.map_err(|e| match e {
-            EngineError::Query(message) => ApiError::query(StatusCode::BAD_REQUEST, message, sql),
-            EngineError::PastDeadline => self.timed_out(),
-            EngineError::TooMuchMemory(message) => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, message),
-            EngineError::Busy(message) => ApiError::unavailable(message),
-            EngineError::Metadata(e) => e.into(),
-            EngineError::Storage(m) => ApiError::unavailable(m),
-        })
-    }
-
-    fn timed_out(&self) -> ApiError {
-        let seconds = self.config.query.timeout_s;
-        ApiError::new(StatusCode::GATEWAY_TIMEOUT, format!("the query ran longer than {seconds} s (query.timeout_s)"))
-    }
-}
-
-/// The user's SQL after the project's rewriter plugins. With plugins, the
-/// user's SQL is parsed and checked first (on the query lanes, whose
-/// threads are made for deep statements), so that a query too deep or
-/// malformed is answered as such rather than as a plugin's failure.
-pub(super) async fn user_sql(app: &AppState, caller: &QueryCaller, sql: &str) -> ApiResult<String> {
-    if app.plugins.has_rewriters(&caller.project) {
-        let owned = sql.to_owned();
-        let checked = async move { rewrite::parse(&owned).map(drop).map_err(|e| rewrite_error(e, &owned)) };
-        on_lanes(app, &caller.project, checked).await??;
-    }
-    app.plugins.rewrite_query(caller, sql.to_owned()).await.map_err(|e| ApiError::forbidden(e.to_string()))
-}
-
-/// A query's answer from the engine: the rewrite and the run, on the query
-/// lanes and within the query timeout.
-async fn output(app: &AppState, project: &str, sql: String, limit: Option<u64>) -> ApiResult<QueryOutput> {
-    let work = {
-        let app = app.clone();
-        let project = project.to_owned();
-        async move {
-            let tables = app.tables(&project, &sql).await?;
-            let statement = app.rewritten(&project, &tables, &sql, limit)?;
-            app.run_query(&project, &tables, &sql, statement).await
-        }
-    };
-    on_lanes(app, project, work).await?
-}
-
-/// Runs work of a project's query on the query lanes, within the query
-/// timeout.
-async fn on_lanes<T: Send + 'static>(
-    app: &AppState,
-    project: &str,
-    work: impl std::future::Future<Output = T> + Send + 'static,
-) -> ApiResult<T> {
-    let timeout = std::time::Duration::from_secs(app.config.query.timeout_s);
-    app.queries.run(project, timeout, work).await.map_err(|e| match e {
-        LaneError::Busy { .. } => {
-            ApiError { retry_after: Some(1), ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, e.to_string()) }
-        }
-        LaneError::Timeout(_) => app.timed_out(),
-        LaneError::Failed(_) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-        LaneError::Closed => ApiError::unavailable(e.to_string()),
-    })
-}
-
-pub(super) fn rewrite_error(e: RewriteError, sql: &str) -> ApiError {
-    match e {
-        RewriteError::Denied(reason) => ApiError::forbidden(format!("denied: {reason}")),
-        RewriteError::Syntax(message) => ApiError::query(StatusCode::BAD_REQUEST, message, sql),
-        e @ (RewriteError::TooDeep(_) | RewriteError::Empty) => {
-            ApiError::query(StatusCode::BAD_REQUEST, e.to_string(), sql)
+impl From<QueryError> for ApiError {
+    fn from(e: QueryError) -> Self {
+        match e {
+            QueryError::Invalid { message, sql } | QueryError::Syntax { message, sql } => {
+                ApiError::query(StatusCode::BAD_REQUEST, message, &sql)
+            }
+            e @ QueryError::Denied(_) => ApiError::forbidden(e.to_string()),
+            QueryError::Plugin(message) => ApiError::forbidden(message),
+            e @ QueryError::TimedOut(_) => ApiError::new(StatusCode::GATEWAY_TIMEOUT, e.to_string()),
+            QueryError::TooLarge(message) => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, message),
+            QueryError::Busy(message) => {
+                ApiError { retry_after: Some(1), ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, message) }
+            }
+            QueryError::Unavailable(message) => ApiError::unavailable(message),
+            QueryError::Failed(message) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, message),
+            QueryError::Metadata(e) => e.into(),
+            QueryError::Users(e) => e.into(),
         }
     }
 }
@@ -151,16 +65,10 @@ async fn answer(app: &AppState, caller: &QueryCaller, req: &QueryRequest) -> Api
     query_result(app, caller, &req.query, limit).await
 }
 
-/// Runs SQL for a caller, through the project's rewriter plugins and the
-/// built-in rewrite, capped at `limit` rows; Rakam's `{metadata, result,
-/// properties}`. Endpoints that build SQL for their callers (user search)
-/// answer through it, so that what hides rows from a query hides them
-/// there too.
+/// Runs SQL for a caller (see [`run::query_rows`]); Rakam's `{metadata,
+/// result, properties}`.
 pub(super) async fn query_result(app: &AppState, caller: &QueryCaller, sql: &str, limit: u64) -> ApiResult<Json> {
-    let sql = user_sql(app, caller, sql).await?;
-    let output = output(app, &caller.project, sql, Some(limit)).await?;
-    let rows = result::rows(&output.batches, app.config.query.max_result_bytes)
-        .map_err(|e| ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, e.to_string()))?;
+    let (output, rows) = run::query_rows(app, caller, sql, limit).await?;
     Ok(json!({"metadata": metadata(&output), "result": rows, "properties": {}}))
 }
 
@@ -304,7 +212,7 @@ pub async fn project_stats(State(app): State<AppState>, headers: HeaderMap, body
 }
 
 async fn project_stats_of(app: &AppState, project: &str) -> ApiResult<Json> {
-    let tables = app.tables(project, "").await?;
+    let tables = app.tables(project, false).await?;
     let visible = tables.collections.keys().any(|c| !c.starts_with('_') && !c.starts_with('$'));
     if !visible {
         return Ok(json!({"allEvents": 0, "monthlyEvents": 0, "dailyEvents": 0}));

@@ -8,11 +8,12 @@ use http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use serde::Deserialize;
 use sqlparser::ast::{Ident, ObjectName};
 
-use super::query::{reader, rewrite_error, user_sql};
+use super::query::reader;
 use super::request::{header_str, json, query_param};
 use super::{ApiError, ApiResult, AppState};
 use crate::plugin::rewrite::QueryCaller;
 use crate::query::rewrite::{self, Scope};
+use crate::query::run::{QueryError, user_sql};
 use crate::schema::names;
 use crate::stream::{FeedQuery, Positions, StreamError, feed};
 
@@ -142,8 +143,8 @@ async fn prepare(
         let sql = format!("SELECT {select} FROM {}{filter}", quoted(&collection));
         let sql = user_sql(app, caller, &sql).await?;
         let statement = {
-            let scope = Scope { collections: &collections, table_name, users_table: &users_table };
-            rewrite::rewrite(&sql, &scope).map_err(|e| rewrite_error(e, &sql))?
+            let scope = Scope { collections: &collections, table_name, users_table: &users_table, catalog: None };
+            rewrite::rewrite(&sql, &scope).map_err(|e| QueryError::rewrite(e, &sql))?
         };
         let checked = feed::evaluate(&collection, fields, &[], &[&statement]).await.pop();
         if let Some(Err(e)) = checked {

@@ -140,7 +140,9 @@ impl Lanes {
             let _permit: OwnedSemaphorePermit = permit;
             work.await
         }));
-        let abort = task.abort_handle();
+        // A caller that stops waiting (a cancelled statement, a client
+        // gone) stops the work too.
+        let abort = AbortOnDrop(task.abort_handle());
         match tokio::time::timeout_at(deadline.into(), task).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(e)) if e.is_panic() => {
@@ -155,7 +157,7 @@ impl Lanes {
             }
             Ok(Err(_)) => Err(LaneError::Closed),
             Err(_) => {
-                abort.abort();
+                abort.0.abort();
                 Err(timed_out())
             }
         }
@@ -178,6 +180,14 @@ impl Lanes {
             Ok(Err(_)) => Err(Some(LaneError::Closed)),
             Err(_) => Err(None),
         }
+    }
+}
+
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -218,6 +228,33 @@ mod tests {
         for f in floods {
             f.await.expect("join").expect("a runs");
         }
+    }
+
+    #[tokio::test]
+    async fn a_caller_that_stops_waiting_stops_the_work() {
+        let lanes = Arc::new(lanes(1, 1, 10));
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<u32>(100);
+        let waiting = {
+            let lanes = lanes.clone();
+            tokio::spawn(async move {
+                lanes
+                    .run("a", Duration::from_secs(30), async move {
+                        for i in 0.. {
+                            if tx.send(i).await.is_err() {
+                                return;
+                            }
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                        }
+                    })
+                    .await
+            })
+        };
+        assert_eq!(rx.recv().await, Some(0), "the work started");
+        waiting.abort();
+        // The work is dropped, and with it its end of the channel.
+        let drained = tokio::time::timeout(Duration::from_secs(5), async { while rx.recv().await.is_some() {} }).await;
+        assert!(drained.is_ok(), "the work went on after its caller stopped waiting");
+        lanes.run("a", Duration::from_secs(1), async { 1 }).await.expect("the project's slot is free");
     }
 
     #[tokio::test]

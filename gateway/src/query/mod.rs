@@ -21,3 +21,5 @@ pub mod lanes;
 mod nesting;
 pub mod result;
 pub mod rewrite;
+pub mod run;
+pub mod trino;

@@ -64,7 +64,7 @@ fn number(v: Option<serde_json::Number>) -> Json {
 /// One value as JSON: numbers, booleans, strings and lists as themselves,
 /// everything else (dates, timestamps, decimals, maps) as its text.
 pub fn cell(array: &dyn Array, row: usize) -> Json {
-    if array.is_null(row) {
+    if array.is_null(row) || array.data_type() == &DataType::Null {
         return Json::Null;
     }
     match array.data_type() {

@@ -47,6 +47,40 @@ pub struct Scope<'a> {
     pub table_name: &'a dyn Fn(&str) -> ObjectName,
     /// The engine's name for the project's user table.
     pub users_table: &'a ObjectName,
+    /// The names of the Trino protocol, where it asks.
+    pub catalog: Option<&'a Catalog<'a>>,
+}
+
+/// A project as a Trino catalog's schema: `<catalog>.<schema>.<table>` and
+/// `<schema>.<table>` name the project's tables, and metadata tables
+/// (`information_schema.columns`, …) are queries of their own.
+pub struct Catalog<'a> {
+    /// The catalog's name.
+    pub name: &'a str,
+    /// The project's schema in it.
+    pub schema: &'a str,
+    /// The query standing for a metadata table, by its lower-cased name.
+    pub metadata: &'a dyn Fn(&[String]) -> Option<Query>,
+}
+
+/// The collections `_all` unites: all but those starting with `_` (and the
+/// gateway's `$` ones).
+pub fn visible(collections: &super::Collections) -> impl Iterator<Item = (&String, &Vec<Field>)> {
+    collections.iter().filter(|(name, _)| !name.starts_with('_') && !name.starts_with('$'))
+}
+
+/// The fields every collection of `_all` has, with the same type (`_all`
+/// also has `_collection`).
+pub fn common_fields(collections: &super::Collections) -> Vec<Field> {
+    let visible: Vec<_> = visible(collections).collect();
+    let Some((_, first)) = visible.first() else { return Vec::new() };
+    first
+        .iter()
+        .filter(|f| {
+            visible.iter().all(|(_, fields)| fields.iter().any(|g| g.name == f.name && g.field_type == f.field_type))
+        })
+        .cloned()
+        .collect()
 }
 
 /// The user table's name in SQL.
@@ -174,6 +208,8 @@ enum Resolved {
     Collection(String),
     All,
     Users,
+    /// A metadata table, and the query standing for it.
+    Metadata(Box<Query>),
 }
 
 impl Rewriter<'_, '_> {
@@ -184,7 +220,25 @@ impl Rewriter<'_, '_> {
 
     fn resolve(&self, name: &ObjectName) -> Result<Resolved, String> {
         let shown = name.to_string();
-        let parts = parts(name).ok_or_else(|| format!("{shown} is not a table of this project"))?;
+        let mut parts = parts(name).ok_or_else(|| format!("{shown} is not a table of this project"))?;
+        if let Some(catalog) = self.scope.catalog {
+            if let Some(query) = (catalog.metadata)(&parts) {
+                return Ok(Resolved::Metadata(Box::new(query)));
+            }
+            let own = match parts.as_slice() {
+                [c, s, _] => c == catalog.name && s == catalog.schema,
+                [s, _] => s == catalog.schema,
+                _ => false,
+            };
+            if own {
+                parts.drain(..parts.len() - 1);
+                if self.ctes.iter().any(|scope| scope.contains(&parts[0])) {
+                    // A CTE does not hide the project's table named with
+                    // its schema.
+                    parts.insert(0, "collection".to_owned());
+                }
+            }
+        }
         match parts.as_slice() {
             [one] if self.ctes.iter().any(|scope| scope.contains(one)) => Ok(Resolved::Cte),
             [one] if one == "_all" => Ok(Resolved::All),
@@ -206,21 +260,11 @@ impl Rewriter<'_, '_> {
     /// `_all`: every collection not starting with `_` (nor the gateway's
     /// `$` ones), over the columns they all have, plus `_collection`.
     fn all_collections(&self) -> Result<Query, String> {
-        let visible: Vec<(&String, &Vec<Field>)> = self
-            .scope
-            .collections
-            .iter()
-            .filter(|(name, _)| !name.starts_with('_') && !name.starts_with('$'))
-            .collect();
-        let Some((_, first)) = visible.first() else { return Err("_all: the project has no collections".to_owned()) };
-        let common: Vec<&Field> = first
-            .iter()
-            .filter(|f| {
-                visible
-                    .iter()
-                    .all(|(_, fields)| fields.iter().any(|g| g.name == f.name && g.field_type == f.field_type))
-            })
-            .collect();
+        let visible: Vec<(&String, &Vec<Field>)> = visible(self.scope.collections).collect();
+        if visible.is_empty() {
+            return Err("_all: the project has no collections".to_owned());
+        }
+        let common = common_fields(self.scope.collections);
         let branches: Vec<String> = visible
             .iter()
             .map(|(name, _)| {
@@ -315,6 +359,12 @@ impl VisitorMut for Rewriter<'_, '_> {
                 *name = (self.scope.table_name)(&collection);
                 ControlFlow::Continue(())
             }
+            Ok(Resolved::Metadata(query)) => {
+                let last = parts(name).and_then(|p| p.last().cloned()).unwrap_or_default();
+                let alias = alias.take().unwrap_or(alias_named(Ident::with_quote('"', last)));
+                *factor = TableFactor::Derived { lateral: false, subquery: query, alias: Some(alias), sample: None };
+                ControlFlow::Continue(())
+            }
             Ok(Resolved::All) => match self.all_collections() {
                 Err(reason) => self.deny(reason),
                 Ok(query) => {
@@ -377,7 +427,7 @@ mod tests {
         let collections = collections();
         let name = |c: &str| ObjectName::from(vec![Ident::with_quote('"', "p"), Ident::with_quote('"', c)]);
         let users = ObjectName::from(vec![Ident::with_quote('"', "p"), Ident::with_quote('"', "$users")]);
-        rewrite(sql, &Scope { collections: &collections, table_name: &name, users_table: &users })
+        rewrite(sql, &Scope { collections: &collections, table_name: &name, users_table: &users, catalog: None })
             .map(|s| s.to_string())
     }
 
@@ -392,6 +442,50 @@ mod tests {
             }
             other => panic!("{sql} was not denied: {other:?}"),
         }
+    }
+
+    fn run_in_catalog(sql: &str) -> Result<String, RewriteError> {
+        let collections = collections();
+        let name = |c: &str| ObjectName::from(vec![Ident::with_quote('"', "p"), Ident::with_quote('"', c)]);
+        let users = ObjectName::from(vec![Ident::with_quote('"', "p"), Ident::with_quote('"', "$users")]);
+        let metadata = |parts: &[String]| {
+            (parts == ["information_schema", "tables"]).then(|| match parse("SELECT 'pageview' AS table_name") {
+                Ok(Statement::Query(q)) => *q,
+                other => panic!("{other:?}"),
+            })
+        };
+        let catalog = Catalog { name: "weir", schema: "shop", metadata: &metadata };
+        let scope =
+            Scope { collections: &collections, table_name: &name, users_table: &users, catalog: Some(&catalog) };
+        rewrite(sql, &scope).map(|s| s.to_string())
+    }
+
+    #[test]
+    fn a_catalog_names_the_project_s_tables_and_metadata_only() {
+        for sql in ["SELECT 1 FROM weir.shop.pageview", "SELECT 1 FROM Shop.PageView", "SELECT 1 FROM pageview"] {
+            assert_eq!(run_in_catalog(sql).as_deref(), Ok(r#"SELECT 1 FROM "p"."pageview" AS "pageview""#), "{sql}");
+        }
+        assert_eq!(
+            run_in_catalog("WITH pageview AS (SELECT 2) SELECT * FROM shop.pageview, pageview").as_deref(),
+            Ok(r#"WITH pageview AS (SELECT 2) SELECT * FROM "p"."pageview" AS "pageview", pageview"#),
+            "the schema-qualified name is the table, not the CTE"
+        );
+        assert_eq!(
+            run_in_catalog("SELECT table_name FROM information_schema.tables").as_deref(),
+            Ok(r#"SELECT table_name FROM (SELECT 'pageview' AS table_name) AS "tables""#)
+        );
+        for sql in [
+            "SELECT 1 FROM weir.other.pageview",
+            "SELECT 1 FROM other.pageview",
+            "SELECT 1 FROM hive.shop.pageview",
+            "SELECT 1 FROM information_schema.views",
+        ] {
+            assert!(matches!(run_in_catalog(sql), Err(RewriteError::Denied(_))), "{sql}");
+        }
+        assert!(
+            matches!(run("SELECT 1 FROM shop.pageview"), Err(RewriteError::Denied(_))),
+            "no catalog, no schema names"
+        );
     }
 
     #[test]
@@ -528,7 +622,7 @@ mod tests {
         let collections = collections();
         let name = |c: &str| ObjectName::from(vec![Ident::new(c)]);
         let users = ObjectName::from(vec![Ident::new("users")]);
-        let scope = Scope { collections: &collections, table_name: &name, users_table: &users };
+        let scope = Scope { collections: &collections, table_name: &name, users_table: &users, catalog: None };
         let limited = |sql: &str| {
             let mut s = rewrite(sql, &scope).expect("rewrite");
             apply_limit(&mut s, 100);
