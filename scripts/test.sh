@@ -131,6 +131,11 @@ export WEIRTEST_GEOLITE2=$("$venv/bin/python" -c \
 # dialect), which query the gateway's Trino endpoint.
 "$venv/bin/python" -c "import trino.sqlalchemy, sqlalchemy, prestodb" 2>/dev/null ||
     "$venv/bin/pip" install -q "trino[sqlalchemy]==0.340.0" presto-python-client==0.8.4
+# A Presto-protocol server for the Presto engine's tests: buenavista (DuckDB
+# behind Presto's HTTP protocol; tests/python/presto_server.py patches its
+# server bugs), with the Arrow and ASGI packages it needs.
+"$venv/bin/python" -c "import buenavista, duckdb, pyarrow, uvicorn" 2>/dev/null ||
+    "$venv/bin/pip" install -q buenavista==0.5.0 "duckdb<2" pyarrow uvicorn
 # An S3-compatible server (moto's server mode) for the warehouses of the
 # Kafka suites: one bucket, a prefix per test.
 "$venv/bin/python" -c "import moto.server, flask" 2>/dev/null || "$venv/bin/pip" install -q "moto[server]"

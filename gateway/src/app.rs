@@ -17,7 +17,7 @@ use crate::keys::KeyService;
 use crate::log::{self, EventLog};
 use crate::metadata::{self, MetadataStore};
 use crate::plugin::Plugins;
-use crate::query::engine::{DataFusionEngine, MemorySettings, QueryEngine};
+use crate::query::engine::{DataFusionEngine, MemorySettings, PrestoEngine, QueryEngine, TableSync};
 use crate::query::lanes::Lanes;
 use crate::schema::SchemaRegistry;
 use crate::schema::names;
@@ -92,11 +92,13 @@ impl App {
             config.projects.max_fields,
         ));
         let memory = MemorySettings::from_config(&config.query, &config.data_dir);
-        let engine: Arc<dyn QueryEngine> =
-            Arc::new(DataFusionEngine::new(store.clone(), warehouse.clone(), users.clone(), &memory)?);
+        let (engine, table_sync) = open_engine(&config, &store, &warehouse, &users, &memory)?;
         let queries = Lanes::new(config.query.lane_settings()).map_err(Error::Serve)?;
-        let loader =
-            Arc::new(Loader::new(log.clone(), store.clone(), registry.clone(), warehouse, config.batch.max_records));
+        let mut loader = Loader::new(log.clone(), store.clone(), registry.clone(), warehouse, config.batch.max_records);
+        if let Some(sync) = &table_sync {
+            loader = loader.with_listener(sync.clone());
+        }
+        let loader = Arc::new(loader);
         let asset_dir = config.plugins.asset_dir.clone().unwrap_or_else(|| config.data_dir.join("plugin-assets"));
         let plugins = Arc::new(Plugins::new(config.plugins.clone(), asset_dir, store.clone())?);
         plugins.refresh_all().await?;
@@ -120,7 +122,13 @@ impl App {
         )
         .await?;
         let batch = &config.batch;
-        let compactor = Arc::new(Compactor::new(store.clone(), loader.warehouse().clone(), batch.compact_min_files));
+        let mut compactor = Compactor::new(store.clone(), loader.warehouse().clone(), batch.compact_min_files);
+        if let Some(sync) = &table_sync {
+            compactor = compactor.with_listener(sync.clone());
+            let sync = sync.clone();
+            tokio::spawn(async move { sync.sync_all().await });
+        }
+        let compactor = Arc::new(compactor);
         // No running query may lose a file: the grace outlasts the longest.
         let grace = Duration::from_millis(batch.compact_grace_ms.max(config.query.timeout_s * 2_000));
         let janitor = Arc::new(Janitor::new(store.clone(), loader.clone(), grace));
@@ -188,6 +196,32 @@ impl App {
 
 /// Builds the gateway and serves until SIGINT or SIGTERM. Prints the bound
 /// address on standard output once it accepts connections.
+/// The query engine, and what keeps a cluster's tables current when the
+/// gateway manages them.
+type Engines = (Arc<dyn QueryEngine>, Option<Arc<TableSync>>);
+
+/// The query engine the configuration names, and what keeps a cluster's
+/// tables current when the gateway manages them.
+fn open_engine(
+    config: &Config,
+    store: &Arc<dyn MetadataStore>,
+    warehouse: &Warehouse,
+    users: &Arc<Users>,
+    memory: &MemorySettings,
+) -> Result<Engines> {
+    let url = config.engine_url();
+    if url == "datafusion" {
+        let engine = DataFusionEngine::new(store.clone(), warehouse.clone(), users.clone(), memory)?;
+        return Ok((Arc::new(engine), None));
+    }
+    let engine = Arc::new(PrestoEngine::new(&url, config.presto.clone(), config.query.max_memory_bytes)?);
+    let sync = config
+        .presto
+        .manage_tables
+        .then(|| TableSync::new(engine.clone(), store.clone(), warehouse, &config.warehouse_url()));
+    Ok((engine, sync))
+}
+
 pub async fn serve(config: Config) -> Result<()> {
     let addr = config.listen_addr()?;
     let listener = TcpListener::bind(addr).await.map_err(|source| Error::Listen { addr: addr.to_string(), source })?;

@@ -55,6 +55,14 @@ pub struct Config {
     /// Default: `file://<data_dir>/warehouse`.
     #[serde(default)]
     pub warehouse: Option<String>,
+    /// Query engine: `datafusion` (embedded), or a Presto/Trino cluster
+    /// reading the same warehouse, `presto://user@host:port/catalog` or
+    /// `trino://…` (`?ssl=true` for HTTPS). Default: `datafusion`.
+    #[serde(default)]
+    pub engine: Option<String>,
+    /// Settings of a Presto/Trino `engine`.
+    #[serde(default)]
+    pub presto: crate::query::engine::PrestoConfig,
     /// Settings of `warehouse = "s3://…"`.
     #[serde(default)]
     pub s3: crate::batch::warehouse::S3Config,
@@ -429,6 +437,8 @@ impl Default for Config {
             stream: crate::stream::StreamConfig::default(),
             crm: crate::crm::CrmConfig::default(),
             trino: crate::query::trino::TrinoConfig::default(),
+            engine: None,
+            presto: crate::query::engine::PrestoConfig::default(),
         }
     }
 }
@@ -637,6 +647,10 @@ impl Config {
         self.log.clone().unwrap_or_else(|| format!("file://{}", self.data_dir.join("log").display()))
     }
 
+    pub fn engine_url(&self) -> String {
+        self.engine.clone().unwrap_or_else(|| "datafusion".to_owned())
+    }
+
     pub fn warehouse_url(&self) -> String {
         self.warehouse.clone().unwrap_or_else(|| format!("file://{}", self.data_dir.join("warehouse").display()))
     }
@@ -675,7 +689,7 @@ mod tests {
             assert!(line.contains(env), "{line}");
         }
         assert!(table.contains("500000"));
-        assert_eq!(table.lines().count(), 86, "{table}");
+        assert_eq!(table.lines().count(), 94, "{table}");
     }
 
     #[test]

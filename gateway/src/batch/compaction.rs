@@ -52,11 +52,18 @@ pub struct Compactor {
     warehouse: Warehouse,
     /// A day is compacted once it has this many small files.
     min_files: usize,
+    listener: Option<Arc<dyn super::FilesChanged>>,
 }
 
 impl Compactor {
     pub fn new(store: Arc<dyn MetadataStore>, warehouse: Warehouse, min_files: usize) -> Self {
-        Compactor { store, warehouse, min_files: min_files.max(2) }
+        Compactor { store, warehouse, min_files: min_files.max(2), listener: None }
+    }
+
+    /// Tells `listener` of every swap.
+    pub fn with_listener(mut self, listener: Arc<dyn super::FilesChanged>) -> Self {
+        self.listener = Some(listener);
+        self
     }
 
     /// Compacts every day of every collection that has enough small files,
@@ -126,7 +133,12 @@ impl Compactor {
         self.warehouse.put_durable(&path, bytes).await?;
         let old: Vec<String> = group.iter().map(|f| f.path.clone()).collect();
         match self.store.replace_files(epoch, &old, &new, now_ms).await? {
-            Commit::Done => Ok(true),
+            Commit::Done => {
+                if let Some(listener) = &self.listener {
+                    listener.changed(&first.project, &first.collection).await;
+                }
+                Ok(true)
+            }
             outcome => {
                 self.warehouse.delete(&path).await?;
                 match outcome {

@@ -93,6 +93,7 @@ pub struct Loader {
     running: tokio::sync::Mutex<()>,
     /// A read since the loop last ran held records back.
     held_back: AtomicBool,
+    listener: Option<Arc<dyn super::FilesChanged>>,
 }
 
 impl Loader {
@@ -112,7 +113,14 @@ impl Loader {
             max_records: max_records.max(1),
             running: tokio::sync::Mutex::new(()),
             held_back: AtomicBool::new(false),
+            listener: None,
         }
+    }
+
+    /// Tells `listener` of every commit.
+    pub fn with_listener(mut self, listener: Arc<dyn super::FilesChanged>) -> Self {
+        self.listener = Some(listener);
+        self
     }
 
     /// What the ingest path reports appended records to.
@@ -189,6 +197,11 @@ impl Loader {
             Commit::Fenced => return Err(Error::Deposed(epoch)),
         }
         self.log.release(topic, partition, staged.advance.to).await?;
+        if let (Some(listener), Some((project, collection))) = (&self.listener, split_topic(topic))
+            && !staged.files.is_empty()
+        {
+            listener.changed(project, &collection).await;
+        }
         Ok(LoadStats { files: staged.files.len(), rows: staged.files.iter().map(|f| f.rows).sum() })
     }
 

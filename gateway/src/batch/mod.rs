@@ -6,3 +6,10 @@ pub mod compaction;
 pub mod janitor;
 pub mod loader;
 pub mod warehouse;
+
+/// Told when a collection's committed files changed (a load or a compaction
+/// committed), so that an engine's own tables over the warehouse follow.
+#[async_trait::async_trait]
+pub trait FilesChanged: Send + Sync {
+    async fn changed(&self, project: &str, collection: &str);
+}

@@ -124,7 +124,15 @@ pub async fn explain(State(app): State<AppState>, uri: Uri, headers: HeaderMap, 
     let output = output(&app, project, sql, None).await?;
     let rows = result::rows(&output.batches, app.config.query.max_result_bytes)
         .map_err(|e| ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, e.to_string()))?;
-    let plan: Vec<Json> = rows.into_iter().map(|r| json!({"plan_type": r[0], "plan": r[1]})).collect();
+    // DataFusion answers (plan type, plan); Presto one "Query Plan" column.
+    let plan: Vec<Json> = rows
+        .into_iter()
+        .map(|r| match r.as_slice() {
+            [kind, plan, ..] => json!({"plan_type": kind, "plan": plan}),
+            [plan] => json!({"plan_type": "plan", "plan": plan}),
+            [] => json!({"plan_type": "plan", "plan": Json::Null}),
+        })
+        .collect();
     Ok(json_response(StatusCode::OK, &json!({"plans": plan})))
 }
 

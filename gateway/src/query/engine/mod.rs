@@ -3,12 +3,14 @@
 mod datafusion;
 mod guard;
 mod memory;
+pub mod presto;
 mod users_table;
 
 use async_trait::async_trait;
 use sqlparser::ast::{ObjectName, Statement};
 
 pub use self::datafusion::{DataFusionEngine, MemorySettings};
+pub use self::presto::{PrestoConfig, PrestoEngine, TableSync};
 use super::Tables;
 
 #[derive(Debug, thiserror::Error)]
