@@ -49,7 +49,7 @@ impl ApiError {
             let column = sql.lines().last().map_or(0, |l| l.chars().count()) as u64 + 1;
             (line, column)
         };
-        let position = query_position(&message).unwrap_or_else(end);
+        let position = crate::query::run::error_position(&message).unwrap_or_else(end);
         ApiError { query_position: Some(position), ..Self::new(status, message) }
     }
 
@@ -61,15 +61,6 @@ impl ApiError {
 /// The JSON body of an error.
 pub fn error_body(status: StatusCode, message: &str) -> String {
     serde_json::json!({"error": message, "error_code": status.as_u16()}).to_string()
-}
-
-/// `Line: L, Column: C` in a parser's message.
-fn query_position(message: &str) -> Option<(u64, u64)> {
-    let number_after = |tag: &str| -> Option<u64> {
-        let rest = &message[message.find(tag)? + tag.len()..];
-        rest.chars().take_while(char::is_ascii_digit).collect::<String>().parse().ok()
-    };
-    Some((number_after("Line: ")?, number_after("Column: ")?))
 }
 
 impl IntoResponse for ApiError {

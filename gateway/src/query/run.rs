@@ -61,6 +61,15 @@ impl QueryError {
     }
 }
 
+/// `Line: L, Column: C` in a parser's or an engine's message.
+pub fn error_position(message: &str) -> Option<(u64, u64)> {
+    let number_after = |tag: &str| -> Option<u64> {
+        let rest = &message[message.find(tag)? + tag.len()..];
+        rest.chars().take_while(char::is_ascii_digit).collect::<String>().parse().ok()
+    };
+    Some((number_after("Line: ")?, number_after("Column: ")?))
+}
+
 impl App {
     /// The project's tables, read once per query; the user table's columns
     /// only when asked for.

@@ -13,7 +13,7 @@ pub mod types;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value as Json, json};
 
-use super::run::QueryError;
+use super::run::{QueryError, error_position};
 pub use statements::{Session, Statements};
 
 /// The Trino protocol (`[trino]`).
@@ -147,20 +147,13 @@ impl TrinoError {
     }
 }
 
-/// `Line: L, Column: C` in a parser's message.
-fn position(message: &str) -> Option<(u64, u64)> {
-    let number_after = |tag: &str| -> Option<u64> {
-        let rest = &message[message.find(tag)? + tag.len()..];
-        rest.chars().take_while(char::is_ascii_digit).collect::<String>().parse().ok()
-    };
-    Some((number_after("Line: ")?, number_after("Column: ")?))
-}
-
 impl From<QueryError> for TrinoError {
     fn from(e: QueryError) -> Self {
         let message = e.to_string();
         match e {
-            QueryError::Syntax { .. } => TrinoError { location: position(&message), ..TrinoError::syntax(message) },
+            QueryError::Syntax { .. } => {
+                TrinoError { location: error_position(&message), ..TrinoError::syntax(message) }
+            }
             QueryError::Invalid { .. } => {
                 let kind = if message.contains("not found") && message.contains("table") {
                     "TABLE_NOT_FOUND"
@@ -174,7 +167,7 @@ impl From<QueryError> for TrinoError {
                     "COLUMN_NOT_FOUND" => 47,
                     _ => 0,
                 };
-                TrinoError { location: position(&message), ..TrinoError::new(kind, code, USER_ERROR, message) }
+                TrinoError { location: error_position(&message), ..TrinoError::new(kind, code, USER_ERROR, message) }
             }
             // A name of this project that is no table of it.
             QueryError::Denied(reason) if reason.ends_with("is not a collection of this project") => {
