@@ -134,6 +134,7 @@ out["sqlalchemy"] = {
     "has_click": inspector.has_table("click"),
     "has_nope": inspector.has_table("nope"),
     "has_other": inspector.has_table("pageview", schema=other),
+    "comment": inspector.get_table_comment("pageview"),
 }
 with engine.connect() as c:
     table = sa.Table("pageview", sa.MetaData(), autoload_with=c)

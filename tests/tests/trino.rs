@@ -165,6 +165,7 @@ async fn clients_query_a_project_through_the_trino_protocol(backend: Backend) {
         (sa["has_click"].clone(), sa["has_nope"].clone(), sa["has_other"].clone()),
         (json!(true), json!(false), json!(false))
     );
+    assert_eq!(sa["comment"], json!({"text": null}), "system.metadata.table_comments");
     assert_eq!(sa["select"], json!([["/b", 2.0]]));
     assert_eq!(got["presto"]["rows"], json!([["/a", 1.5], ["/b", 2.0]]));
     assert_eq!(got["presto"]["description"], json!([["url", "varchar"], ["n", "double"]]));
