@@ -79,6 +79,10 @@ out["describe"] = rows(cur, "DESCRIBE pageview")
 out["show_columns"] = rows(cur, "SHOW COLUMNS FROM click")
 out["information_tables"] = rows(cur, "SELECT table_schema, table_name, table_type FROM information_schema.tables "
                                       "ORDER BY 1, 2")
+out["jdbc_tables"] = rows(cur, "SELECT table_name, table_type FROM system.jdbc.tables WHERE table_schem = ? "
+                               "ORDER BY table_name", [project])
+out["jdbc_columns"] = rows(cur, "SELECT column_name, type_name, data_type FROM system.jdbc.columns "
+                                "WHERE table_name = 'click' ORDER BY ordinal_position")
 cur.execute("USE weir.information_schema")
 cur.fetchall()
 out["use_schema"] = cur._request._client_session.schema

@@ -123,6 +123,15 @@ async fn clients_query_a_project_through_the_trino_protocol(backend: Backend) {
     assert!(listed.contains(&json!(["shop", "pageview", "BASE TABLE"])), "{listed:?}");
     assert!(listed.iter().all(|t| t[0] == "shop" || t[0] == "information_schema"), "only this project: {listed:?}");
     assert_eq!(got["use_schema"], "information_schema", "USE answers X-Trino-Set-Schema");
+    assert_eq!(
+        got["jdbc_tables"],
+        json!([["_all", "VIEW"], ["click", "BASE TABLE"], ["pageview", "BASE TABLE"], ["users", "BASE TABLE"]])
+    );
+    assert_eq!(
+        got["jdbc_columns"],
+        json!([["_time", "timestamp(6) with time zone", 2014], ["button", "varchar", 12]]),
+        "JDBC's metadata, java.sql.Types codes"
+    );
 
     let errors = &got["errors"];
     let name = |which: &str| errors[which]["name"].clone();

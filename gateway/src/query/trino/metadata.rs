@@ -1,6 +1,7 @@
 //! The metadata tables Trino clients read, for one project only:
-//! `information_schema.{schemata, tables, columns}`, `system.jdbc.catalogs`
-//! and `system.metadata.table_comments`. Each is a query of literal rows,
+//! `information_schema.{schemata, tables, columns}`,
+//! `system.jdbc.{catalogs, schemas, tables, columns, table_types}` (what
+//! JDBC's `DatabaseMetaData` reads) and `system.metadata.table_comments`. Each is a query of literal rows,
 //! so that any engine runs it and it shows nothing of another project.
 
 use sqlparser::ast::{Query, Statement};
@@ -51,6 +52,77 @@ const COLUMNS: MetadataTable = MetadataTable {
     ],
 };
 const JDBC_CATALOGS: MetadataTable = MetadataTable { name: "catalogs", columns: &[("table_cat", "VARCHAR")] };
+const JDBC_SCHEMAS: MetadataTable =
+    MetadataTable { name: "schemas", columns: &[("table_schem", "VARCHAR"), ("table_catalog", "VARCHAR")] };
+const JDBC_TABLE_TYPES: MetadataTable = MetadataTable { name: "table_types", columns: &[("table_type", "VARCHAR")] };
+const JDBC_TABLES: MetadataTable = MetadataTable {
+    name: "tables",
+    columns: &[
+        ("table_cat", "VARCHAR"),
+        ("table_schem", "VARCHAR"),
+        ("table_name", "VARCHAR"),
+        ("table_type", "VARCHAR"),
+        ("remarks", "VARCHAR"),
+        ("type_cat", "VARCHAR"),
+        ("type_schem", "VARCHAR"),
+        ("type_name", "VARCHAR"),
+        ("self_referencing_col_name", "VARCHAR"),
+        ("ref_generation", "VARCHAR"),
+    ],
+};
+const JDBC_COLUMNS: MetadataTable = MetadataTable {
+    name: "columns",
+    columns: &[
+        ("table_cat", "VARCHAR"),
+        ("table_schem", "VARCHAR"),
+        ("table_name", "VARCHAR"),
+        ("column_name", "VARCHAR"),
+        ("data_type", "BIGINT"),
+        ("type_name", "VARCHAR"),
+        ("column_size", "BIGINT"),
+        ("buffer_length", "BIGINT"),
+        ("decimal_digits", "BIGINT"),
+        ("num_prec_radix", "BIGINT"),
+        ("nullable", "BIGINT"),
+        ("remarks", "VARCHAR"),
+        ("column_def", "VARCHAR"),
+        ("sql_data_type", "BIGINT"),
+        ("sql_datetime_sub", "BIGINT"),
+        ("char_octet_length", "BIGINT"),
+        ("ordinal_position", "BIGINT"),
+        ("is_nullable", "VARCHAR"),
+        ("scope_catalog", "VARCHAR"),
+        ("scope_schema", "VARCHAR"),
+        ("scope_table", "VARCHAR"),
+        ("source_data_type", "BIGINT"),
+        ("is_autoincrement", "VARCHAR"),
+        ("is_generatedcolumn", "VARCHAR"),
+    ],
+};
+
+/// The `java.sql.Types` code of a Trino type, as JDBC's metadata gives it.
+fn jdbc_type(name: &str) -> i64 {
+    let base = name.split('(').next().unwrap_or(name).trim();
+    match base {
+        "varchar" | "char" => 12,
+        "bigint" => -5,
+        "integer" => 4,
+        "smallint" => 5,
+        "tinyint" => -6,
+        "double" => 8,
+        "real" => 7,
+        "boolean" => 16,
+        "date" => 91,
+        "time" => 92,
+        "timestamp" if name.ends_with("with time zone") => 2014,
+        "timestamp" => 93,
+        "decimal" => 3,
+        "varbinary" => -3,
+        "array" => 2003,
+        _ => 2000,
+    }
+}
+
 const TABLE_COMMENTS: MetadataTable = MetadataTable {
     name: "table_comments",
     columns: &[
@@ -139,6 +211,45 @@ impl InformationSchema {
         let table = match parts.as_slice() {
             [INFORMATION_SCHEMA, t] | [CATALOG, INFORMATION_SCHEMA, t] => *t,
             ["system", "jdbc", "catalogs"] => return Some(rows(&JDBC_CATALOGS, vec![vec![text(CATALOG)]])),
+            ["system", "jdbc", "schemas"] => {
+                let schemas = [INFORMATION_SCHEMA, self.project.as_str()];
+                return Some(rows(&JDBC_SCHEMAS, schemas.iter().map(|s| vec![text(s), text(CATALOG)]).collect()));
+            }
+            ["system", "jdbc", "table_types"] => {
+                return Some(rows(&JDBC_TABLE_TYPES, vec![vec![text("BASE TABLE")], vec![text("VIEW")]]));
+            }
+            ["system", "jdbc", "tables"] => {
+                let listed = self.tables.iter().map(|t| {
+                    let mut row = vec![text(CATALOG), text(self.schema_of(t)), text(&t.name), text(t.kind)];
+                    row.extend((0..6).map(|_| Literal::Null));
+                    row
+                });
+                return Some(rows(&JDBC_TABLES, listed.collect()));
+            }
+            ["system", "jdbc", "columns"] => {
+                let listed = self.tables.iter().flat_map(|t| {
+                    t.columns.iter().zip(1i64..).map(move |((name, kind), position)| {
+                        let mut row = vec![
+                            text(CATALOG),
+                            text(self.schema_of(t)),
+                            text(&t.name),
+                            text(name),
+                            Literal::Number(jdbc_type(kind)),
+                            text(kind),
+                        ];
+                        row.extend((0..4).map(|_| Literal::Null));
+                        row.push(Literal::Number(1));
+                        row.extend((0..5).map(|_| Literal::Null));
+                        row.push(Literal::Number(position));
+                        row.push(text("YES"));
+                        row.extend((0..4).map(|_| Literal::Null));
+                        row.push(text("NO"));
+                        row.push(text("NO"));
+                        row
+                    })
+                });
+                return Some(rows(&JDBC_COLUMNS, listed.collect()));
+            }
             ["system", "metadata", "table_comments"] => {
                 let listed = self.tables.iter().map(|t| {
                     vec![text(CATALOG), text(self.schema_of(t)), Literal::Text(t.name.clone()), Literal::Null]
@@ -256,6 +367,12 @@ mod tests {
             sql(&["system", "jdbc", "catalogs"]).as_deref(),
             Some(r#"SELECT * FROM (VALUES ('weir')) AS "catalogs" ("table_cat")"#)
         );
+        let jdbc = sql(&["system", "jdbc", "columns"]).expect("jdbc columns");
+        assert!(jdbc.contains("('weir', 'shop', 'pageview', 'url', CAST(12 AS BIGINT), 'varchar'"), "{jdbc}");
+        assert!(jdbc.contains("'_time', CAST(2014 AS BIGINT), 'timestamp(6) with time zone'"), "{jdbc}");
+        let tables = sql(&["system", "jdbc", "tables"]).expect("jdbc tables");
+        assert!(tables.contains("('weir', 'shop', 'pageview', 'BASE TABLE', CAST(NULL AS VARCHAR)"), "{tables}");
+        assert!(sql(&["system", "jdbc", "schemas"]).is_some_and(|s| s.contains("('shop', 'weir')")));
         assert_eq!(sql(&["other", "information_schema", "tables"]), None);
         assert_eq!(sql(&["information_schema", "views"]), None);
     }
