@@ -104,6 +104,9 @@ impl TrinoError {
     pub fn table_not_found(table: &str) -> Self {
         Self::new("TABLE_NOT_FOUND", 46, USER_ERROR, format!("Table '{table}' does not exist"))
     }
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new("GENERIC_INTERNAL_ERROR", 65_536, INTERNAL_ERROR, message)
+    }
     pub fn canceled() -> Self {
         Self::new("USER_CANCELED", 3, USER_ERROR, "Query was canceled")
     }

@@ -146,7 +146,12 @@ impl Statements {
         }
         let running = statement.clone();
         let task = tokio::spawn(async move {
-            let result = execute::execute(&app, &caller, &session, &sql).await;
+            // A statement whose work panicked fails; it does not run forever.
+            let work = std::panic::AssertUnwindSafe(execute::execute(&app, &caller, &session, &sql));
+            let result = futures::FutureExt::catch_unwind(work).await.unwrap_or_else(|_| {
+                tracing::error!(project = caller.project, "a statement's work panicked");
+                Err(TrinoError::internal("the statement failed inside the gateway"))
+            });
             running.finish(result);
         });
         let _ = statement.task.set(task.abort_handle());
