@@ -381,6 +381,21 @@ pub fn cpu_seconds(pid: u32) -> f64 {
     ticks / 100.0
 }
 
+/// Waits (up to 20 s) for a process to use almost no CPU for two seconds:
+/// no query runs on in it.
+pub async fn goes_quiet(pid: u32) {
+    let mut spent = f64::MAX;
+    for _ in 0..10 {
+        let before = cpu_seconds(pid);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        spent = cpu_seconds(pid) - before;
+        if spent < 0.5 {
+            return;
+        }
+    }
+    panic!("the process used {spent} CPU seconds in 2 s after its queries were stopped");
+}
+
 pub fn keys_of(v: &Value) -> Keys {
     let get = |k: &str| v[k].as_str().unwrap_or_else(|| panic!("no {k} in {v}")).to_owned();
     Keys { master: get("master_key"), read: get("read_key"), write: get("write_key") }

@@ -9,7 +9,7 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use weir_tests::{Backend, Gateway, Keys, Options, cpu_seconds, on_every_backend};
+use weir_tests::{Backend, Gateway, Keys, Options, goes_quiet, on_every_backend};
 
 fn env(pairs: &[(&str, &str)]) -> Options {
     Options { env: pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(), ..Options::default() }
@@ -345,6 +345,12 @@ async fn pages_retries_and_the_protocol_s_shapes(backend: Backend) {
     let old = answers[1]["nextUri"].as_str().expect("a nextUri").to_owned();
     assert_eq!(p.get(&shop.read, &old).await.status(), 410);
 
+    // An empty statement is refused in the gateway's JSON error shape.
+    let empty = p.post(&shop.read, "  ", &[]).await;
+    assert_eq!(empty.status(), 400);
+    let body = empty.value().await;
+    assert_eq!((body["error"].clone(), body["error_code"].clone()), (json!("SQL statement is empty"), json!(400)));
+
     // Errors in Trino's shape, the statement FAILED.
     let (answers, _) = p.walk(&shop.read, "SELECT count(*) FROM pageview WHERE", &[]).await;
     let last = answers.last().expect("answers");
@@ -389,20 +395,6 @@ fn slow_query() -> String {
     format!("SELECT sum(a.x * b.x + c.x * d.x + e.x * f.x + g.x * h.x + i.x) FROM {}", from.join(", "))
 }
 
-/// The process uses (almost) no CPU for two seconds: no query runs on.
-async fn goes_quiet(gw: &Gateway) {
-    let mut spent = f64::MAX;
-    for _ in 0..5 {
-        let before = cpu_seconds(gw.pid());
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        spent = cpu_seconds(gw.pid()) - before;
-        if spent < 0.5 {
-            return;
-        }
-    }
-    panic!("the process used {spent} CPU seconds in 2 s after its statements were stopped");
-}
-
 async fn cancelling_and_abandoned_statements(backend: Backend) {
     let options = env(&[
         ("WEIR_QUERY__PROJECT_CONCURRENCY", "1"),
@@ -433,7 +425,7 @@ async fn cancelling_and_abandoned_statements(backend: Backend) {
         let (answers, _) = p.walk(&shop.read, "SELECT count(*) FROM pageview", &[]).await;
         assert_eq!(rows_of(&answers), vec![json!([2])], "{how}");
         assert!(started.elapsed() < Duration::from_secs(60), "{how}: waited {:?}", started.elapsed());
-        goes_quiet(&gw).await;
+        goes_quiet(gw.pid()).await;
     }
 
     // Nobody asks for this one's pages: it is abandoned.
@@ -444,7 +436,7 @@ async fn cancelling_and_abandoned_statements(backend: Backend) {
     let r =
         gw.post("/query/execute", &[("read_key", &shop.read)], &json!({"query": "SELECT count(*) FROM click"})).await;
     assert_eq!(r.json()["result"], json!([[1]]), "{}", r.text());
-    goes_quiet(&gw).await;
+    goes_quiet(gw.pid()).await;
 }
 
 async fn keys_and_projects_stay_apart(backend: Backend) {
