@@ -202,9 +202,10 @@ async fn run() -> Result<(), BoxError> {
                 table_name: &name,
                 users_table: &users_table,
                 catalog: None,
+                derived: &rewrite::DerivedNames::new(),
             };
             let statement = rewrite::rewrite(sql, &scope)?;
-            let tables = Tables { collections: collections.clone(), users: Vec::new() };
+            let tables = Tables { collections: collections.clone(), ..Tables::default() };
             let started = Instant::now();
             let output = engine.run("bench", &tables, statement).await?;
             best = best.min(started.elapsed().as_secs_f64());

@@ -71,6 +71,8 @@ pub struct App {
     pub crm: crate::crm::Crm,
     /// Statements of the Trino protocol in flight.
     pub trino: Arc<crate::query::trino::Statements>,
+    /// Materialized views' refreshes in flight here.
+    pub views: crate::views::Views,
     /// When this gateway started.
     pub started: std::time::Instant,
 }
@@ -162,6 +164,7 @@ impl App {
             streams,
             crm,
             trino,
+            views: crate::views::Views::default(),
             started: std::time::Instant::now(),
         })
     }
@@ -239,6 +242,7 @@ pub async fn serve(config: Config) -> Result<()> {
     );
     app.plugins.clone().spawn_poller();
     app.master.clone().spawn();
+    app.spawn_view_refresher();
     let election = app.master.election().clone();
     let log = app.log.clone();
     let http = &app.config.http;

@@ -202,6 +202,16 @@ pub struct BatchConfig {
     /// Milliseconds between janitor runs.
     #[serde(default = "default_janitor_interval_ms")]
     pub janitor_interval_ms: u64,
+    /// Milliseconds between the master's checks for materialized views due
+    /// a refresh (a view is refreshed once three quarters of its
+    /// `update_interval` have passed); 0: views are refreshed only when
+    /// read or asked.
+    #[serde(default = "default_views_interval_ms")]
+    pub views_interval_ms: u64,
+}
+
+fn default_views_interval_ms() -> u64 {
+    1_000
 }
 
 fn default_janitor_interval_ms() -> u64 {
@@ -238,6 +248,7 @@ impl Default for BatchConfig {
             compact_min_files: default_compact_min_files(),
             compact_grace_ms: default_compact_grace_ms(),
             janitor_interval_ms: default_janitor_interval_ms(),
+            views_interval_ms: default_views_interval_ms(),
         }
     }
 }
@@ -689,7 +700,7 @@ mod tests {
             assert!(line.contains(env), "{line}");
         }
         assert!(table.contains("500000"));
-        assert_eq!(table.lines().count(), 94, "{table}");
+        assert_eq!(table.lines().count(), 95, "{table}");
     }
 
     #[test]

@@ -15,3 +15,4 @@ pub mod query;
 pub mod schema;
 pub mod stream;
 pub mod users;
+pub mod views;

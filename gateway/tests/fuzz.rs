@@ -232,7 +232,9 @@ proptest! {
         let collections = collections();
         let name = |c: &str| ObjectName::from(vec![Ident::with_quote('"', "p"), Ident::with_quote('"', c)]);
         let users = ObjectName::from(vec![Ident::with_quote('"', "p"), Ident::with_quote('"', "$users")]);
-        let scope = Scope { collections: &collections, table_name: &name, users_table: &users, catalog: None };
+        let derived = weir_gateway::query::rewrite::DerivedNames::new();
+        let scope =
+            Scope { collections: &collections, table_name: &name, users_table: &users, catalog: None, derived: &derived };
         let _ = rewrite::rewrite(&noise, &scope);
         let sql = words.join(" ");
         if let Ok(statement) = rewrite::rewrite(&sql, &scope) {
@@ -291,7 +293,9 @@ proptest! {
         let collections = collections();
         let name = |c: &str| ObjectName::from(vec![Ident::with_quote('"', "p"), Ident::with_quote('"', c)]);
         let users = ObjectName::from(vec![Ident::with_quote('"', "p"), Ident::with_quote('"', "$users")]);
-        let scope = Scope { collections: &collections, table_name: &name, users_table: &users, catalog: None };
+        let derived = weir_gateway::query::rewrite::DerivedNames::new();
+        let scope =
+            Scope { collections: &collections, table_name: &name, users_table: &users, catalog: None, derived: &derived };
         let clean = query_over(&own, shape);
         prop_assert!(rewrite::rewrite(&clean, &scope).is_ok(), "{} was refused", clean);
         let mut mixed = own.clone();

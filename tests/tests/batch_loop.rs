@@ -253,7 +253,7 @@ fn memory_settings(p: &Parts) -> MemorySettings {
 async fn counts(p: &Parts, engine: &dyn QueryEngine) -> (i64, i64, i64) {
     let collections =
         p.store.latest_schemas("p").await.expect("schemas").into_iter().map(|s| (s.collection, s.fields)).collect();
-    let tables = Tables { collections, users: Vec::new() };
+    let tables = Tables { collections, ..Tables::default() };
     let name = |c: &str| engine.table_name("p", c);
     let users_table = engine.users_table_name("p");
     let statement = rewrite::rewrite(
@@ -263,6 +263,7 @@ async fn counts(p: &Parts, engine: &dyn QueryEngine) -> (i64, i64, i64) {
             table_name: &name,
             users_table: &users_table,
             catalog: None,
+            derived: &rewrite::DerivedNames::new(),
         },
     )
     .expect("rewrite");

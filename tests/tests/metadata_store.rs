@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
-use weir_gateway::metadata::{self, KeyKind, MetadataStore, NewSchemaVersion, PluginChange, PluginUpload};
+use weir_gateway::metadata::{
+    self, Commit, KeyKind, MetadataStore, NewSchemaVersion, PluginChange, PluginUpload, ViewFile, ViewRecord, ViewSwap,
+};
 use weir_gateway::schema::SchemaRegistry;
 use weir_gateway::schema::types::{Field, FieldType};
 use weir_tests::{Backend, on_every_backend};
@@ -177,7 +179,139 @@ async fn plugins_and_their_components(backend: Backend) {
     assert_eq!(store.component("sha-b").await.expect("get"), None, "unused components are deleted");
 }
 
+fn parquet(path: &str) -> metadata::ParquetFile {
+    metadata::ParquetFile {
+        path: path.to_owned(),
+        project: "p".to_owned(),
+        collection: "c".to_owned(),
+        day: "2026-01-01".to_owned(),
+        topic: "t".to_owned(),
+        partition: 0,
+        first_offset: 0,
+        last_offset: 0,
+        rows: 1,
+        bytes: 1,
+    }
+}
+
+fn view_file(path: &str) -> ViewFile {
+    ViewFile { path: path.to_owned(), rows: 1, bytes: 1 }
+}
+
+fn strings(items: &[&str]) -> Vec<String> {
+    items.iter().map(|s| (*s).to_owned()).collect()
+}
+
+/// Views' snapshots swap whole, fenced on their version and on the files
+/// they read; compaction carries their marks or refuses a group a view has
+/// read in part.
+async fn views_swap_whole_and_their_marks_follow_compaction(backend: Backend) {
+    let (store, _, _dir) = store(backend).await;
+    store.create_project("p", 1).await.expect("project");
+    assert!(store.claim_epoch(1, "node", 1).await.expect("claim"));
+    let files: Vec<_> = ["p/c/f1", "p/c/f2", "p/c/f3"].map(parquet).to_vec();
+    assert_eq!(store.commit_load(1, &files, &[], 1).await.expect("load"), Commit::Done);
+    let record = ViewRecord {
+        project: "p".into(),
+        table_name: "v".into(),
+        name: "V".into(),
+        query: "SELECT a FROM c".into(),
+        update_interval_ms: Some(60_000),
+        incremental: true,
+        real_time: false,
+        options: "null".into(),
+        fields: vec![field("a", "LONG")],
+        version: 0,
+        last_update: None,
+        created_at: 1,
+    };
+    assert!(store.create_view(&record).await.expect("create"));
+    assert!(!store.create_view(&record).await.expect("create again"), "one view per table name");
+    let fields = [field("a", "LONG")];
+    let swap = |from_version, files: &'static [&'static str], keep, sources: &'static [&'static str]| {
+        (from_version, files.iter().map(|f| view_file(f)).collect::<Vec<_>>(), keep, strings(sources))
+    };
+    let commit = |store: Arc<dyn MetadataStore>,
+                  epoch,
+                  (from_version, files, keep, sources): (i64, Vec<ViewFile>, bool, Vec<String>)| {
+        let fields = fields.clone();
+        async move {
+            let swap = ViewSwap {
+                project: "p",
+                table_name: "v",
+                from_version,
+                files: &files,
+                keep,
+                sources: &sources,
+                fields: &fields,
+            };
+            store.swap_view(epoch, swap, 5).await.expect("swap")
+        }
+    };
+    assert_eq!(
+        commit(store.clone(), None, swap(0, &["p/$views/v/1"], false, &["p/c/f1", "p/c/f2"])).await,
+        Commit::Done
+    );
+    assert_eq!(
+        commit(store.clone(), None, swap(0, &["p/$views/v/x"], false, &[])).await,
+        Commit::Conflict,
+        "version moved"
+    );
+    assert_eq!(commit(store.clone(), Some(0), swap(1, &["p/$views/v/x"], false, &[])).await, Commit::Fenced);
+    let view = store.view("p", "v").await.expect("view").expect("exists");
+    assert_eq!((view.version, view.last_update), (1, Some(5)));
+    assert_eq!(store.view_sources("p", "v").await.expect("sources"), ["p/c/f1", "p/c/f2"].map(String::from).into());
+
+    // Compaction: a group read in part is refused; one read whole carries
+    // the marks to the merged file.
+    let merged = |path: &str| metadata::ParquetFile { rows: 2, ..parquet(path) };
+    assert_eq!(
+        store.replace_files(1, &strings(&["p/c/f2", "p/c/f3"]), &merged("p/c/m1"), 6).await.expect("replace"),
+        Commit::Conflict
+    );
+    assert_eq!(
+        store.replace_files(1, &strings(&["p/c/f1", "p/c/f2"]), &merged("p/c/m2"), 6).await.expect("replace"),
+        Commit::Done
+    );
+    assert_eq!(store.view_sources("p", "v").await.expect("sources"), ["p/c/m2".to_owned()].into());
+    let marks = store.source_marks("p").await.expect("marks");
+    assert_eq!(marks.get("p/c/m2").map(|m| m.iter().cloned().collect::<Vec<_>>()), Some(vec!["v".to_owned()]));
+    assert_eq!(
+        commit(store.clone(), None, swap(1, &["p/$views/v/x"], true, &["p/c/f1"])).await,
+        Commit::Conflict,
+        "a source compacted away"
+    );
+
+    // A fold keeps the snapshot and adds to it; a full refresh replaces it.
+    assert_eq!(commit(store.clone(), None, swap(1, &["p/$views/v/2"], true, &["p/c/f3"])).await, Commit::Done);
+    let paths = |files: Vec<ViewFile>| files.into_iter().map(|f| f.path).collect::<Vec<_>>();
+    assert_eq!(paths(store.view_files("p", "v").await.expect("files")), ["p/$views/v/1", "p/$views/v/2"]);
+    assert_eq!(
+        commit(store.clone(), Some(1), swap(2, &["p/$views/v/3"], false, &["p/c/m2", "p/c/f3"])).await,
+        Commit::Done
+    );
+    assert_eq!(paths(store.view_files("p", "v").await.expect("files")), ["p/$views/v/3"]);
+    assert_eq!(store.derived_files().await.expect("derived"), ["p/$views/v/3"]);
+    let retired: Vec<String> = store.retired_files().await.expect("retired").into_iter().map(|(p, _)| p).collect();
+    assert!(
+        retired.contains(&"p/$views/v/1".to_owned()) && retired.contains(&"p/$views/v/2".to_owned()),
+        "{retired:?}"
+    );
+
+    assert!(store.change_view("p", "v", true).await.expect("change"));
+    assert!(store.view("p", "v").await.expect("view").expect("exists").real_time);
+    assert!(!store.change_view("p", "w", true).await.expect("change"));
+    assert!(store.delete_view("p", "v", 7).await.expect("delete"));
+    assert!(!store.delete_view("p", "v", 7).await.expect("delete again"));
+    assert!(store.derived_files().await.expect("derived").is_empty());
+    assert!(store.source_marks("p").await.expect("marks").is_empty());
+    assert!(store.create_view(&record).await.expect("create"));
+    assert!(store.delete_project("p").await.expect("delete project"));
+    assert!(store.views(None).await.expect("views").is_empty(), "views go with the project");
+}
+
 on_every_backend!(
+    views_swap_whole_and_their_marks_follow_compaction,
     plugins_and_their_components,
     projects_are_created_once_listed_and_deleted,
     keys_are_found_by_hash_and_revoked_by_set,

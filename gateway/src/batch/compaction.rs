@@ -8,7 +8,7 @@
 //! small files as retired; the janitor deletes them after a grace period,
 //! once queries that started before the swap are done with them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -71,11 +71,16 @@ impl Compactor {
     pub async fn run_once(&self, epoch: i64, now_ms: i64) -> Result<CompactStats> {
         let mut stats = CompactStats::default();
         for project in self.store.projects().await? {
+            let marks = self.store.source_marks(&project).await?;
             for schema in self.store.latest_schemas(&project).await? {
                 let files = self.store.parquet_files(&project, &schema.collection).await?;
-                let mut days: BTreeMap<String, Vec<ParquetFile>> = BTreeMap::new();
+                // Files are merged only with files the same materialized
+                // views have read: a view's rows must stay apart from
+                // rows it has not read.
+                let mut days: BTreeMap<(String, BTreeSet<String>), Vec<ParquetFile>> = BTreeMap::new();
                 for f in files.into_iter().filter(|f| f.bytes < SMALL_FILE_BYTES) {
-                    days.entry(f.day.clone()).or_default().push(f);
+                    let read_by = marks.get(&f.path).cloned().unwrap_or_default();
+                    days.entry((f.day.clone(), read_by)).or_default().push(f);
                 }
                 for (_, group) in days.into_iter().filter(|(_, g)| g.len() >= self.min_files) {
                     if self.compact(epoch, &schema.fields, &group, now_ms).await? {

@@ -50,7 +50,7 @@ impl Janitor {
     /// Deletes what is due under the master's `epoch`; how many files.
     pub async fn run_once(&self, epoch: i64, now_ms: i64) -> Result<usize> {
         let due_before = now_ms - self.grace.as_millis() as i64;
-        let named: HashSet<String> = self.store.manifest().await?.into_iter().map(|f| f.path).collect();
+        let named = self.named().await?;
         let retired: HashMap<String, i64> = self.store.retired_files().await?.into_iter().collect();
         let due: Vec<String> = self
             .warehouse
@@ -72,8 +72,8 @@ impl Janitor {
             let work = async {
                 let _no_loads = self.loader.exclusive().await;
                 // The manifest again, now that nothing can commit.
-                let named: HashSet<String> = match self.store.manifest().await {
-                    Ok(files) => files.into_iter().map(|f| f.path).collect(),
+                let named = match self.named().await {
+                    Ok(named) => named,
                     Err(e) => return failures.push(e.to_string()),
                 };
                 for path in chunk.iter().filter(|p| !named.contains(*p)) {
@@ -95,6 +95,13 @@ impl Janitor {
             self.store.forget_retired(&forget).await?;
         }
         Ok(deleted)
+    }
+
+    /// Every file a manifest names: collections' and views' snapshots'.
+    async fn named(&self) -> Result<HashSet<String>> {
+        let mut named: HashSet<String> = self.store.manifest().await?.into_iter().map(|f| f.path).collect();
+        named.extend(self.store.derived_files().await?);
+        Ok(named)
     }
 
     /// Runs every `interval` while `epoch` leads; returns once it finds it

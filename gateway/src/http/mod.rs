@@ -3,6 +3,7 @@
 mod crm;
 mod error;
 mod event;
+mod materialized;
 mod own_errors;
 mod plugin;
 mod project;
@@ -57,6 +58,13 @@ pub fn router(app: AppState) -> Router {
         .route("/query/explain", post(query::explain))
         .route("/query/metadata", post(query::query_metadata))
         .route("/query/export", post(query::export))
+        .route("/materialized-view/create", post(materialized::create))
+        .route("/materialized-view/delete", post(materialized::delete))
+        .route("/materialized-view/list", post(materialized::list))
+        .route("/materialized-view/schema", post(materialized::schema))
+        .route("/materialized-view/get", post(materialized::get))
+        .route("/materialized-view/change", post(materialized::change))
+        .route("/materialized-view/update", get(materialized::update))
         .route("/user/create", post(user::create))
         .route("/user/set_properties", post(user::set_properties))
         .route("/user/set_properties_once", post(user::set_properties_once))

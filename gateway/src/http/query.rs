@@ -45,6 +45,7 @@ impl From<QueryError> for ApiError {
                 ApiError::query(StatusCode::BAD_REQUEST, message, &sql)
             }
             e @ QueryError::Denied(_) => ApiError::forbidden(e.to_string()),
+            QueryError::NotFound(message) => ApiError::new(StatusCode::NOT_FOUND, message),
             QueryError::Plugin(message) => ApiError::forbidden(message),
             e @ QueryError::TimedOut(_) => ApiError::new(StatusCode::GATEWAY_TIMEOUT, e.to_string()),
             QueryError::TooLarge(message) => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, message),
@@ -69,7 +70,11 @@ async fn answer(app: &AppState, caller: &QueryCaller, req: &QueryRequest) -> Api
 /// result, properties}`.
 pub(super) async fn query_result(app: &AppState, caller: &QueryCaller, sql: &str, limit: u64) -> ApiResult<Json> {
     let (output, rows) = run::query_rows(app, caller, sql, limit).await?;
-    Ok(json!({"metadata": metadata(&output), "result": rows, "properties": {}}))
+    let properties = match output.views.is_empty() {
+        true => json!({}),
+        false => json!({"materializedViews": output.views}),
+    };
+    Ok(json!({"metadata": metadata(&output), "result": rows, "properties": properties}))
 }
 
 fn metadata(output: &QueryOutput) -> Vec<Json> {

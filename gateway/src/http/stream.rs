@@ -143,7 +143,14 @@ async fn prepare(
         let sql = format!("SELECT {select} FROM {}{filter}", quoted(&collection));
         let sql = user_sql(app, caller, &sql).await?;
         let statement = {
-            let scope = Scope { collections: &collections, table_name, users_table: &users_table, catalog: None };
+            let derived = rewrite::DerivedNames::new();
+            let scope = Scope {
+                collections: &collections,
+                table_name,
+                users_table: &users_table,
+                catalog: None,
+                derived: &derived,
+            };
             rewrite::rewrite(&sql, &scope).map_err(|e| QueryError::rewrite(e, &sql))?
         };
         let checked = feed::evaluate(&collection, fields, &[], &[&statement]).await.pop();

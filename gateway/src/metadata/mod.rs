@@ -9,6 +9,7 @@ mod fence;
 mod plugins;
 pub(crate) mod sql;
 mod user_columns;
+mod views;
 mod voids;
 
 use std::sync::Arc;
@@ -325,6 +326,81 @@ pub trait MetadataStore: Send + Sync + 'static {
     async fn crm_upstream(&self, project: &str) -> Result<Option<CrmUpstream>>;
     /// Configures (or replaces) the project's CRM upstream.
     async fn save_crm_upstream(&self, project: &str, upstream: &CrmUpstream, now_ms: i64) -> Result<()>;
+
+    /// Creates a materialized view; `false` when the project has one of
+    /// that table name.
+    async fn create_view(&self, view: &ViewRecord) -> Result<bool>;
+    async fn view(&self, project: &str, table_name: &str) -> Result<Option<ViewRecord>>;
+    /// The views of a project, or of every project.
+    async fn views(&self, project: Option<&str>) -> Result<Vec<ViewRecord>>;
+    /// Sets whether reads add the rows newer than the snapshot; `false`
+    /// when there is no such view.
+    async fn change_view(&self, project: &str, table_name: &str, real_time: bool) -> Result<bool>;
+    /// Deletes a view, retiring its files; `false` when there was none.
+    async fn delete_view(&self, project: &str, table_name: &str, now_ms: i64) -> Result<bool>;
+    /// The files of a view's current snapshot.
+    async fn view_files(&self, project: &str, table_name: &str) -> Result<Vec<ViewFile>>;
+    /// The collection files a view's snapshot has read.
+    async fn view_sources(&self, project: &str, table_name: &str) -> Result<std::collections::HashSet<String>>;
+    /// Swaps in a view's new snapshot in one transaction (fenced on `epoch`
+    /// when it is master work); [`Commit::Conflict`] when the view is no
+    /// longer at `from_version` or a file it read has left the manifest.
+    async fn swap_view(&self, epoch: Option<i64>, swap: ViewSwap<'_>, now_ms: i64) -> Result<Commit>;
+    /// For each collection file of a project some view has read, the views
+    /// (by table name).
+    async fn source_marks(
+        &self,
+        project: &str,
+    ) -> Result<std::collections::HashMap<String, std::collections::BTreeSet<String>>>;
+    /// Every file of every view's snapshot.
+    async fn derived_files(&self) -> Result<Vec<String>>;
+}
+
+/// A project's materialized view as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ViewRecord {
+    pub project: String,
+    pub table_name: String,
+    pub name: String,
+    pub query: String,
+    /// `None`: refreshed when asked, and on the first read.
+    pub update_interval_ms: Option<i64>,
+    pub incremental: bool,
+    pub real_time: bool,
+    /// The client's options, as JSON text.
+    pub options: String,
+    /// The snapshot's columns.
+    pub fields: Vec<Field>,
+    /// +1 per refresh; 0 before the first.
+    pub version: i64,
+    /// When the last refresh finished (milliseconds).
+    pub last_update: Option<i64>,
+    pub created_at: i64,
+}
+
+/// A Parquet file of a view's snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ViewFile {
+    pub path: String,
+    pub rows: u64,
+    pub bytes: u64,
+}
+
+/// A refresh's new snapshot of a view.
+#[derive(Debug, Clone, Copy)]
+pub struct ViewSwap<'a> {
+    pub project: &'a str,
+    pub table_name: &'a str,
+    /// The version the refresh started from.
+    pub from_version: i64,
+    /// The files written.
+    pub files: &'a [ViewFile],
+    /// Keep the current files and sources and add these (an incremental
+    /// fold); else they replace them.
+    pub keep: bool,
+    /// The collection files the refresh read.
+    pub sources: &'a [String],
+    pub fields: &'a [Field],
 }
 
 /// Where a project's `/crm/…` requests go.

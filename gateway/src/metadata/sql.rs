@@ -13,10 +13,12 @@ use super::crm::CrmStatements;
 use super::fence::FenceStatements;
 use super::plugins::PluginStatements;
 use super::user_columns::UserColumnStatements;
+use super::views::ViewStatements;
 use super::voids::VoidStatements;
 use super::{
     AppendId, Commit, Error, KeyKind, LogPartition, ManifestEntry, MasterEpoch, MetadataStore, NewSchemaVersion,
-    OffsetAdvance, ParquetFile, PluginChange, PluginRecord, PluginUpload, Result, SchemaVersion, StoredKey,
+    OffsetAdvance, ParquetFile, PluginChange, PluginRecord, PluginUpload, Result, SchemaVersion, StoredKey, ViewFile,
+    ViewRecord, ViewSwap,
 };
 use crate::schema::types::{Field, FieldType};
 
@@ -219,6 +221,7 @@ pub struct SqlMetadataStore {
     pub(super) fence_sql: FenceStatements,
     pub(super) user_column_sql: UserColumnStatements,
     pub(super) crm_sql: CrmStatements,
+    pub(super) view_sql: ViewStatements,
 }
 
 impl SqlMetadataStore {
@@ -241,6 +244,7 @@ impl SqlMetadataStore {
             fence_sql: FenceStatements::new(dialect),
             user_column_sql: UserColumnStatements::new(dialect),
             crm_sql: CrmStatements::new(dialect),
+            view_sql: ViewStatements::new(dialect),
         })
     }
 
@@ -298,6 +302,19 @@ impl SqlMetadataStore {
     }
 }
 
+impl SqlMetadataStore {
+    /// Records a file taken out of a manifest, for the janitor.
+    pub(super) async fn retire_path(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        path: &str,
+        now_ms: i64,
+    ) -> Result<()> {
+        sqlx::query(&self.sql.retire_file).bind(path).bind(now_ms).execute(&mut **tx).await?;
+        Ok(())
+    }
+}
+
 fn offset(value: i64, what: &str) -> Result<u64> {
     u64::try_from(value).map_err(|_| Error::Corrupt(format!("negative {what} {value}")))
 }
@@ -331,6 +348,9 @@ impl MetadataStore for SqlMetadataStore {
         sqlx::query(&self.plugin_sql.delete_project_plugins).bind(name).execute(&mut *tx).await?;
         sqlx::query(&self.user_column_sql.delete_project_columns).bind(name).execute(&mut *tx).await?;
         sqlx::query(&self.crm_sql.delete_project_upstream).bind(name).execute(&mut *tx).await?;
+        for statement in &self.view_sql.delete_project_views {
+            sqlx::query(statement).bind(name).execute(&mut *tx).await?;
+        }
         let done = sqlx::query(&self.sql.delete_project).bind(name).execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(done.rows_affected() == 1)
@@ -524,7 +544,11 @@ impl MetadataStore for SqlMetadataStore {
                 tx.rollback().await?;
                 return Ok(Commit::Conflict);
             }
-            sqlx::query(&self.sql.retire_file).bind(path.as_str()).bind(now_ms).execute(&mut *tx).await?;
+            self.retire_path(&mut tx, path, now_ms).await?;
+        }
+        if !self.carry_source_marks(&mut tx, &new.project, old, &new.path).await? {
+            tx.rollback().await?;
+            return Ok(Commit::Conflict);
         }
         self.insert_file(&mut tx, new, epoch, now_ms).await?;
         tx.commit().await?;
@@ -645,6 +669,46 @@ impl MetadataStore for SqlMetadataStore {
 
     async fn crm_upstream(&self, project: &str) -> Result<Option<super::CrmUpstream>> {
         self.crm_upstream_sql(project).await
+    }
+
+    async fn create_view(&self, view: &ViewRecord) -> Result<bool> {
+        self.create_view_sql(view).await
+    }
+
+    async fn view(&self, project: &str, table_name: &str) -> Result<Option<ViewRecord>> {
+        self.view_sql(project, table_name).await
+    }
+
+    async fn views(&self, project: Option<&str>) -> Result<Vec<ViewRecord>> {
+        self.views_sql(project).await
+    }
+
+    async fn change_view(&self, project: &str, table_name: &str, real_time: bool) -> Result<bool> {
+        self.change_view_sql(project, table_name, real_time).await
+    }
+
+    async fn delete_view(&self, project: &str, table_name: &str, now_ms: i64) -> Result<bool> {
+        self.delete_view_sql(project, table_name, now_ms).await
+    }
+
+    async fn view_files(&self, project: &str, table_name: &str) -> Result<Vec<ViewFile>> {
+        self.view_files_sql(project, table_name).await
+    }
+
+    async fn view_sources(&self, project: &str, table_name: &str) -> Result<std::collections::HashSet<String>> {
+        self.view_sources_sql(project, table_name).await
+    }
+
+    async fn swap_view(&self, epoch: Option<i64>, swap: ViewSwap<'_>, now_ms: i64) -> Result<Commit> {
+        self.swap_view_sql(epoch, swap, now_ms).await
+    }
+
+    async fn source_marks(&self, project: &str) -> Result<HashMap<String, std::collections::BTreeSet<String>>> {
+        self.source_marks_sql(project).await
+    }
+
+    async fn derived_files(&self) -> Result<Vec<String>> {
+        self.derived_files_sql().await
     }
 
     async fn save_crm_upstream(&self, project: &str, upstream: &super::CrmUpstream, now_ms: i64) -> Result<()> {

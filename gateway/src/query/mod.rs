@@ -14,6 +14,18 @@ pub struct Tables {
     pub collections: Collections,
     /// The columns of the project's user table (`users` in SQL).
     pub users: Vec<Field>,
+    /// Tables over given files (views' snapshots, the collection files a
+    /// view's refresh reads), by the name [`engine::QueryEngine::derived_table_name`]
+    /// gives them.
+    pub derived: BTreeMap<String, DerivedTable>,
+}
+
+/// A table over exactly these warehouse files.
+#[derive(Debug, Clone, Default)]
+pub struct DerivedTable {
+    pub files: Vec<String>,
+    /// The table's columns; `None`: the files' own (there is at least one).
+    pub fields: Option<Vec<Field>>,
 }
 
 pub mod engine;

@@ -49,6 +49,38 @@ pub struct Scope<'a> {
     pub users_table: &'a ObjectName,
     /// The names of the Trino protocol, where it asks.
     pub catalog: Option<&'a Catalog<'a>>,
+    /// What `materialized.x` names stand for in this query.
+    pub derived: &'a DerivedNames,
+}
+
+/// What a derived table's name (`materialized.x`) stands for in one query:
+/// a table of the engine's, or a query.
+#[derive(Debug, Clone)]
+pub enum Derived {
+    Table(ObjectName),
+    Query(Box<Query>),
+}
+
+/// Derived tables by schema (`materialized`) and name, as SQL compares
+/// them (lower case unless quoted).
+pub type DerivedNames = std::collections::BTreeMap<(String, String), Derived>;
+
+/// The schema of materialized views' names.
+pub const MATERIALIZED: &str = "materialized";
+
+/// The `schema.name` table names of a statement under one of `schemas`, as
+/// SQL compares them.
+pub fn derived_references(statement: &Statement, schemas: &[&str]) -> std::collections::BTreeSet<(String, String)> {
+    let mut found = std::collections::BTreeSet::new();
+    let _ = sqlparser::ast::visit_relations(statement, |name| {
+        if let Some([schema, table]) = parts(name).as_deref()
+            && schemas.contains(&schema.as_str())
+        {
+            found.insert((schema.clone(), table.clone()));
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    found
 }
 
 /// A project as a Trino catalog's schema: `<catalog>.<schema>.<table>` and
@@ -210,6 +242,7 @@ enum Resolved {
     Users,
     /// A metadata table, and the query standing for it.
     Metadata(Box<Query>),
+    Derived(Derived),
 }
 
 impl Rewriter<'_, '_> {
@@ -250,8 +283,14 @@ impl Rewriter<'_, '_> {
                     Err(format!("{shown} is not a collection of this project"))
                 }
             }
-            [schema, _] if schema == "materialized" || schema == "continuous" => {
-                Err(format!("{shown}: {schema} tables are not available yet"))
+            [schema, table] if schema == MATERIALIZED || schema == "continuous" => {
+                match self.scope.derived.get(&(schema.clone(), table.clone())) {
+                    Some(derived) => Ok(Resolved::Derived(derived.clone())),
+                    None if schema == MATERIALIZED => {
+                        Err(format!("{shown} is not a materialized view of this project"))
+                    }
+                    None => Err(format!("{shown}: {schema} tables are not available yet")),
+                }
             }
             _ => Err(format!("{shown} is not a table of this project")),
         }
@@ -359,10 +398,18 @@ impl VisitorMut for Rewriter<'_, '_> {
                 *name = (self.scope.table_name)(&collection);
                 ControlFlow::Continue(())
             }
-            Ok(Resolved::Metadata(query)) => {
+            Ok(Resolved::Metadata(query) | Resolved::Derived(Derived::Query(query))) => {
                 let last = parts(name).and_then(|p| p.last().cloned()).unwrap_or_default();
                 let alias = alias.take().unwrap_or(alias_named(Ident::with_quote('"', last)));
                 *factor = TableFactor::Derived { lateral: false, subquery: query, alias: Some(alias), sample: None };
+                ControlFlow::Continue(())
+            }
+            Ok(Resolved::Derived(Derived::Table(table))) => {
+                if alias.is_none() {
+                    let last = parts(name).and_then(|p| p.last().cloned()).unwrap_or_default();
+                    *alias = Some(alias_named(Ident::with_quote('"', last)));
+                }
+                *name = table;
                 ControlFlow::Continue(())
             }
             Ok(Resolved::All) => match self.all_collections() {
@@ -427,8 +474,17 @@ mod tests {
         let collections = collections();
         let name = |c: &str| ObjectName::from(vec![Ident::with_quote('"', "p"), Ident::with_quote('"', c)]);
         let users = ObjectName::from(vec![Ident::with_quote('"', "p"), Ident::with_quote('"', "$users")]);
-        rewrite(sql, &Scope { collections: &collections, table_name: &name, users_table: &users, catalog: None })
-            .map(|s| s.to_string())
+        rewrite(
+            sql,
+            &Scope {
+                collections: &collections,
+                table_name: &name,
+                users_table: &users,
+                catalog: None,
+                derived: &DerivedNames::new(),
+            },
+        )
+        .map(|s| s.to_string())
     }
 
     fn ok(sql: &str, expected: &str) {
@@ -455,8 +511,14 @@ mod tests {
             })
         };
         let catalog = Catalog { name: "weir", schema: "shop", metadata: &metadata };
-        let scope =
-            Scope { collections: &collections, table_name: &name, users_table: &users, catalog: Some(&catalog) };
+        let derived = DerivedNames::new();
+        let scope = Scope {
+            collections: &collections,
+            table_name: &name,
+            users_table: &users,
+            catalog: Some(&catalog),
+            derived: &derived,
+        };
         rewrite(sql, &scope).map(|s| s.to_string())
     }
 
@@ -486,6 +548,60 @@ mod tests {
             matches!(run("SELECT 1 FROM shop.pageview"), Err(RewriteError::Denied(_))),
             "no catalog, no schema names"
         );
+    }
+
+    #[test]
+    fn derived_names_resolve_to_what_the_query_was_given() {
+        let collections = collections();
+        let name = |c: &str| ObjectName::from(vec![Ident::with_quote('"', c)]);
+        let users = ObjectName::from(vec![Ident::with_quote('"', "$users")]);
+        let live = match parse("SELECT * FROM \"$view:live\" UNION ALL SELECT url FROM \"$newer:live:pageview\"") {
+            Ok(Statement::Query(q)) => q,
+            other => panic!("{other:?}"),
+        };
+        let derived = DerivedNames::from([
+            (("materialized".to_owned(), "daily".to_owned()), Derived::Table(name("$view:daily"))),
+            (("materialized".to_owned(), "live".to_owned()), Derived::Query(live)),
+        ]);
+        let scope = Scope {
+            collections: &collections,
+            table_name: &name,
+            users_table: &users,
+            catalog: None,
+            derived: &derived,
+        };
+        let run = |sql: &str| rewrite(sql, &scope).map(|s| s.to_string());
+        for sql in [
+            "SELECT url FROM materialized.daily",
+            "SELECT url FROM Materialized.DAILY",
+            r#"SELECT url FROM "materialized"."daily""#,
+        ] {
+            assert_eq!(run(sql).as_deref(), Ok(r#"SELECT url FROM "$view:daily" AS "daily""#), "{sql}");
+        }
+        assert_eq!(
+            run("SELECT d.url FROM materialized.daily d JOIN pageview p ON p.url = d.url").as_deref(),
+            Ok(r#"SELECT d.url FROM "$view:daily" d JOIN "pageview" p ON p.url = d.url"#)
+        );
+        assert_eq!(
+            run("SELECT count(*) FROM materialized.live").as_deref(),
+            Ok(
+                r#"SELECT count(*) FROM (SELECT * FROM "$view:live" UNION ALL SELECT url FROM "$newer:live:pageview") AS "live""#
+            )
+        );
+        for sql in [
+            r#"SELECT * FROM "Materialized"."daily""#,
+            "SELECT * FROM materialized.weekly",
+            "SELECT * FROM other.materialized.daily",
+            r#"SELECT * FROM "$view:daily""#,
+            "SELECT * FROM (SELECT * FROM materialized.secret) x",
+            "WITH x AS (SELECT * FROM materialized.secret) SELECT * FROM x",
+        ] {
+            assert!(matches!(run(sql), Err(RewriteError::Denied(_))), "{sql}");
+        }
+        let statement =
+            parse("SELECT * FROM materialized.a, (SELECT 1 FROM MATERIALIZED.b) x, continuous.c, d.e").expect("parse");
+        let found: Vec<(String, String)> = derived_references(&statement, &[MATERIALIZED]).into_iter().collect();
+        assert_eq!(found, [("materialized".to_owned(), "a".to_owned()), ("materialized".to_owned(), "b".to_owned())]);
     }
 
     #[test]
@@ -622,7 +738,14 @@ mod tests {
         let collections = collections();
         let name = |c: &str| ObjectName::from(vec![Ident::new(c)]);
         let users = ObjectName::from(vec![Ident::new("users")]);
-        let scope = Scope { collections: &collections, table_name: &name, users_table: &users, catalog: None };
+        let derived = DerivedNames::new();
+        let scope = Scope {
+            collections: &collections,
+            table_name: &name,
+            users_table: &users,
+            catalog: None,
+            derived: &derived,
+        };
         let limited = |sql: &str| {
             let mut s = rewrite(sql, &scope).expect("rewrite");
             apply_limit(&mut s, 100);

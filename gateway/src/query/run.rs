@@ -8,7 +8,7 @@ use sqlparser::ast::Statement;
 
 use super::engine::{EngineError, QueryOutput};
 use super::lanes::LaneError;
-use super::rewrite::{self, Catalog, RewriteError, Scope};
+use super::rewrite::{self, Catalog, DerivedNames, RewriteError, Scope};
 use super::trino::metadata::{CATALOG, InformationSchema};
 use super::{Tables, result};
 use crate::app::App;
@@ -25,6 +25,10 @@ pub enum QueryError {
     Syntax { message: String, sql: String },
     #[error("denied: {0}")]
     Denied(String),
+    /// A name of the project's that it has nothing under (a materialized
+    /// view).
+    #[error("{0}")]
+    NotFound(String),
     /// A rewriter plugin refused the query or failed.
     #[error("{0}")]
     Plugin(String),
@@ -77,7 +81,7 @@ impl App {
         let collections =
             self.store.latest_schemas(project).await?.into_iter().map(|s| (s.collection, s.fields)).collect();
         let users = if with_users { self.users.columns(project).await? } else { Vec::new() };
-        Ok(Tables { collections, users })
+        Ok(Tables { collections, users, ..Default::default() })
     }
 
     /// Rewrites a query for the project, capped at `limit` rows (none for
@@ -89,6 +93,7 @@ impl App {
         sql: &str,
         limit: Option<u64>,
         catalog: bool,
+        derived: &DerivedNames,
     ) -> Result<Statement> {
         let table_name = |collection: &str| self.engine.table_name(project, collection);
         let users_table = self.engine.users_table_name(project);
@@ -100,6 +105,7 @@ impl App {
             table_name: &table_name,
             users_table: &users_table,
             catalog: catalog.then_some(&names),
+            derived,
         };
         let mut statement = rewrite::rewrite(sql, &scope).map_err(|e| QueryError::rewrite(e, sql))?;
         if let Some(limit) = limit {
@@ -108,7 +114,28 @@ impl App {
         Ok(statement)
     }
 
-    async fn run_rewritten(
+    /// Rewrites a view's query with its collections under the names
+    /// `table_name` gives them (tables over chosen files).
+    pub fn rewritten_over(
+        &self,
+        project: &str,
+        tables: &Tables,
+        sql: &str,
+        table_name: &dyn Fn(&str) -> sqlparser::ast::ObjectName,
+    ) -> Result<Statement> {
+        let users_table = self.engine.users_table_name(project);
+        let derived = DerivedNames::new();
+        let scope = Scope {
+            collections: &tables.collections,
+            table_name,
+            users_table: &users_table,
+            catalog: None,
+            derived: &derived,
+        };
+        rewrite::rewrite(sql, &scope).map_err(|e| QueryError::rewrite(e, sql))
+    }
+
+    pub(crate) async fn run_rewritten(
         &self,
         project: &str,
         tables: &Tables,
@@ -159,14 +186,18 @@ async fn output_with(
     limit: Option<u64>,
     catalog: bool,
 ) -> Result<QueryOutput> {
+    let views = app.prepare_views(project, &sql).await?;
     let work = {
         let app = app.clone();
         let project = project.to_owned();
         async move {
             let with_users = catalog || sql.to_ascii_lowercase().contains(rewrite::USERS);
-            let tables = app.tables(&project, with_users).await?;
-            let statement = app.rewritten(&project, &tables, &sql, limit, catalog)?;
-            app.run_rewritten(&project, &tables, &sql, statement).await
+            let mut tables = app.tables(&project, with_users).await?;
+            tables.derived = views.tables;
+            let statement = app.rewritten(&project, &tables, &sql, limit, catalog, &views.names)?;
+            let mut output = app.run_rewritten(&project, &tables, &sql, statement).await?;
+            output.views = views.read;
+            Ok(output)
         }
     };
     on_lanes(app, project, work).await?

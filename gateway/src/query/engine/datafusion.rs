@@ -125,26 +125,46 @@ impl DataFusionEngine {
         ctx.register_table(datafusion::common::TableReference::bare(USERS_TABLE), Arc::new(users))
             .map_err(|e| EngineError::Query(e.to_string()))?;
         for (collection, fields) in &tables.collections {
-            let table_schema = arrow_schema(fields);
-            let files = self.store.parquet_files(project, collection).await?;
-            let table: Arc<dyn datafusion::datasource::TableProvider> = if files.is_empty() {
-                Arc::new(MemTable::try_new(table_schema, vec![vec![]]).map_err(|e| EngineError::Query(e.to_string()))?)
-            } else {
-                let urls = files
-                    .iter()
-                    .map(|f| ListingTableUrl::parse(self.warehouse.engine_url(&f.path)))
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(|e| EngineError::Storage(e.to_string()))?;
-                let options = ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
-                let config = ListingTableConfig::new_with_multi_paths(urls)
-                    .with_listing_options(options)
-                    .with_schema(table_schema);
-                Arc::new(ListingTable::try_new(config).map_err(|e| EngineError::Query(e.to_string()))?)
-            };
+            let files: Vec<String> =
+                self.store.parquet_files(project, collection).await?.into_iter().map(|f| f.path).collect();
+            let table = self.files_table(&ctx, &files, Some(fields)).await?;
             ctx.register_table(datafusion::common::TableReference::bare(collection.clone()), table)
                 .map_err(|e| EngineError::Query(e.to_string()))?;
         }
+        for (name, derived) in &tables.derived {
+            let table = self.files_table(&ctx, &derived.files, derived.fields.as_deref()).await?;
+            ctx.register_table(datafusion::common::TableReference::bare(name.clone()), table)
+                .map_err(|e| EngineError::Query(e.to_string()))?;
+        }
         Ok(ctx)
+    }
+
+    /// A table over exactly `files`, with `fields` as its columns (older
+    /// files read with nulls for later fields), or the files' own columns.
+    async fn files_table(
+        &self,
+        ctx: &SessionContext,
+        files: &[String],
+        fields: Option<&[crate::schema::types::Field]>,
+    ) -> Result<Arc<dyn datafusion::datasource::TableProvider>, EngineError> {
+        let failed = |e: datafusion::error::DataFusionError| EngineError::Query(e.to_string());
+        let table_schema = fields.map(arrow_schema);
+        if files.is_empty() {
+            let schema = table_schema.unwrap_or_else(|| Arc::new(datafusion::arrow::datatypes::Schema::empty()));
+            return Ok(Arc::new(MemTable::try_new(schema, vec![vec![]]).map_err(failed)?));
+        }
+        let urls = files
+            .iter()
+            .map(|path| ListingTableUrl::parse(self.warehouse.engine_url(path)))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| EngineError::Storage(e.to_string()))?;
+        let options = ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
+        let config = ListingTableConfig::new_with_multi_paths(urls).with_listing_options(options);
+        let config = match table_schema {
+            Some(schema) => config.with_schema(schema),
+            None => config.infer_schema(&ctx.state()).await.map_err(|e| self.error(e))?,
+        };
+        Ok(Arc::new(ListingTable::try_new(config).map_err(failed)?))
     }
 
     /// The engine's words with the warehouse's place on this server left
@@ -219,6 +239,10 @@ impl QueryEngine for DataFusionEngine {
         ObjectName::from(vec![Ident::with_quote('"', USERS_TABLE)])
     }
 
+    fn derived_table_name(&self, _project: &str, name: &str) -> ObjectName {
+        ObjectName::from(vec![Ident::with_quote('"', name)])
+    }
+
     async fn run(&self, project: &str, tables: &Tables, statement: Statement) -> Result<QueryOutput, EngineError> {
         let explain = matches!(statement, Statement::Explain { .. });
         let ctx = self.session(project, tables).await?;
@@ -243,6 +267,6 @@ impl QueryEngine for DataFusionEngine {
             held.try_grow(guard::array_bytes(batch.columns())).map_err(|e| self.error(e))?;
             batches.push(if explain { self.explained(&batch).map_err(|e| self.error(e))? } else { batch });
         }
-        Ok(QueryOutput { batches, schema })
+        Ok(QueryOutput { batches, schema, views: Default::default() })
     }
 }

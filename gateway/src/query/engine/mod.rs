@@ -35,6 +35,9 @@ pub enum EngineError {
 pub struct QueryOutput {
     pub batches: Vec<::datafusion::arrow::array::RecordBatch>,
     pub schema: ::datafusion::arrow::datatypes::SchemaRef,
+    /// The materialized views the query read, with when each was last
+    /// refreshed (milliseconds; 0 for never).
+    pub views: std::collections::BTreeMap<String, i64>,
 }
 
 #[async_trait]
@@ -43,6 +46,8 @@ pub trait QueryEngine: Send + Sync + 'static {
     fn table_name(&self, project: &str, collection: &str) -> ObjectName;
     /// The name a rewritten query uses for the project's user table.
     fn users_table_name(&self, project: &str) -> ObjectName;
+    /// The name a rewritten query uses for one of [`Tables::derived`].
+    fn derived_table_name(&self, project: &str, name: &str) -> ObjectName;
     /// Runs a rewritten statement over the project's tables, as of the
     /// `tables` the statement was rewritten with. The caller bounds its
     /// time (see [`crate::query::lanes`]).

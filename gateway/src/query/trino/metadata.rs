@@ -340,7 +340,7 @@ mod tests {
             ("it's".to_owned(), vec![f("_time", "TIMESTAMP"), f("n", "LONG")]),
             ("$invalid_schema".to_owned(), vec![f("_time", "TIMESTAMP")]),
         ]);
-        InformationSchema::new("shop", &Tables { collections, users: Vec::new() })
+        InformationSchema::new("shop", &Tables { collections, ..Default::default() })
     }
 
     fn sql(parts: &[&str]) -> Option<String> {

@@ -176,6 +176,7 @@ impl From<QueryError> for TrinoError {
             QueryError::Denied(reason) if reason.ends_with("is not a collection of this project") => {
                 TrinoError::new("TABLE_NOT_FOUND", 46, USER_ERROR, message)
             }
+            QueryError::NotFound(_) => TrinoError::new("TABLE_NOT_FOUND", 46, USER_ERROR, message),
             QueryError::Denied(_) | QueryError::Plugin(_) => {
                 TrinoError::new("PERMISSION_DENIED", 4, USER_ERROR, message)
             }

@@ -338,7 +338,8 @@ impl Statement {
                     inner.result = Some(Ok(Outcome::Rows(output)));
                 } else {
                     inner.ended = true;
-                    let empty = QueryOutput { batches: Vec::new(), schema: output.schema.clone() };
+                    let empty =
+                        QueryOutput { batches: Vec::new(), schema: output.schema.clone(), views: Default::default() };
                     inner.result = Some(Ok(Outcome::Rows(empty)));
                 }
                 Answer { body, headers: Vec::new() }

@@ -213,7 +213,7 @@ impl PrestoEngine {
         }
         cancel.ended = true;
         let schema = schema.unwrap_or_else(|| Arc::new(arrow::datatypes::Schema::empty()));
-        Ok(QueryOutput { batches, schema })
+        Ok(QueryOutput { batches, schema, views: Default::default() })
     }
 
     /// Makes the cluster's table of a collection current.
@@ -268,7 +268,20 @@ impl QueryEngine for PrestoEngine {
         ])
     }
 
-    async fn run(&self, _project: &str, _tables: &Tables, statement: Statement) -> Result<QueryOutput, EngineError> {
+    fn derived_table_name(&self, project: &str, name: &str) -> ObjectName {
+        ObjectName::from(vec![
+            Ident::with_quote('"', &self.catalog),
+            Ident::with_quote('"', self.schema(project)),
+            Ident::with_quote('"', name),
+        ])
+    }
+
+    async fn run(&self, _project: &str, tables: &Tables, statement: Statement) -> Result<QueryOutput, EngineError> {
+        if !tables.derived.is_empty() {
+            return Err(EngineError::Query(
+                "materialized views are answered by the embedded engine only (engine = \"datafusion\")".to_owned(),
+            ));
+        }
         self.query(statement.to_string()).await
     }
 }
