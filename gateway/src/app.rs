@@ -73,6 +73,8 @@ pub struct App {
     pub trino: Arc<crate::query::trino::Statements>,
     /// Materialized views' refreshes in flight here.
     pub views: crate::views::Views,
+    /// What keeps continuous queries current and answers them.
+    pub continuous: Arc<crate::views::continuous::Continuous>,
     /// When this gateway started.
     pub started: std::time::Instant,
 }
@@ -96,7 +98,12 @@ impl App {
         let memory = MemorySettings::from_config(&config.query, &config.data_dir);
         let (engine, table_sync) = open_engine(&config, &store, &warehouse, &users, &memory)?;
         let queries = Lanes::new(config.query.lane_settings()).map_err(Error::Serve)?;
-        let mut loader = Loader::new(log.clone(), store.clone(), registry.clone(), warehouse, config.batch.max_records);
+        // Continuous queries' states are the embedded engine's, whichever
+        // engine answers queries.
+        let folding = Arc::new(DataFusionEngine::new(store.clone(), warehouse.clone(), users.clone(), &memory)?);
+        let continuous = crate::views::continuous::Continuous::new(store.clone(), folding, warehouse.clone());
+        let mut loader = Loader::new(log.clone(), store.clone(), registry.clone(), warehouse, config.batch.max_records)
+            .with_fold(Arc::new(crate::views::continuous::Folder(continuous.clone())));
         if let Some(sync) = &table_sync {
             loader = loader.with_listener(sync.clone());
         }
@@ -165,6 +172,7 @@ impl App {
             crm,
             trino,
             views: crate::views::Views::default(),
+            continuous,
             started: std::time::Instant::now(),
         })
     }

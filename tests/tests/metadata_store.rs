@@ -4,7 +4,8 @@
 use std::sync::Arc;
 
 use weir_gateway::metadata::{
-    self, Commit, KeyKind, MetadataStore, NewSchemaVersion, PluginChange, PluginUpload, ViewFile, ViewRecord, ViewSwap,
+    self, Commit, ContinuousRecord, Folded, KeyKind, MetadataStore, NewSchemaVersion, PluginChange, PluginUpload,
+    StateFile, StateSwap, ViewFile, ViewRecord, ViewSwap,
 };
 use weir_gateway::schema::SchemaRegistry;
 use weir_gateway::schema::types::{Field, FieldType};
@@ -310,7 +311,84 @@ async fn views_swap_whole_and_their_marks_follow_compaction(backend: Backend) {
     assert!(store.views(None).await.expect("views").is_empty(), "views go with the project");
 }
 
+fn state(path: &str) -> StateFile {
+    StateFile { path: path.to_owned(), table_name: "q".to_owned(), partition: String::new(), rows: 1, bytes: 1 }
+}
+
+/// A load folded into continuous queries commits only against the
+/// generation it saw; a replay consumes exactly the history marked.
+async fn continuous_states_commit_with_loads_and_history_once(backend: Backend) {
+    let (store, _, _dir) = store(backend).await;
+    store.create_project("p", 1).await.expect("project");
+    assert!(store.claim_epoch(1, "node", 1).await.expect("claim"));
+    assert_eq!(
+        store.commit_load(1, &[parquet("p/c/f1"), parquet("p/c/f2")], &[], 1).await.expect("load"),
+        Commit::Done
+    );
+    let seen = store.continuous_generation().await.expect("generation");
+    let record = ContinuousRecord {
+        project: "p".into(),
+        table_name: "q".into(),
+        name: "Q".into(),
+        query: "SELECT count(*) AS n FROM c".into(),
+        partition_keys: vec![],
+        options: "{}".into(),
+        fields: vec![field("n", "LONG")],
+        replaying: true,
+        created_at: 1,
+    };
+    assert!(store.create_continuous(&record, &strings(&["c"])).await.expect("create"));
+    assert!(!store.create_continuous(&record, &[]).await.expect("create again"));
+    assert_eq!(store.continuous_history("p", "q").await.expect("history"), ["p/c/f1", "p/c/f2"]);
+    let now = store.continuous_generation().await.expect("generation");
+    assert!(now > seen, "a creation moves the generation");
+    let folded = |generation, path: &str| Folded { generation, project: "p".into(), states: vec![state(path)] };
+    let load = |path: &str| vec![parquet(path)];
+    let stale = folded(seen, "p/$continuous/q/s0");
+    assert_eq!(
+        store.commit_load_folded(1, &load("p/c/f3"), &[], Some(&stale), 2).await.expect("load"),
+        Commit::Conflict,
+        "a load that did not fold into the new query may not commit"
+    );
+    let current = folded(now, "p/$continuous/q/s1");
+    assert_eq!(store.commit_load_folded(1, &load("p/c/f3"), &[], Some(&current), 2).await.expect("load"), Commit::Done);
+    let paths = |files: Vec<StateFile>| files.into_iter().map(|f| f.path).collect::<Vec<_>>();
+    assert_eq!(paths(store.continuous_state("p", "q").await.expect("state")), ["p/$continuous/q/s1"]);
+
+    let swap =
+        |old: &'static [&'static str], new: &'static [&'static str], history: Option<&'static [&'static str]>| {
+            (strings(old), new.iter().map(|p| state(p)).collect::<Vec<_>>(), history.map(strings))
+        };
+    let replace = |(old, new, history): (Vec<String>, Vec<StateFile>, Option<Vec<String>>)| {
+        let store = store.clone();
+        async move {
+            let swap = StateSwap { project: "p", table_name: "q", old: &old, new: &new, history: history.as_deref() };
+            store.replace_state(None, swap, 3).await.expect("replace")
+        }
+    };
+    assert_eq!(
+        replace(swap(&[], &["p/$continuous/q/h"], Some(&["p/c/f1"]))).await,
+        Commit::Conflict,
+        "part of the history"
+    );
+    assert_eq!(replace(swap(&[], &["p/$continuous/q/h"], Some(&["p/c/f1", "p/c/f2"]))).await, Commit::Done);
+    assert!(!store.continuous_query("p", "q").await.expect("get").expect("exists").replaying);
+    assert!(store.continuous_history("p", "q").await.expect("history").is_empty());
+    assert_eq!(replace(swap(&["p/$continuous/q/x"], &["p/$continuous/q/m"], None)).await, Commit::Conflict);
+    assert_eq!(
+        replace(swap(&["p/$continuous/q/s1", "p/$continuous/q/h"], &["p/$continuous/q/m"], None)).await,
+        Commit::Done
+    );
+    assert_eq!(paths(store.continuous_state("p", "q").await.expect("state")), ["p/$continuous/q/m"]);
+    assert_eq!(store.derived_files().await.expect("derived"), ["p/$continuous/q/m"]);
+    assert!(store.delete_continuous("p", "q", 4).await.expect("delete"));
+    assert!(!store.delete_continuous("p", "q", 4).await.expect("delete again"));
+    assert!(store.derived_files().await.expect("derived").is_empty());
+    assert!(store.continuous_generation().await.expect("generation") > now);
+}
+
 on_every_backend!(
+    continuous_states_commit_with_loads_and_history_once,
     views_swap_whole_and_their_marks_follow_compaction,
     plugins_and_their_components,
     projects_are_created_once_listed_and_deleted,

@@ -109,11 +109,14 @@ async fn nothing_outside_the_project_resolves(backend: Backend) {
         "INSERT INTO mine VALUES (1)",
         "DROP TABLE mine",
         "SET datafusion.execution.batch_size = 1",
-        "SELECT * FROM materialized.daily",
     ] {
         let r = query(&gw, &k, sql).await;
         assert_eq!((r.status, r.json()["error_code"].clone()), (403, json!(403)), "{sql}: {}", r.text());
         assert!(r.json()["error"].as_str().is_some_and(|e| e.starts_with("denied")), "{sql}: {}", r.text());
+    }
+    for sql in ["SELECT * FROM materialized.daily", "SELECT * FROM continuous.totals"] {
+        let r = query(&gw, &k, sql).await;
+        assert_eq!(r.status, 404, "the project has no such view: {}", r.text());
     }
     assert_eq!(query(&gw, &k, "SELECT 1").await.status, 200);
     assert_eq!(gw.post("/query/execute", &[("read_key", &k.write)], &json!({"query": "SELECT 1"})).await.status, 403);

@@ -37,7 +37,9 @@ pub enum Error {
     Decode { topic: String, partition: u32, offset: u64, reason: String },
     #[error("no schema with id {0}")]
     UnknownSchema(u32),
-    #[error("{topic}/{partition} was moved by another loader")]
+    #[error("{topic}/{partition}: its records could not be folded into continuous queries: {reason}")]
+    Fold { topic: String, partition: u32, reason: String },
+    #[error("{topic}/{partition} was moved by another loader, or continuous queries came or went")]
     Moved { topic: String, partition: u32 },
     #[error("a newer master has claimed the fence: epoch {0} may no longer commit")]
     Deposed(i64),
@@ -94,6 +96,7 @@ pub struct Loader {
     /// A read since the loop last ran held records back.
     held_back: AtomicBool,
     listener: Option<Arc<dyn super::FilesChanged>>,
+    fold: Option<Arc<dyn super::FoldLoads>>,
 }
 
 impl Loader {
@@ -114,12 +117,19 @@ impl Loader {
             running: tokio::sync::Mutex::new(()),
             held_back: AtomicBool::new(false),
             listener: None,
+            fold: None,
         }
     }
 
     /// Tells `listener` of every commit.
     pub fn with_listener(mut self, listener: Arc<dyn super::FilesChanged>) -> Self {
         self.listener = Some(listener);
+        self
+    }
+
+    /// Folds every load into `fold` before it commits.
+    pub fn with_fold(mut self, fold: Arc<dyn super::FoldLoads>) -> Self {
+        self.fold = Some(fold);
         self
     }
 
@@ -191,7 +201,24 @@ impl Loader {
         now_ms: i64,
     ) -> Result<LoadStats> {
         let Some(staged) = self.write_partition(topic, partition, from).await? else { return Ok(LoadStats::default()) };
-        match self.store.commit_load(epoch, &staged.files, std::slice::from_ref(&staged.advance), now_ms).await? {
+        let folded = match (&self.fold, split_topic(topic)) {
+            (Some(fold), Some((project, collection))) => {
+                Some(fold.fold(project, &collection, &staged.files).await.map_err(|reason| Error::Fold {
+                    topic: topic.to_owned(),
+                    partition,
+                    reason,
+                })?)
+            }
+            _ => None,
+        };
+        let advances = std::slice::from_ref(&staged.advance);
+        let committed = self.store.commit_load_folded(epoch, &staged.files, advances, folded.as_ref(), now_ms).await;
+        if let (Some(fold), Some(folded)) = (&self.fold, &folded)
+            && !matches!(committed, Ok(Commit::Done))
+        {
+            fold.discard(folded).await;
+        }
+        match committed? {
             Commit::Done => {}
             Commit::Conflict => return Err(Error::Moved { topic: topic.to_owned(), partition }),
             Commit::Fenced => return Err(Error::Deposed(epoch)),

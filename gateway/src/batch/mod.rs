@@ -13,3 +13,18 @@ pub mod warehouse;
 pub trait FilesChanged: Send + Sync {
     async fn changed(&self, project: &str, collection: &str);
 }
+
+/// Folds a load's new files into what is kept current from them (continuous
+/// queries' states), before the load commits: what it returns is committed
+/// in the load's transaction.
+#[async_trait::async_trait]
+pub trait FoldLoads: Send + Sync {
+    async fn fold(
+        &self,
+        project: &str,
+        collection: &str,
+        files: &[crate::metadata::ParquetFile],
+    ) -> Result<crate::metadata::Folded, String>;
+    /// Forgets what a fold wrote for a load that did not commit.
+    async fn discard(&self, folded: &crate::metadata::Folded);
+}

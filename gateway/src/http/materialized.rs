@@ -8,8 +8,8 @@ use http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use serde::Deserialize;
 use serde_json::{Value as Json, json};
 
-use super::request::{json, key_from, query_param, read_body};
-use super::{ApiError, ApiResult, AppState, json_response, success};
+use super::request::{json, key_from, query_param};
+use super::{ApiError, ApiResult, AppState, body_or_empty as body, json_response, key_kind as project, success};
 use crate::metadata::{KeyKind, ViewRecord};
 use crate::plugin::rewrite::QueryCaller;
 use crate::query::rewrite::{self, MATERIALIZED};
@@ -44,17 +44,6 @@ struct Change {
 struct Names {
     #[serde(default)]
     names: Option<Vec<String>>,
-}
-
-/// The JSON body; an empty one reads as `{}`.
-async fn body<T: serde::de::DeserializeOwned>(app: &AppState, headers: &HeaderMap, body: Body) -> ApiResult<T> {
-    let http = &app.config.http;
-    let bytes = read_body(headers, body, http.max_body_bytes, "", http.body_timeout_ms).await?;
-    if bytes.iter().all(u8::is_ascii_whitespace) { json(b"{}") } else { json(&bytes) }
-}
-
-async fn project(app: &AppState, uri: &Uri, headers: &HeaderMap, kind: KeyKind) -> ApiResult<String> {
-    app.authorize(key_from(headers, uri.query(), kind.name()), &[kind]).await
 }
 
 /// A view of the project by table name; 404 in Rakam's words.

@@ -1,5 +1,6 @@
 //! The HTTP API: Rakam's project and collection endpoints.
 
+mod continuous;
 mod crm;
 mod error;
 mod event;
@@ -65,6 +66,13 @@ pub fn router(app: AppState) -> Router {
         .route("/materialized-view/get", post(materialized::get))
         .route("/materialized-view/change", post(materialized::change))
         .route("/materialized-view/update", get(materialized::update))
+        .route("/continuous-query/create", post(continuous::create))
+        .route("/continuous-query/delete", post(continuous::delete))
+        .route("/continuous-query/list", post(continuous::list))
+        .route("/continuous-query/schema", post(continuous::schema))
+        .route("/continuous-query/get", post(continuous::get))
+        .route("/continuous-query/test", post(continuous::test))
+        .route("/continuous-query/refresh", get(continuous::refresh))
         .route("/user/create", post(user::create))
         .route("/user/set_properties", post(user::set_properties))
         .route("/user/set_properties_once", post(user::set_properties_once))
@@ -156,6 +164,22 @@ pub fn json_response<T: Serialize + ?Sized>(status: StatusCode, value: &T) -> Re
         }
         Err(e) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
     }
+}
+
+/// A request's JSON body; an empty one reads as `{}`.
+async fn body_or_empty<T: serde::de::DeserializeOwned>(
+    app: &AppState,
+    headers: &http::HeaderMap,
+    body: axum::body::Body,
+) -> ApiResult<T> {
+    let limits = &app.config.http;
+    let bytes = request::read_body(headers, body, limits.max_body_bytes, "", limits.body_timeout_ms).await?;
+    if bytes.iter().all(u8::is_ascii_whitespace) { request::json(b"{}") } else { request::json(&bytes) }
+}
+
+/// The project of the request's key of `kind` (header or query parameter).
+async fn key_kind(app: &AppState, uri: &http::Uri, headers: &http::HeaderMap, kind: KeyKind) -> ApiResult<String> {
+    app.authorize(request::key_from(headers, uri.query(), kind.name()), &[kind]).await
 }
 
 /// `{"success": true}`.

@@ -4,6 +4,7 @@
 //! SQLite (the embedded default), PostgreSQL and MySQL/MariaDB; [`open`] is
 //! the one place that picks the database from the URL.
 
+mod continuous;
 mod crm;
 mod fence;
 mod plugins;
@@ -18,6 +19,7 @@ use async_trait::async_trait;
 
 use crate::schema::types::{Field, FieldType};
 
+pub use continuous::history_mark;
 pub use sql::SqlMetadataStore;
 
 #[derive(Debug, thiserror::Error)]
@@ -352,8 +354,89 @@ pub trait MetadataStore: Send + Sync + 'static {
         &self,
         project: &str,
     ) -> Result<std::collections::HashMap<String, std::collections::BTreeSet<String>>>;
-    /// Every file of every view's snapshot.
+    /// Every file of every view's snapshot and continuous query's state.
     async fn derived_files(&self) -> Result<Vec<String>>;
+
+    /// [`MetadataStore::commit_load`], with the state files the load's
+    /// records were folded into; [`Commit::Conflict`] as well when
+    /// continuous queries came or went since `folded.generation`.
+    async fn commit_load_folded(
+        &self,
+        epoch: i64,
+        files: &[ParquetFile],
+        advances: &[OffsetAdvance],
+        folded: Option<&Folded>,
+        now_ms: i64,
+    ) -> Result<Commit>;
+    /// Creates a continuous query and marks the files of `replayed` (its
+    /// collections, for a replay) committed before it as its history;
+    /// `false` when the project has one of that table name.
+    async fn create_continuous(&self, query: &ContinuousRecord, replayed: &[String]) -> Result<bool>;
+    async fn continuous_query(&self, project: &str, table_name: &str) -> Result<Option<ContinuousRecord>>;
+    /// The continuous queries of a project, or of every project.
+    async fn continuous_queries(&self, project: Option<&str>) -> Result<Vec<ContinuousRecord>>;
+    /// Deletes a continuous query, retiring its state; `false` when there
+    /// was none.
+    async fn delete_continuous(&self, project: &str, table_name: &str, now_ms: i64) -> Result<bool>;
+    /// +1 whenever a continuous query is created or deleted.
+    async fn continuous_generation(&self) -> Result<i64>;
+    async fn continuous_state(&self, project: &str, table_name: &str) -> Result<Vec<StateFile>>;
+    /// The collection files still marked as a continuous query's history.
+    async fn continuous_history(&self, project: &str, table_name: &str) -> Result<Vec<String>>;
+    /// Replaces state files of a continuous query in one transaction
+    /// (fenced on `epoch` when it is master work); with `history`, the
+    /// query's history marks are consumed (they must be exactly those). [`Commit::Conflict`] when an old file or the query is
+    /// gone, or the history moved.
+    async fn replace_state(&self, epoch: Option<i64>, swap: StateSwap<'_>, now_ms: i64) -> Result<Commit>;
+}
+
+/// State files of a continuous query replaced by others.
+#[derive(Debug, Clone, Copy)]
+pub struct StateSwap<'a> {
+    pub project: &'a str,
+    pub table_name: &'a str,
+    pub old: &'a [String],
+    pub new: &'a [StateFile],
+    /// The history marks the new files fold in, consumed with the swap.
+    pub history: Option<&'a [String]>,
+}
+
+/// A project's continuous query as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContinuousRecord {
+    pub project: String,
+    pub table_name: String,
+    pub name: String,
+    pub query: String,
+    pub partition_keys: Vec<String>,
+    /// The client's options, as JSON text.
+    pub options: String,
+    /// The answer's columns.
+    pub fields: Vec<Field>,
+    /// Its history is still to be folded in.
+    pub replaying: bool,
+    pub created_at: i64,
+}
+
+/// A Parquet file of partial aggregation states of a continuous query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateFile {
+    pub path: String,
+    pub table_name: String,
+    /// The values of the query's partition keys its rows have ("" without
+    /// partition keys).
+    pub partition: String,
+    pub rows: u64,
+    pub bytes: u64,
+}
+
+/// What a load's records were folded into, committed with the load.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Folded {
+    /// The generation of continuous queries the fold saw.
+    pub generation: i64,
+    pub project: String,
+    pub states: Vec<StateFile>,
 }
 
 /// A project's materialized view as stored.

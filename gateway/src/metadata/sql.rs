@@ -9,6 +9,7 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, Row};
 
+use super::continuous::ContinuousStatements;
 use super::crm::CrmStatements;
 use super::fence::FenceStatements;
 use super::plugins::PluginStatements;
@@ -16,9 +17,9 @@ use super::user_columns::UserColumnStatements;
 use super::views::ViewStatements;
 use super::voids::VoidStatements;
 use super::{
-    AppendId, Commit, Error, KeyKind, LogPartition, ManifestEntry, MasterEpoch, MetadataStore, NewSchemaVersion,
-    OffsetAdvance, ParquetFile, PluginChange, PluginRecord, PluginUpload, Result, SchemaVersion, StoredKey, ViewFile,
-    ViewRecord, ViewSwap,
+    AppendId, Commit, ContinuousRecord, Error, Folded, KeyKind, LogPartition, ManifestEntry, MasterEpoch,
+    MetadataStore, NewSchemaVersion, OffsetAdvance, ParquetFile, PluginChange, PluginRecord, PluginUpload, Result,
+    SchemaVersion, StateFile, StateSwap, StoredKey, ViewFile, ViewRecord, ViewSwap,
 };
 use crate::schema::types::{Field, FieldType};
 
@@ -222,6 +223,7 @@ pub struct SqlMetadataStore {
     pub(super) user_column_sql: UserColumnStatements,
     pub(super) crm_sql: CrmStatements,
     pub(super) view_sql: ViewStatements,
+    pub(super) continuous_sql: ContinuousStatements,
 }
 
 impl SqlMetadataStore {
@@ -245,6 +247,7 @@ impl SqlMetadataStore {
             user_column_sql: UserColumnStatements::new(dialect),
             crm_sql: CrmStatements::new(dialect),
             view_sql: ViewStatements::new(dialect),
+            continuous_sql: ContinuousStatements::new(dialect),
         })
     }
 
@@ -348,7 +351,7 @@ impl MetadataStore for SqlMetadataStore {
         sqlx::query(&self.plugin_sql.delete_project_plugins).bind(name).execute(&mut *tx).await?;
         sqlx::query(&self.user_column_sql.delete_project_columns).bind(name).execute(&mut *tx).await?;
         sqlx::query(&self.crm_sql.delete_project_upstream).bind(name).execute(&mut *tx).await?;
-        for statement in &self.view_sql.delete_project_views {
+        for statement in self.view_sql.delete_project_views.iter().chain(&self.continuous_sql.delete_project) {
             sqlx::query(statement).bind(name).execute(&mut *tx).await?;
         }
         let done = sqlx::query(&self.sql.delete_project).bind(name).execute(&mut *tx).await?;
@@ -489,10 +492,28 @@ impl MetadataStore for SqlMetadataStore {
         advances: &[OffsetAdvance],
         now_ms: i64,
     ) -> Result<Commit> {
+        self.commit_load_folded(epoch, files, advances, None, now_ms).await
+    }
+
+    async fn commit_load_folded(
+        &self,
+        epoch: i64,
+        files: &[ParquetFile],
+        advances: &[OffsetAdvance],
+        folded: Option<&Folded>,
+        now_ms: i64,
+    ) -> Result<Commit> {
         let mut tx = self.begin_write().await?;
         if !self.check_fence(&mut tx, epoch).await? {
             tx.rollback().await?;
             return Ok(Commit::Fenced);
+        }
+        if let Some(folded) = folded {
+            if !self.same_generation(&mut tx, folded.generation).await? {
+                tx.rollback().await?;
+                return Ok(Commit::Conflict);
+            }
+            self.insert_states(&mut tx, &folded.project, &folded.states, now_ms).await?;
         }
         for a in advances {
             let moved = sqlx::query(&self.sql.advance_offset)
@@ -709,6 +730,38 @@ impl MetadataStore for SqlMetadataStore {
 
     async fn derived_files(&self) -> Result<Vec<String>> {
         self.derived_files_sql().await
+    }
+
+    async fn create_continuous(&self, query: &ContinuousRecord, replayed: &[String]) -> Result<bool> {
+        self.create_continuous_sql(query, replayed).await
+    }
+
+    async fn continuous_query(&self, project: &str, table_name: &str) -> Result<Option<ContinuousRecord>> {
+        self.continuous_query_sql(project, table_name).await
+    }
+
+    async fn continuous_queries(&self, project: Option<&str>) -> Result<Vec<ContinuousRecord>> {
+        self.continuous_queries_sql(project).await
+    }
+
+    async fn delete_continuous(&self, project: &str, table_name: &str, now_ms: i64) -> Result<bool> {
+        self.delete_continuous_sql(project, table_name, now_ms).await
+    }
+
+    async fn continuous_generation(&self) -> Result<i64> {
+        self.continuous_generation_sql().await
+    }
+
+    async fn continuous_state(&self, project: &str, table_name: &str) -> Result<Vec<StateFile>> {
+        self.continuous_state_sql(project, table_name).await
+    }
+
+    async fn continuous_history(&self, project: &str, table_name: &str) -> Result<Vec<String>> {
+        self.continuous_history_sql(project, table_name).await
+    }
+
+    async fn replace_state(&self, epoch: Option<i64>, swap: StateSwap<'_>, now_ms: i64) -> Result<Commit> {
+        self.replace_state_sql(epoch, swap, now_ms).await
     }
 
     async fn save_crm_upstream(&self, project: &str, upstream: &super::CrmUpstream, now_ms: i64) -> Result<()> {

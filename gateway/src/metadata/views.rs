@@ -70,7 +70,7 @@ impl ViewStatements {
             ),
             lock_fence: d.sql("UPDATE master_epoch SET commits = commits + 1 WHERE id = 1"),
             marks: d.sql("SELECT path, table_name FROM view_sources WHERE project = ?"),
-            derived_files: d.sql("SELECT path FROM view_files"),
+            derived_files: d.sql("SELECT path FROM view_files UNION ALL SELECT path FROM continuous_state"),
             delete_project_views: [
                 d.sql("DELETE FROM materialized_views WHERE project = ?"),
                 d.sql("DELETE FROM view_files WHERE project = ?"),
@@ -200,16 +200,9 @@ impl SqlMetadataStore {
     pub(super) async fn swap_view_sql(&self, epoch: Option<i64>, swap: ViewSwap<'_>, now_ms: i64) -> Result<Commit> {
         let s = &self.view_sql;
         let mut tx = self.begin_write().await?;
-        match epoch {
-            Some(epoch) if !self.check_fence(&mut tx, epoch).await? => {
-                tx.rollback().await?;
-                return Ok(Commit::Fenced);
-            }
-            Some(_) => {}
-            // Not master work, but serialized with it all the same.
-            None => {
-                sqlx::query(&s.lock_fence).execute(&mut *tx).await?;
-            }
+        if !self.lock_or_check_fence(&mut tx, epoch).await? {
+            tx.rollback().await?;
+            return Ok(Commit::Fenced);
         }
         let fields = serde_json::to_string(swap.fields).map_err(|e| Error::Corrupt(e.to_string()))?;
         let bumped = sqlx::query(&s.bump_version)
@@ -261,6 +254,23 @@ impl SqlMetadataStore {
         }
         tx.commit().await?;
         Ok(Commit::Done)
+    }
+
+    /// Serializes a transaction with the master's commits on the fence's
+    /// row; with `epoch` (master work), `false` when that epoch no longer
+    /// leads.
+    pub(super) async fn lock_or_check_fence(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        epoch: Option<i64>,
+    ) -> Result<bool> {
+        match epoch {
+            Some(epoch) => self.check_fence(tx, epoch).await,
+            None => {
+                sqlx::query(&self.view_sql.lock_fence).execute(&mut **tx).await?;
+                Ok(true)
+            }
+        }
     }
 
     /// Inside compaction's transaction: moves the views' marks of `old` to

@@ -26,6 +26,9 @@ pub struct DerivedTable {
     pub files: Vec<String>,
     /// The table's columns; `None`: the files' own (there is at least one).
     pub fields: Option<Vec<Field>>,
+    /// Rows computed for the query instead of files (a continuous query's
+    /// answer).
+    pub answer: Option<(datafusion::arrow::datatypes::SchemaRef, Vec<datafusion::arrow::record_batch::RecordBatch>)>,
 }
 
 pub mod engine;

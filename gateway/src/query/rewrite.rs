@@ -67,6 +67,8 @@ pub type DerivedNames = std::collections::BTreeMap<(String, String), Derived>;
 
 /// The schema of materialized views' names.
 pub const MATERIALIZED: &str = "materialized";
+/// The schema of continuous queries' names.
+pub const CONTINUOUS: &str = "continuous";
 
 /// The `schema.name` table names of a statement under one of `schemas`, as
 /// SQL compares them.

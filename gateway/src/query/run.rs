@@ -142,13 +142,33 @@ impl App {
         sql: &str,
         statement: Statement,
     ) -> Result<QueryOutput> {
-        self.engine.run(project, tables, statement).await.map_err(|e| match e {
+        self.engine.run(project, tables, statement).await.map_err(|e| self.engine_error(e, sql))
+    }
+
+    /// An engine's failure of `sql` as a query's.
+    pub(crate) fn engine_error(&self, e: EngineError, sql: &str) -> QueryError {
+        match e {
             EngineError::Query(message) => QueryError::Invalid { message, sql: sql.to_owned() },
             EngineError::PastDeadline => QueryError::TimedOut(self.config.query.timeout_s),
             EngineError::TooMuchMemory(message) => QueryError::TooLarge(message),
             EngineError::Busy(message) | EngineError::Storage(message) => QueryError::Unavailable(message),
             EngineError::Metadata(e) => e.into(),
-        })
+        }
+    }
+
+    /// A continuous query's failure as a query's.
+    pub(crate) fn continuous_query_error(
+        &self,
+        e: crate::views::continuous::ContinuousError,
+        table: &str,
+    ) -> QueryError {
+        use crate::views::continuous::ContinuousError;
+        match e {
+            ContinuousError::Engine(e) => self.engine_error(e, &format!("continuous.{table}")),
+            ContinuousError::Metadata(e) => e.into(),
+            ContinuousError::Denied(reason) => QueryError::Denied(reason),
+            e => QueryError::Failed(format!("continuous.{table}: {e}")),
+        }
     }
 }
 

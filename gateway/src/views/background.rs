@@ -14,6 +14,14 @@ use super::ViewError;
 use crate::app::App;
 use crate::cluster::Role;
 use crate::metadata::ViewRecord;
+use crate::views::continuous::ContinuousError;
+
+/// Refreshes and merges in flight, by project and name.
+type Refreshes = JoinSet<((String, String), Result<(), ViewError>)>;
+
+/// A continuous query's replay left unfinished this long (milliseconds)
+/// after its creation is done again by the master.
+const REPLAY_AFTER_MS: i64 = 30_000;
 
 /// Due for a background refresh at `now_ms`.
 fn due(view: &ViewRecord, now_ms: i64) -> bool {
@@ -57,11 +65,50 @@ impl App {
         });
     }
 
+    /// Continuous queries' master work: a replay that did not finish where
+    /// the query was created is done again; many state files of a
+    /// partition are merged.
+    async fn keep_continuous_queries(
+        self: &Arc<Self>,
+        epoch: i64,
+        running: &mut Refreshes,
+        in_flight: &mut HashSet<(String, String)>,
+    ) {
+        let queries = match self.store.continuous_queries(None).await {
+            Ok(queries) => queries,
+            Err(e) => return tracing::warn!(error = %e, "cannot list continuous queries"),
+        };
+        for query in queries {
+            // `continuous.` keys cannot be a view's (no table name has a dot).
+            let key = (query.project.clone(), format!("continuous.{}", query.table_name));
+            if !in_flight.insert(key.clone()) {
+                continue;
+            }
+            let app = self.clone();
+            running.spawn(async move {
+                let now = app.now_ms();
+                let mut done = Ok(());
+                // One that is being created gets its replay there first.
+                if query.replaying && now - query.created_at > REPLAY_AFTER_MS {
+                    done = app.continuous.replay(&query, Some(epoch), now).await;
+                }
+                if done.is_ok() {
+                    done = app.continuous.merge(&query, epoch, now).await;
+                }
+                let done = done.map_err(|e| match e {
+                    ContinuousError::Deposed(epoch) => ViewError::Deposed(epoch),
+                    e => ViewError::Invalid(e.to_string()),
+                });
+                (key, done)
+            });
+        }
+    }
+
     /// Returns once a refresh finds `epoch` deposed.
     async fn refresh_due_views(self: &Arc<Self>, epoch: i64, interval: Duration) {
         let mut ticks = tokio::time::interval(interval);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut running: JoinSet<((String, String), Result<(), ViewError>)> = JoinSet::new();
+        let mut running: Refreshes = JoinSet::new();
         let mut in_flight: HashSet<(String, String)> = HashSet::new();
         loop {
             tokio::select! {
@@ -84,6 +131,7 @@ impl App {
                     continue;
                 }
             };
+            self.keep_continuous_queries(epoch, &mut running, &mut in_flight).await;
             let now = self.now_ms();
             for view in views.into_iter().filter(|v| due(v, now)) {
                 let key = (view.project.clone(), view.table_name.clone());

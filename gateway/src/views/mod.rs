@@ -13,6 +13,7 @@
 //! views ahead of readers.
 
 mod background;
+pub mod continuous;
 pub mod definition;
 mod read;
 mod refresh;

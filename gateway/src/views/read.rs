@@ -11,7 +11,7 @@ use sqlparser::ast::Statement;
 use super::{ViewError, newer_table, snapshot_table};
 use crate::app::App;
 use crate::metadata::ViewRecord;
-use crate::query::rewrite::{self, Derived, DerivedNames, MATERIALIZED};
+use crate::query::rewrite::{self, CONTINUOUS, Derived, DerivedNames, MATERIALIZED};
 use crate::query::run::{QueryError, on_lanes};
 use crate::query::{DerivedTable, Tables};
 
@@ -29,21 +29,31 @@ impl App {
     /// the query's rewrite and engine need of them.
     pub async fn prepare_views(self: &Arc<Self>, project: &str, sql: &str) -> Result<PreparedViews, QueryError> {
         let mut prepared = PreparedViews::default();
-        if !sql.to_ascii_lowercase().contains(MATERIALIZED) {
+        let lower = sql.to_ascii_lowercase();
+        if !lower.contains(MATERIALIZED) && !lower.contains(CONTINUOUS) {
             return Ok(prepared);
         }
         // Parsed on the query lanes, made for deep statements; a query
         // that does not parse is answered as such by its rewrite.
         let owned = sql.to_owned();
         let named = on_lanes(self, project, async move {
-            rewrite::parse(&owned).map(|s| rewrite::derived_references(&s, &[MATERIALIZED])).unwrap_or_default()
+            rewrite::parse(&owned)
+                .map(|s| rewrite::derived_references(&s, &[MATERIALIZED, CONTINUOUS]))
+                .unwrap_or_default()
         })
         .await?;
-        for (_, table_name) in named {
+        for (schema, table_name) in named {
+            if schema == CONTINUOUS {
+                let (name, table) = self.continuous_answer(project, &table_name).await?;
+                let engine_name = self.engine.derived_table_name(project, &name);
+                prepared.tables.insert(name, table);
+                prepared.names.insert((CONTINUOUS.to_owned(), table_name), Derived::Table(engine_name));
+                continue;
+            }
             let view = self.ready_view(project, &table_name).await?;
             let snapshot = snapshot_table(&table_name);
             let files = self.snapshot_files(&view).await?;
-            prepared.tables.insert(snapshot.clone(), DerivedTable { files, fields: None });
+            prepared.tables.insert(snapshot.clone(), DerivedTable { files, fields: None, answer: None });
             let table = self.engine.derived_table_name(project, &snapshot);
             let derived = if view.real_time {
                 let (query, newer) = self.with_newer_rows(&view, &table).await?;
@@ -56,6 +66,22 @@ impl App {
             prepared.read.insert(view.table_name.clone(), view.last_update.unwrap_or(0));
         }
         Ok(prepared)
+    }
+
+    /// A continuous query's answer over its stored states, computed on the
+    /// project's query lanes, as a table of the query's session.
+    async fn continuous_answer(
+        self: &Arc<Self>,
+        project: &str,
+        table_name: &str,
+    ) -> Result<(String, DerivedTable), QueryError> {
+        let missing = || QueryError::NotFound(format!("Continuous query table continuous.{table_name} does not exist"));
+        let query = self.store.continuous_query(project, table_name).await?.ok_or_else(missing)?;
+        let continuous = self.continuous.clone();
+        let answer = on_lanes(self, project, async move { continuous.answer(&query).await }).await?;
+        let answer = answer.map_err(|e| self.continuous_query_error(e, table_name))?;
+        let name = format!("$continuous:{table_name}");
+        Ok((name, DerivedTable { files: Vec::new(), fields: None, answer: Some(answer) }))
     }
 
     /// The view, refreshed first if it has no snapshot yet or a full view's
@@ -135,7 +161,7 @@ impl App {
                 .filter(|p| !read.contains(p))
                 .collect();
             let fields = tables.collections.get(&collection).cloned();
-            newer.insert(newer_table(&view.table_name, &collection), DerivedTable { files, fields });
+            newer.insert(newer_table(&view.table_name, &collection), DerivedTable { files, fields, answer: None });
         }
         let sql = format!("SELECT * FROM {snapshot} UNION ALL {statement}");
         match rewrite::parse(&sql) {

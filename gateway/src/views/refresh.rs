@@ -120,7 +120,7 @@ impl App {
                 .collect();
             sources.extend(files.iter().cloned());
             let fields = tables.collections.get(collection).cloned();
-            tables.derived.insert(source_table(collection), DerivedTable { files, fields });
+            tables.derived.insert(source_table(collection), DerivedTable { files, fields, answer: None });
         }
         if fold && sources.is_empty() {
             return Ok(Written { files: Vec::new(), sources, fields: view.fields.clone() });

@@ -132,7 +132,13 @@ impl DataFusionEngine {
                 .map_err(|e| EngineError::Query(e.to_string()))?;
         }
         for (name, derived) in &tables.derived {
-            let table = self.files_table(&ctx, &derived.files, derived.fields.as_deref()).await?;
+            let table: Arc<dyn datafusion::datasource::TableProvider> = match &derived.answer {
+                Some((schema, batches)) => Arc::new(
+                    MemTable::try_new(schema.clone(), vec![batches.clone()])
+                        .map_err(|e| EngineError::Query(e.to_string()))?,
+                ),
+                None => self.files_table(&ctx, &derived.files, derived.fields.as_deref()).await?,
+            };
             ctx.register_table(datafusion::common::TableReference::bare(name.clone()), table)
                 .map_err(|e| EngineError::Query(e.to_string()))?;
         }
@@ -147,8 +153,17 @@ impl DataFusionEngine {
         files: &[String],
         fields: Option<&[crate::schema::types::Field]>,
     ) -> Result<Arc<dyn datafusion::datasource::TableProvider>, EngineError> {
+        self.files_with_schema(ctx, files, fields.map(arrow_schema)).await
+    }
+
+    /// A table over exactly `files`, with `table_schema` or the files' own.
+    async fn files_with_schema(
+        &self,
+        ctx: &SessionContext,
+        files: &[String],
+        table_schema: Option<datafusion::arrow::datatypes::SchemaRef>,
+    ) -> Result<Arc<dyn datafusion::datasource::TableProvider>, EngineError> {
         let failed = |e: datafusion::error::DataFusionError| EngineError::Query(e.to_string());
-        let table_schema = fields.map(arrow_schema);
         if files.is_empty() {
             let schema = table_schema.unwrap_or_else(|| Arc::new(datafusion::arrow::datatypes::Schema::empty()));
             return Ok(Arc::new(MemTable::try_new(schema, vec![vec![]]).map_err(failed)?));
@@ -213,6 +228,62 @@ impl DataFusionEngine {
     }
 }
 
+/// A rewritten query planned in a session of its own.
+pub struct Planned {
+    pub logical: datafusion::logical_expr::LogicalPlan,
+    pub physical: Arc<dyn ExecutionPlan>,
+    /// The session it was planned in, which runs it.
+    pub ctx: SessionContext,
+}
+
+impl DataFusionEngine {
+    /// Plans a rewritten query over `tables` (queries only: no DDL, DML or
+    /// statements).
+    pub async fn plan(&self, project: &str, tables: &Tables, statement: Statement) -> Result<Planned, EngineError> {
+        let ctx = self.session(project, tables).await?;
+        let state = ctx.state();
+        let logical = state
+            .statement_to_plan(datafusion::sql::parser::Statement::Statement(Box::new(statement)))
+            .await
+            .map_err(|e| self.error(e))?;
+        let options = SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false);
+        options.verify_plan(&logical).map_err(|e| self.error(e))?;
+        let physical = state.create_physical_plan(&logical).await.map_err(|e| self.error(e))?;
+        Ok(Planned { logical, physical, ctx })
+    }
+
+    /// Runs a plan in the session it was planned in, within the query's
+    /// memory (which its answer counts against too).
+    pub async fn collect(
+        &self,
+        ctx: &SessionContext,
+        plan: Arc<dyn ExecutionPlan>,
+    ) -> Result<Vec<RecordBatch>, EngineError> {
+        let plan = cooperative(plan).map_err(|e| self.error(e))?;
+        let task = ctx.task_ctx();
+        let held = MemoryConsumer::new("the result").register(task.memory_pool());
+        let mut stream = datafusion::physical_plan::execute_stream(plan, task).map_err(|e| self.error(e))?;
+        let mut batches = Vec::new();
+        while let Some(batch) = stream.next().await {
+            let batch = batch.map_err(|e| self.error(e))?;
+            held.try_grow(guard::array_bytes(batch.columns())).map_err(|e| self.error(e))?;
+            batches.push(batch);
+        }
+        Ok(batches)
+    }
+
+    /// A scan of exactly `files`, read as `schema`.
+    pub async fn scan(
+        &self,
+        ctx: &SessionContext,
+        files: &[String],
+        schema: datafusion::arrow::datatypes::SchemaRef,
+    ) -> Result<Arc<dyn ExecutionPlan>, EngineError> {
+        let table = self.files_with_schema(ctx, files, Some(schema)).await?;
+        table.scan(&ctx.state(), None, &[], None).await.map_err(|e| self.error(e))
+    }
+}
+
 /// Puts a `CooperativeExec` on every input of every operator, so that each
 /// batch passed between operators spends tokio's task budget. Without it a
 /// plan that multiplies rows (a cross join) runs without ever yielding, and
@@ -245,27 +316,11 @@ impl QueryEngine for DataFusionEngine {
 
     async fn run(&self, project: &str, tables: &Tables, statement: Statement) -> Result<QueryOutput, EngineError> {
         let explain = matches!(statement, Statement::Explain { .. });
-        let ctx = self.session(project, tables).await?;
-        let state = ctx.state();
-        let plan = state
-            .statement_to_plan(datafusion::sql::parser::Statement::Statement(Box::new(statement)))
-            .await
-            .map_err(|e| self.error(e))?;
-        let options = SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false);
-        options.verify_plan(&plan).map_err(|e| self.error(e))?;
-        let physical = state.create_physical_plan(&plan).await.map_err(|e| self.error(e))?;
-        let physical = cooperative(physical).map_err(|e| self.error(e))?;
-        let schema = physical.schema();
-        let task = ctx.task_ctx();
-        // The result is held until it is answered: it counts against the
-        // query's memory like any operator's state.
-        let held = MemoryConsumer::new("the result").register(task.memory_pool());
-        let mut stream = datafusion::physical_plan::execute_stream(physical, task).map_err(|e| self.error(e))?;
-        let mut batches = Vec::new();
-        while let Some(batch) = stream.next().await {
-            let batch = batch.map_err(|e| self.error(e))?;
-            held.try_grow(guard::array_bytes(batch.columns())).map_err(|e| self.error(e))?;
-            batches.push(if explain { self.explained(&batch).map_err(|e| self.error(e))? } else { batch });
+        let planned = self.plan(project, tables, statement).await?;
+        let schema = planned.physical.schema();
+        let mut batches = self.collect(&planned.ctx, planned.physical).await?;
+        if explain {
+            batches = batches.iter().map(|b| self.explained(b)).collect::<Result<_, _>>().map_err(|e| self.error(e))?;
         }
         Ok(QueryOutput { batches, schema, views: Default::default() })
     }

@@ -9,7 +9,7 @@ mod users_table;
 use async_trait::async_trait;
 use sqlparser::ast::{ObjectName, Statement};
 
-pub use self::datafusion::{DataFusionEngine, MemorySettings};
+pub use self::datafusion::{DataFusionEngine, MemorySettings, Planned};
 pub use self::presto::{PrestoConfig, PrestoEngine, TableSync};
 use super::Tables;
 
