@@ -96,6 +96,9 @@ async fn check(gw: &Gateway, k: &Keys) {
     let direct = rows(gw, k, "SELECT count(*), min(seq), max(seq) FROM pageview").await;
     let kept = rows(gw, k, "SELECT n, lo, hi FROM continuous.totals").await;
     assert_eq!(kept, direct, "a global aggregate");
+    let users = rows(gw, k, "SELECT users FROM continuous.totals").await[0][0].as_f64().expect("users");
+    let exact = rows(gw, k, "SELECT count(DISTINCT _user) FROM pageview").await[0][0].as_f64().expect("users");
+    assert!((users - exact).abs() <= exact * 0.05 + 1.0, "approx_distinct of all {users} vs {exact}");
     let median = rows(gw, k, "SELECT median FROM continuous.totals").await[0][0].as_f64().expect("median");
     let below = rows(gw, k, &format!("SELECT count(*) FROM pageview WHERE seq <= {median}")).await[0][0].as_f64();
     let n = direct[0][0].as_f64().expect("count");
@@ -111,7 +114,7 @@ async fn create_the_queries(gw: &Gateway, k: &Keys, replay: bool) {
     created(gw, k, "per_collection", "SELECT _collection AS c, count(*) AS n FROM _all GROUP BY 1", &[], replay).await;
     let daily = "SELECT date_trunc('day', _time) AS day, approx_distinct(_user) AS users FROM pageview GROUP BY 1";
     created(gw, k, "daily", daily, &["day"], replay).await;
-    let totals = "SELECT count(*) AS n, min(seq) AS lo, max(seq) AS hi, \
+    let totals = "SELECT count(*) AS n, min(seq) AS lo, max(seq) AS hi, approx_distinct(_user) AS users, \
                   approx_percentile_cont(0.5) WITHIN GROUP (ORDER BY seq) AS median FROM pageview";
     created(gw, k, "totals", totals, &[], replay).await;
 }
@@ -186,7 +189,7 @@ async fn replay_folds_in_history_once(backend: Backend) {
     created(&gw, &k, "history", "SELECT count(*) AS n, sum(seq) AS s FROM pageview", &[], true).await;
     created(&gw, &k, "fresh", "SELECT count(*) AS n, sum(seq) AS s FROM pageview", &[], false).await;
     let all = |n: u64| vec![vec![json!(n), json!((0..n).sum::<u64>() as f64)]];
-    assert_eq!(rows(&gw, &k, "SELECT n, s FROM continuous.history").await, all(400));
+    assert_eq!(rows(&gw, &k, "SELECT n, s FROM continuous.history").await, all(400), "{}", gw.stderr());
     assert_eq!(rows(&gw, &k, "SELECT n, s FROM continuous.fresh").await, [[json!(0), Value::Null]]);
     for round in 4..8 {
         send(&gw, &k, &pageviews(round * 100, 100)).await;
@@ -325,7 +328,118 @@ async fn another_project_s_queries_cannot_be_read(backend: Backend) {
     assert_eq!(rows(&gw, &a, "SELECT sum(n) FROM continuous.secret").await, [[json!(40)]]);
 }
 
+/// A sale sent: collection, bucket, country, user, amount.
+type Sale = (&'static str, i64, &'static str, String, i64);
+
+/// Real-time reports: measures per 5 s bucket over a window, in Rakam's
+/// four shapes, current to the last load.
+async fn realtime_reports_answer_windows_of_buckets(backend: Backend) {
+    let gw = Gateway::start_with(backend, options(&[])).await;
+    let k = gw.create_project("shop").await;
+    let now_s =
+        (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs() as i64) / 5 * 5;
+    let base = now_s - 300;
+    // (collection, bucket, country, user, amount); amount 0 is filtered out.
+    let mut sent: Vec<Sale> = Vec::new();
+    for i in 0..60i64 {
+        let collection = if i % 4 == 0 { "refund" } else { "buy" };
+        let country = ["DE", "TR", "US"][(i % 3) as usize];
+        sent.push((collection, i % 6, country, format!("u{}", i % 11), i % 5));
+    }
+    let events = |part: &[Sale]| -> Vec<(String, Value)> {
+        part.iter()
+            .map(|(c, bucket, country, user, amount)| {
+                let time = (base + bucket * 5 + 1) * 1000;
+                ((*c).to_owned(), json!({"_time": time, "country": country, "_user": user, "amount": amount}))
+            })
+            .collect()
+    };
+    send(&gw, &k, &events(&sent[..30])).await;
+    commit(&gw, &k).await;
+    let report = json!({"name": "Sales", "table_name": "sales", "collections": ["buy", "refund"], "filter": "amount > 0",
+        "dimensions": ["country"], "measures": [{"column": "amount", "aggregation": "SUM"},
+        {"column": "_user", "aggregation": "APPROXIMATE_UNIQUE"}, {"column": "amount", "aggregation": "count"}]});
+    let r = gw.post("/realtime/create", &[("master_key", &k.read)], &report).await;
+    assert_eq!(r.status, 403);
+    let r = gw.post("/realtime/create", &[("master_key", &k.master)], &report).await;
+    assert_eq!((r.status, r.json()), (200, json!({"success": true})), "{}", r.text());
+    for (aggregation, says) in [("AVERAGE", "Average"), ("COUNT_UNIQUE", "Unsupported aggregation types")] {
+        let mut bad = report.clone();
+        bad["table_name"] = json!("bad");
+        bad["measures"] = json!([{"column": "amount", "aggregation": aggregation}]);
+        let r = gw.post("/realtime/create", &[("master_key", &k.master)], &bad).await;
+        assert_eq!(r.status, 400, "{}", r.text());
+        assert!(r.text().contains(says), "{}", r.text());
+    }
+    // Loads after the report are in it.
+    send(&gw, &k, &events(&sent[30..])).await;
+    commit(&gw, &k).await;
+
+    let get = |body: Value| {
+        let (gw, read) = (&gw, k.read.clone());
+        async move {
+            let r = gw.post("/realtime/get", &[("read_key", &read)], &body).await;
+            assert_eq!(r.status, 200, "{body}: {}", r.text());
+            r.json()
+        }
+    };
+    let window = json!({"date_start": base, "date_end": base + 30});
+    let with = |extra: Value| {
+        let mut body = json!({"table_name": "sales", "measure": {"column": "amount", "aggregation": "SUM"}});
+        let fields = |v: &Value| v.as_object().cloned().expect("an object");
+        for (key, value) in fields(&window).into_iter().chain(fields(&extra)) {
+            body[key] = value;
+        }
+        body
+    };
+    let kept: Vec<_> = sent.iter().filter(|e| e.4 > 0).collect();
+    let sum = |f: &dyn Fn(&&Sale) -> bool| kept.iter().filter(|e| f(e)).map(|e| e.4).sum::<i64>();
+
+    let answer = get(with(json!({}))).await;
+    assert_eq!((answer["start"].clone(), answer["end"].clone()), (json!(base), json!(base + 30)));
+    let dense: Vec<Value> = (0..6).map(|b| json!([(base + b * 5) * 1000, sum(&|e| e.1 == b) as f64])).collect();
+    assert_eq!(answer["result"], Value::Array(dense), "one value per bucket");
+    let answer = get(with(json!({"aggregate": true}))).await;
+    assert_eq!(answer["result"], json!(sum(&|_| true) as f64), "one value for the window");
+    let answer = get(with(json!({"aggregate": true, "dimensions": ["country"]}))).await;
+    let mut by_country = answer["result"].as_array().cloned().expect("rows");
+    by_country.sort_by_key(|r| r[1].as_str().unwrap_or_default().to_owned());
+    let expected: Vec<Value> =
+        ["DE", "TR", "US"].iter().map(|c| json!([(base + 30) * 1000, c, sum(&|e| e.2 == *c) as f64])).collect();
+    assert_eq!(by_country, expected);
+    let answer = get(with(json!({"dimensions": ["country"]}))).await;
+    let rows = answer["result"].as_array().cloned().expect("rows");
+    assert_eq!(rows.len(), kept.iter().map(|e| (e.1, e.2)).collect::<std::collections::BTreeSet<_>>().len());
+    assert!(rows.windows(2).all(|w| w[0][0].as_i64() <= w[1][0].as_i64()), "by bucket");
+    let mut count = with(json!({"aggregate": true}));
+    count["measure"] = json!({"column": "amount", "aggregation": "COUNT"});
+    assert_eq!(get(count).await["result"], json!(kept.len()));
+    let mut users = with(json!({"aggregate": true}));
+    users["measure"] = json!({"column": "_user", "aggregation": "APPROXIMATE_UNIQUE"});
+    let distinct = kept.iter().map(|e| e.3.clone()).collect::<std::collections::BTreeSet<_>>().len();
+    let estimate = get(users).await["result"].as_f64().expect("estimate");
+    assert!((estimate - distinct as f64).abs() <= 1.0, "approximately {distinct} users: {estimate}");
+    let answer =
+        get(json!({"table_name": "sales", "measure": {"column": "amount", "aggregation": "SUM"}, "aggregate": true}))
+            .await;
+    assert_eq!(answer["result"], json!(0), "the last two minutes have no sales");
+
+    let r = gw.post("/realtime/list", &[("read_key", &k.read)], &json!({})).await;
+    assert_eq!(
+        r.json().as_array().map(|a| a.iter().map(|q| q["table_name"].clone()).collect::<Vec<_>>()),
+        Some(vec![json!("sales")])
+    );
+    assert_eq!(r.json()[0]["options"]["realtime"], json!(true));
+    let r = gw.post("/realtime/get", &[("read_key", &k.read)], &with(json!({"filter": "amount > 3"}))).await;
+    assert_eq!(r.status, 400);
+    let r = gw.post("/realtime/delete", &[("master_key", &k.master)], &json!({"table_name": "sales"})).await;
+    assert_eq!(r.json(), json!({"success": true}));
+    let r = gw.post("/realtime/delete", &[("master_key", &k.master)], &json!({"table_name": "sales"})).await;
+    assert_eq!(error_of(&r), (400, "Couldn't delete report. It doesn't exist".to_owned()));
+}
+
 on_every_backend!(
+    realtime_reports_answer_windows_of_buckets,
     endpoints_answer_as_rakam_s,
     every_aggregate_equals_the_full_query,
     replay_folds_in_history_once,

@@ -282,6 +282,11 @@ async fn views_swap_whole_and_their_marks_follow_compaction(backend: Backend) {
         Commit::Conflict,
         "a source compacted away"
     );
+    assert_eq!(
+        commit(store.clone(), None, swap(1, &["p/$views/v/x"], true, &["p/c/m2"])).await,
+        Commit::Conflict,
+        "a fold may not read again a file compacted from files it read"
+    );
 
     // A fold keeps the snapshot and adds to it; a full refresh replaces it.
     assert_eq!(commit(store.clone(), None, swap(1, &["p/$views/v/2"], true, &["p/c/f3"])).await, Commit::Done);

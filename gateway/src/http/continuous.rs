@@ -30,6 +30,10 @@ impl From<ContinuousError> for ApiError {
     }
 }
 
+/// A replay that compaction keeps overtaking is tried this many times
+/// before the creation fails (the master replays it later).
+const REPLAY_ATTEMPTS: u64 = 20;
+
 #[derive(Deserialize)]
 struct Create {
     continuous_query: ContinuousQuery,
@@ -75,7 +79,14 @@ async fn checked(
 pub async fn create(State(app): State<AppState>, uri: Uri, headers: HeaderMap, raw: Body) -> ApiResult<Response> {
     let project = project(&app, &uri, &headers, KeyKind::Master).await?;
     let req: Create = body(&app, &headers, raw).await?;
-    let cq = req.continuous_query;
+    create_query(&app, &project, req.continuous_query, req.replay.unwrap_or(false)).await?;
+    Ok(success())
+}
+
+/// Creates a continuous query of the project (and folds in its history
+/// with `replay`).
+pub(super) async fn create_query(app: &AppState, project: &str, cq: ContinuousQuery, replay: bool) -> ApiResult<()> {
+    let project = project.to_owned();
     let table_name = crate::views::definition::table_name(&cq.table_name).map_err(ApiError::bad_request)?;
     if cq.window_duration.is_some() && !cq.partition_keys.is_empty() {
         return Err(ApiError::bad_request("windowDuration cannot be combined with partition keys"));
@@ -85,11 +96,10 @@ pub async fn create(State(app): State<AppState>, uri: Uri, headers: HeaderMap, r
     if keys.iter().any(|k| !outputs.contains(k)) {
         return Err(ApiError::bad_request("Partition keys are not valid."));
     }
-    let fields = checked(&app, &project, &cq.query, &keys).await?;
+    let fields = checked(app, &project, &cq.query, &keys).await?;
     if app.store.continuous_query(&project, &table_name).await?.is_some() {
         return Err(ApiError::bad_request("Continuous query already exists"));
     }
-    let replay = req.replay.unwrap_or(false);
     let replayed: Vec<String> = match replay {
         true => app.continuous.plan(&project, &cq.query, &keys, &BTreeMap::new()).await?.reads.into_iter().collect(),
         false => Vec::new(),
@@ -111,15 +121,18 @@ pub async fn create(State(app): State<AppState>, uri: Uri, headers: HeaderMap, r
     if replay {
         // The history is in when the creation is answered; a replay cut
         // short here is done again by the master.
-        for _ in 0..3 {
+        for attempt in 1.. {
             match app.continuous.replay(&record, None, app.now_ms()).await {
-                Err(ContinuousError::Conflict) => continue,
+                // Compaction merged history files meanwhile.
+                Err(ContinuousError::Conflict) if attempt < REPLAY_ATTEMPTS => {
+                    tokio::time::sleep(std::time::Duration::from_millis(20 * attempt)).await;
+                }
                 Err(e) => return Err(ApiError::from(e)),
                 Ok(()) => break,
             }
         }
     }
-    Ok(success())
+    Ok(())
 }
 
 /// `POST /continuous-query/delete` (master key).

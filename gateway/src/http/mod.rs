@@ -10,6 +10,7 @@ mod plugin;
 mod project;
 pub mod proxies;
 mod query;
+mod realtime;
 mod registry;
 pub mod request;
 pub mod server;
@@ -73,6 +74,10 @@ pub fn router(app: AppState) -> Router {
         .route("/continuous-query/get", post(continuous::get))
         .route("/continuous-query/test", post(continuous::test))
         .route("/continuous-query/refresh", get(continuous::refresh))
+        .route("/realtime/create", post(realtime::create))
+        .route("/realtime/list", post(realtime::list))
+        .route("/realtime/get", post(realtime::get))
+        .route("/realtime/delete", post(realtime::delete))
         .route("/user/create", post(user::create))
         .route("/user/set_properties", post(user::set_properties))
         .route("/user/set_properties_once", post(user::set_properties_once))

@@ -79,6 +79,14 @@ impl ViewStatements {
         }
     }
 
+    /// How many of `n` paths a view has read.
+    fn read_among(&self, n: usize) -> String {
+        self.dialect.sql(&format!(
+            "SELECT count(*) AS n FROM view_sources WHERE project = ? AND table_name = ? AND path IN ({})",
+            vec!["?"; n].join(", ")
+        ))
+    }
+
     /// `SELECT … WHERE path IN (?, …)` for `n` paths.
     fn paths_in(&self, select: &str, n: usize) -> String {
         self.dialect.sql(&format!("{select} WHERE path IN ({})", vec!["?"; n].join(", ")))
@@ -225,7 +233,21 @@ impl SqlMetadataStore {
             }
             present += query.fetch_one(&mut *tx).await?.try_get::<i64, _>("n")?;
         }
-        if bumped != 1 || present != swap.sources.len() as i64 {
+        // A fold may not read a file again: one compacted from files it
+        // read carries their mark, and may have been listed as unread if the
+        // compaction came between the fold's two reads.
+        let mut read_before = 0;
+        if swap.keep {
+            for chunk in swap.sources.chunks(PATHS_PER_STATEMENT) {
+                let sql = s.read_among(chunk.len());
+                let mut query = sqlx::query(&sql).bind(swap.project).bind(swap.table_name);
+                for path in chunk {
+                    query = query.bind(path.as_str());
+                }
+                read_before += query.fetch_one(&mut *tx).await?.try_get::<i64, _>("n")?;
+            }
+        }
+        if bumped != 1 || present != swap.sources.len() as i64 || read_before != 0 {
             tx.rollback().await?;
             return Ok(Commit::Conflict);
         }

@@ -16,6 +16,7 @@ mod background;
 pub mod continuous;
 pub mod definition;
 mod read;
+pub mod realtime;
 mod refresh;
 
 use std::collections::HashMap;

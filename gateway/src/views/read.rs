@@ -137,7 +137,6 @@ impl App {
         snapshot: &sqlparser::ast::ObjectName,
     ) -> Result<(Box<sqlparser::ast::Query>, BTreeMap<String, DerivedTable>), QueryError> {
         let project = view.project.as_str();
-        let read: HashSet<String> = self.store.view_sources(project, &view.table_name).await?;
         let sql = self.view_sql(view).await?;
         let with_users = sql.to_ascii_lowercase().contains(rewrite::USERS);
         let tables: Tables = self.tables(project, with_users).await?;
@@ -150,19 +149,29 @@ impl App {
             let statement = self.rewritten_over(project, &tables, &sql, &recording)?;
             (statement, named.into_inner())
         };
-        let mut newer = BTreeMap::new();
-        for collection in named {
-            let files: Vec<String> = self
-                .store
-                .parquet_files(project, &collection)
-                .await?
-                .into_iter()
-                .map(|f| f.path)
-                .filter(|p| !read.contains(p))
-                .collect();
-            let fields = tables.collections.get(&collection).cloned();
-            newer.insert(newer_table(&view.table_name, &collection), DerivedTable { files, fields, answer: None });
-        }
+        // The sources read again after the files: a compaction between the
+        // two reads would carry marks to a file listed as unread.
+        let mut read: HashSet<String> = self.store.view_sources(project, &view.table_name).await?;
+        let newer = loop {
+            let mut newer = BTreeMap::new();
+            for collection in &named {
+                let files: Vec<String> = self
+                    .store
+                    .parquet_files(project, collection)
+                    .await?
+                    .into_iter()
+                    .map(|f| f.path)
+                    .filter(|p| !read.contains(p))
+                    .collect();
+                let fields = tables.collections.get(collection).cloned();
+                newer.insert(newer_table(&view.table_name, collection), DerivedTable { files, fields, answer: None });
+            }
+            let again = self.store.view_sources(project, &view.table_name).await?;
+            if again == read {
+                break newer;
+            }
+            read = again;
+        };
         let sql = format!("SELECT * FROM {snapshot} UNION ALL {statement}");
         match rewrite::parse(&sql) {
             Ok(Statement::Query(query)) => Ok((query, newer)),

@@ -145,7 +145,30 @@ impl Continuous {
         let files: Vec<String> =
             self.store.continuous_state(&query.project, &query.table_name).await?.into_iter().map(|f| f.path).collect();
         let states = self.engine.scan(&planned.planned.ctx, &files, planned.split.state_schema()).await?;
-        let plan = planned.split.finish(states).map_err(|e| ContinuousError::Invalid(e.to_string()))?;
+        let plan =
+            planned.split.finish(states, files.is_empty()).map_err(|e| ContinuousError::Invalid(e.to_string()))?;
+        let schema = plan.schema();
+        let batches = self.engine.collect(&planned.planned.ctx, plan).await?;
+        Ok((schema, batches))
+    }
+
+    /// The final values per the group keys at `keep`, over the states whose
+    /// first group key lies in `[low, high)` (see [`Split::regroup`]).
+    pub async fn regrouped(
+        &self,
+        query: &ContinuousRecord,
+        keep: &[usize],
+        low: i64,
+        high: i64,
+    ) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+        let planned = self.plan(&query.project, &query.query, &[], &BTreeMap::new()).await?;
+        let files: Vec<String> =
+            self.store.continuous_state(&query.project, &query.table_name).await?.into_iter().map(|f| f.path).collect();
+        let states = self.engine.scan(&planned.planned.ctx, &files, planned.split.state_schema()).await?;
+        let plan = planned
+            .split
+            .regroup(states, keep, Some((0, low, high)))
+            .map_err(|e| ContinuousError::Invalid(e.to_string()))?;
         let schema = plan.schema();
         let batches = self.engine.collect(&planned.planned.ctx, plan).await?;
         Ok((schema, batches))

@@ -12,8 +12,6 @@ use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode, Physic
 use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
 use datafusion::physical_plan::udaf::AggregateFunctionExpr;
 
-type Filters = Vec<Option<Arc<dyn datafusion::physical_plan::PhysicalExpr>>>;
-
 /// The plan of a continuous query, cut at its aggregation.
 pub struct Split {
     plan: Arc<dyn ExecutionPlan>,
@@ -21,7 +19,6 @@ pub struct Split {
     top: Arc<dyn ExecutionPlan>,
     group_by: PhysicalGroupBy,
     aggregates: Vec<Arc<AggregateFunctionExpr>>,
-    filters: Filters,
     input_schema: SchemaRef,
     /// The aggregation of raw rows into states.
     pub partial: Arc<dyn ExecutionPlan>,
@@ -65,13 +62,13 @@ impl Split {
                 AggregateMode::Partial,
                 group_by.clone(),
                 aggregates.clone(),
-                filters.clone(),
+                filters,
                 raw,
                 input_schema.clone(),
             )
             .map_err(|e| e.to_string())?,
         );
-        Ok(Split { plan, top, group_by, aggregates, filters, input_schema, partial })
+        Ok(Split { plan, top, group_by, aggregates, input_schema, partial })
     }
 
     /// The states' columns: the group keys, then each aggregate's state.
@@ -81,33 +78,103 @@ impl Split {
 
     /// Merges `states` into one state per group.
     pub fn reduce(&self, states: Arc<dyn ExecutionPlan>) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
-        self.over_states(AggregateMode::PartialReduce, states)
+        let keys: Vec<usize> = (0..self.group_count()).collect();
+        self.merge(AggregateMode::PartialReduce, states, &keys, None)
     }
 
-    /// The query's answer from `states`.
-    pub fn finish(&self, states: Arc<dyn ExecutionPlan>) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
-        let last = self.over_states(AggregateMode::Final, states)?;
+    /// The query's answer from `states` (`none`: there are none yet).
+    pub fn finish(
+        &self,
+        states: Arc<dyn ExecutionPlan>,
+        none: bool,
+    ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+        let last = if none && self.group_count() == 0 {
+            // SQL's one row of an aggregate over nothing (count 0).
+            Arc::new(AggregateExec::try_new(
+                AggregateMode::Final,
+                PhysicalGroupBy::default(),
+                self.aggregates.clone(),
+                vec![None; self.aggregates.len()],
+                states,
+                self.input_schema.clone(),
+            )?)
+        } else {
+            let keys: Vec<usize> = (0..self.group_count()).collect();
+            self.merge(AggregateMode::Final, states, &keys, None)?
+        };
         replace(&self.plan, &self.top, &last)
     }
 
-    fn over_states(
+    /// The final values of the aggregates per the group keys at `keep`
+    /// (positions among the state's group keys), over the states whose
+    /// group key at `range.0` lies in `[range.1, range.2)`: the group keys
+    /// kept, then one column per aggregate.
+    pub fn regroup(
+        &self,
+        states: Arc<dyn ExecutionPlan>,
+        keep: &[usize],
+        range: Option<(usize, i64, i64)>,
+    ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+        self.merge(AggregateMode::Final, states, keep, range)
+    }
+
+    /// Aggregates states (`mode` Final or PartialReduce) per the group keys
+    /// at `keep`, over the states in `range`: the keys kept, then the
+    /// aggregates' values or states.
+    fn merge(
         &self,
         mode: AggregateMode,
         states: Arc<dyn ExecutionPlan>,
+        keep: &[usize],
+        range: Option<(usize, i64, i64)>,
     ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
-        let input: Arc<dyn ExecutionPlan> = if states.properties().output_partitioning().partition_count() > 1 {
+        use datafusion::logical_expr::Operator;
+        use datafusion::physical_expr::expressions::{BinaryExpr, Column, lit};
+        use datafusion::physical_plan::PhysicalExpr;
+        use datafusion::physical_plan::filter::FilterExec;
+        use datafusion::physical_plan::projection::ProjectionExec;
+
+        let column = |schema: &SchemaRef, i: usize| -> (Arc<dyn PhysicalExpr>, String) {
+            (Arc::new(Column::new(schema.field(i).name(), i)), schema.field(i).name().clone())
+        };
+        let schema = states.schema();
+        let mut input: Arc<dyn ExecutionPlan> = if states.properties().output_partitioning().partition_count() > 1 {
             Arc::new(CoalescePartitionsExec::new(states))
         } else {
             states
         };
-        Ok(Arc::new(AggregateExec::try_new(
+        if let Some((key, low, high)) = range {
+            let key: Arc<dyn PhysicalExpr> = column(&schema, key).0;
+            let from = Arc::new(BinaryExpr::new(key.clone(), Operator::GtEq, lit(low)));
+            let to = Arc::new(BinaryExpr::new(key, Operator::Lt, lit(high)));
+            input = Arc::new(FilterExec::try_new(Arc::new(BinaryExpr::new(from, Operator::And, to)), input)?);
+        }
+        // With no key, a constant one: DataFusion's grouped aggregation
+        // merges every state read back, its ungrouped one not all.
+        let mut columns: Vec<(Arc<dyn PhysicalExpr>, String)> = Vec::new();
+        if keep.is_empty() {
+            columns.push((lit(0i64), "$all".to_owned()));
+        }
+        columns
+            .extend(keep.iter().copied().chain(self.group_count()..schema.fields().len()).map(|i| column(&schema, i)));
+        let key_count = keep.len().max(1);
+        let input = Arc::new(ProjectionExec::try_new(columns.clone(), input)?);
+        let projected = input.schema();
+        let group_by = PhysicalGroupBy::new_single((0..key_count).map(|i| column(&projected, i)).collect());
+        let merged: Arc<dyn ExecutionPlan> = Arc::new(AggregateExec::try_new(
             mode,
-            self.group_by.as_final(),
+            group_by,
             self.aggregates.clone(),
-            self.filters.clone(),
+            vec![None; self.aggregates.len()],
             input,
             self.input_schema.clone(),
-        )?))
+        )?);
+        if !keep.is_empty() {
+            return Ok(merged);
+        }
+        let output = merged.schema();
+        let values: Vec<_> = (1..output.fields().len()).map(|i| column(&output, i)).collect();
+        Ok(Arc::new(ProjectionExec::try_new(values, merged)?))
     }
 
     /// How many of the state's first columns are group keys.
