@@ -438,7 +438,40 @@ async fn realtime_reports_answer_windows_of_buckets(backend: Backend) {
     assert_eq!(error_of(&r), (400, "Couldn't delete report. It doesn't exist".to_owned()));
 }
 
+/// Rakam's Python client (`rakam-client` 0.5, `ContinuousqueryApi` and
+/// `RealtimeApi`), run by `tests/python/rakam_continuous.py`. Its
+/// `create_query` sends the query unwrapped (no `replay`), which Rakam's
+/// server would not have read; it is taken here.
+async fn rakam_python_client_drives_continuous_queries_and_reports(backend: Backend) {
+    let gw = Gateway::start_with(backend, options(&[])).await;
+    let k = gw.create_project("shop").await;
+    let start = 1_700_000_000i64;
+    let events: Vec<(String, Value)> = (0..12)
+        .map(|i| ("pageview".to_owned(), json!({"url": format!("/p/{i}"), "_time": (start + 1 + i * 4) * 1000})))
+        .collect();
+    send(&gw, &k, &events).await;
+    commit(&gw, &k).await;
+    let python = std::env::var("WEIRTEST_PYTHON")
+        .unwrap_or_else(|_| panic!("WEIRTEST_PYTHON is not set: run the suite with scripts/test.sh"));
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("python").join("rakam_continuous.py");
+    let out = tokio::process::Command::new(python)
+        .arg(script)
+        .args([gw.base(), &k.read, &k.master, &start.to_string()])
+        .output()
+        .await
+        .expect("run python");
+    assert!(out.status.success(), "rakam_continuous.py failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    let got: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let expected = json!({
+        "create": true, "duplicate": 400, "list": ["SELECT url, count(*) AS n FROM pageview GROUP BY url"],
+        "get": "SELECT url, count(*) AS n FROM pageview GROUP BY url", "test": true, "test_wildcard": 400,
+        "delete": true, "report": true, "reports": ["Views"], "views": 12, "drop": true,
+    });
+    assert_eq!(got, expected);
+}
+
 on_every_backend!(
+    rakam_python_client_drives_continuous_queries_and_reports,
     realtime_reports_answer_windows_of_buckets,
     endpoints_answer_as_rakam_s,
     every_aggregate_equals_the_full_query,

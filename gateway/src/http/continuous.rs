@@ -34,11 +34,17 @@ impl From<ContinuousError> for ApiError {
 /// before the creation fails (the master replays it later).
 const REPLAY_ATTEMPTS: u64 = 20;
 
+/// Rakam's server takes the query wrapped with `replay`; Rakam's generated
+/// clients send the query alone (then without replay).
 #[derive(Deserialize)]
-struct Create {
-    continuous_query: ContinuousQuery,
-    #[serde(default)]
-    replay: Option<bool>,
+#[serde(untagged)]
+enum Create {
+    Wrapped {
+        continuous_query: ContinuousQuery,
+        #[serde(default)]
+        replay: Option<bool>,
+    },
+    Bare(ContinuousQuery),
 }
 
 #[derive(Deserialize)]
@@ -78,8 +84,11 @@ async fn checked(
 /// `{"continuous_query": {…}, "replay": bool}`.
 pub async fn create(State(app): State<AppState>, uri: Uri, headers: HeaderMap, raw: Body) -> ApiResult<Response> {
     let project = project(&app, &uri, &headers, KeyKind::Master).await?;
-    let req: Create = body(&app, &headers, raw).await?;
-    create_query(&app, &project, req.continuous_query, req.replay.unwrap_or(false)).await?;
+    let (query, replay) = match body(&app, &headers, raw).await? {
+        Create::Wrapped { continuous_query, replay } => (continuous_query, replay.unwrap_or(false)),
+        Create::Bare(query) => (query, false),
+    };
+    create_query(&app, &project, query, replay).await?;
     Ok(success())
 }
 

@@ -178,8 +178,7 @@ async fn body_or_empty<T: serde::de::DeserializeOwned>(
     body: axum::body::Body,
 ) -> ApiResult<T> {
     let limits = &app.config.http;
-    let bytes = request::read_body(headers, body, limits.max_body_bytes, "", limits.body_timeout_ms).await?;
-    if bytes.iter().all(u8::is_ascii_whitespace) { request::json(b"{}") } else { request::json(&bytes) }
+    request::json(&request::read_body(headers, body, limits.max_body_bytes, "", limits.body_timeout_ms).await?)
 }
 
 /// The project of the request's key of `kind` (header or query parameter).

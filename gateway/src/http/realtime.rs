@@ -41,8 +41,12 @@ struct Get {
 fn instant(value: &Json) -> ApiResult<i64> {
     match value {
         Json::Number(n) => n.as_f64().map(|s| s.floor() as i64).ok_or_else(|| ApiError::bad_request("bad instant")),
+        // With an offset, or without one (read as UTC), as clients write them.
         Json::String(s) => chrono::DateTime::parse_from_rfc3339(s)
             .map(|t| t.timestamp())
+            .or_else(|_| {
+                chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f").map(|t| t.and_utc().timestamp())
+            })
             .map_err(|e| ApiError::bad_request(format!("{s:?} is not an instant: {e}"))),
         other => Err(ApiError::bad_request(format!("{other} is not an instant"))),
     }

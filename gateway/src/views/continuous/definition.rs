@@ -11,10 +11,12 @@ use crate::query::rewrite;
 /// Rakam's `ContinuousQuery` bean.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ContinuousQuery {
+    /// Rakam's generated clients write `tableName` and `partitionKeys`.
+    #[serde(alias = "tableName")]
     pub table_name: String,
     pub name: String,
     pub query: String,
-    #[serde(default)]
+    #[serde(default, alias = "partitionKeys")]
     pub partition_keys: Vec<String>,
     #[serde(default)]
     pub options: serde_json::Map<String, Json>,
