@@ -279,7 +279,7 @@ impl QueryEngine for PrestoEngine {
     async fn run(&self, _project: &str, tables: &Tables, statement: Statement) -> Result<QueryOutput, EngineError> {
         if !tables.derived.is_empty() {
             return Err(EngineError::Query(
-                "materialized views are answered by the embedded engine only (engine = \"datafusion\")".to_owned(),
+                "materialized views and continuous queries are answered by the embedded engine only (engine = \"datafusion\")".to_owned(),
             ));
         }
         self.query(statement.to_string()).await
