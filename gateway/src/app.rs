@@ -103,7 +103,8 @@ impl App {
         let folding = Arc::new(DataFusionEngine::new(store.clone(), warehouse.clone(), users.clone(), &memory)?);
         let continuous = crate::views::continuous::Continuous::new(store.clone(), folding, warehouse.clone());
         let mut loader = Loader::new(log.clone(), store.clone(), registry.clone(), warehouse, config.batch.max_records)
-            .with_fold(Arc::new(crate::views::continuous::Folder(continuous.clone())));
+            .with_fold(Arc::new(crate::views::continuous::Folder(continuous.clone())))
+            .with_dedup_window(config.batch.dedup_window_ms);
         if let Some(sync) = &table_sync {
             loader = loader.with_listener(sync.clone());
         }

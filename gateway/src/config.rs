@@ -150,6 +150,11 @@ pub struct HttpConfig {
     /// parsed in memory before anything is stored).
     #[serde(default = "default_bulk_max_bytes")]
     pub bulk_max_bytes: usize,
+    /// Largest body accepted from other SDKs (`/v1/batch`, PostHog's
+    /// `/batch`, Snowplow's `tp2`), in bytes, both as sent and inflated
+    /// (RudderStack's Python SDK sends batches of up to 4 MB).
+    #[serde(default = "default_sdk_max_bytes")]
+    pub sdk_max_bytes: usize,
     /// Connections served at once; more are answered 503 and closed. Lowered
     /// to what the file descriptor limit allows after `reserved_fds`.
     #[serde(default = "default_max_connections")]
@@ -208,6 +213,16 @@ pub struct BatchConfig {
     /// read or asked.
     #[serde(default = "default_views_interval_ms")]
     pub views_interval_ms: u64,
+    /// Milliseconds an event's id (`_id`, or an SDK's message id) is
+    /// remembered after its event was stored: an event with that id in the
+    /// same collection is stored again only after this. 0 stores every
+    /// event as sent.
+    #[serde(default = "default_dedup_window_ms")]
+    pub dedup_window_ms: u64,
+}
+
+fn default_dedup_window_ms() -> u64 {
+    86_400_000
 }
 
 fn default_views_interval_ms() -> u64 {
@@ -249,6 +264,7 @@ impl Default for BatchConfig {
             compact_grace_ms: default_compact_grace_ms(),
             janitor_interval_ms: default_janitor_interval_ms(),
             views_interval_ms: default_views_interval_ms(),
+            dedup_window_ms: default_dedup_window_ms(),
         }
     }
 }
@@ -395,6 +411,9 @@ fn default_body_timeout_ms() -> u64 {
 fn default_batch_max_bytes() -> usize {
     500_000
 }
+fn default_sdk_max_bytes() -> usize {
+    5 << 20
+}
 fn default_bulk_max_bytes() -> usize {
     64 << 20
 }
@@ -408,6 +427,7 @@ impl Default for HttpConfig {
             max_body_bytes: default_max_body_bytes(),
             batch_max_bytes: default_batch_max_bytes(),
             bulk_max_bytes: default_bulk_max_bytes(),
+            sdk_max_bytes: default_sdk_max_bytes(),
             max_connections: default_max_connections(),
             reserved_fds: default_reserved_fds(),
             header_timeout_ms: default_header_timeout_ms(),
@@ -700,7 +720,7 @@ mod tests {
             assert!(line.contains(env), "{line}");
         }
         assert!(table.contains("500000"));
-        assert_eq!(table.lines().count(), 95, "{table}");
+        assert_eq!(table.lines().count(), 97, "{table}");
     }
 
     #[test]

@@ -9,6 +9,7 @@
 
 pub mod broker;
 
+pub mod lossy;
 pub mod mmdb;
 pub mod sse;
 pub mod zookeeper;

@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use weir_gateway::metadata::{
-    self, Commit, ContinuousRecord, Folded, KeyKind, MetadataStore, NewSchemaVersion, PluginChange, PluginUpload,
-    StateFile, StateSwap, ViewFile, ViewRecord, ViewSwap,
+    self, Commit, ContinuousRecord, Folded, KeyKind, LoadedIds, MetadataStore, NewSchemaVersion, OffsetAdvance,
+    PluginChange, PluginUpload, StateFile, StateSwap, StoredIds, ViewFile, ViewRecord, ViewSwap,
 };
 use weir_gateway::schema::SchemaRegistry;
 use weir_gateway::schema::types::{Field, FieldType};
@@ -351,12 +351,15 @@ async fn continuous_states_commit_with_loads_and_history_once(backend: Backend) 
     let load = |path: &str| vec![parquet(path)];
     let stale = folded(seen, "p/$continuous/q/s0");
     assert_eq!(
-        store.commit_load_folded(1, &load("p/c/f3"), &[], Some(&stale), 2).await.expect("load"),
+        store.commit_load_folded(1, &load("p/c/f3"), &[], Some(&stale), None, 2).await.expect("load"),
         Commit::Conflict,
         "a load that did not fold into the new query may not commit"
     );
     let current = folded(now, "p/$continuous/q/s1");
-    assert_eq!(store.commit_load_folded(1, &load("p/c/f3"), &[], Some(&current), 2).await.expect("load"), Commit::Done);
+    assert_eq!(
+        store.commit_load_folded(1, &load("p/c/f3"), &[], Some(&current), None, 2).await.expect("load"),
+        Commit::Done
+    );
     let paths = |files: Vec<StateFile>| files.into_iter().map(|f| f.path).collect::<Vec<_>>();
     assert_eq!(paths(store.continuous_state("p", "q").await.expect("state")), ["p/$continuous/q/s1"]);
 
@@ -392,7 +395,56 @@ async fn continuous_states_commit_with_loads_and_history_once(backend: Backend) 
     assert!(store.continuous_generation().await.expect("generation") > now);
 }
 
+/// The ids of a load's events are committed with the load, or not at all;
+/// read back by when they were loaded, forgotten past a time, and gone
+/// with their project.
+async fn event_ids_commit_with_their_load(backend: Backend) {
+    let (store, _, _dir) = store(backend).await;
+    store.create_project("p", 1).await.expect("project");
+    assert!(store.claim_epoch(1, "node", 1).await.expect("claim"));
+    let advance = |from: u64, to: u64| OffsetAdvance { topic: "p.c".into(), partition: 0, from, to };
+    let ids = |first_offset: u64, keys: &[u8]| LoadedIds {
+        project: "p".into(),
+        topic: "p.c".into(),
+        partition: 0,
+        first_offset,
+        keys: keys.to_vec(),
+    };
+    let first = ids(0, &[1; 32]);
+    assert_eq!(
+        store.commit_load_folded(1, &[], &[advance(0, 2)], None, Some(&first), 10).await.expect("load"),
+        Commit::Done
+    );
+    // A load that loses the offset race stores no ids.
+    let lost = ids(0, &[2; 16]);
+    assert_eq!(
+        store.commit_load_folded(1, &[], &[advance(0, 3)], None, Some(&lost), 11).await.expect("load"),
+        Commit::Conflict
+    );
+    assert!(store.claim_epoch(2, "other", 12).await.expect("claim"));
+    let fenced = ids(2, &[3; 16]);
+    assert_eq!(
+        store.commit_load_folded(1, &[], &[advance(2, 3)], None, Some(&fenced), 12).await.expect("load"),
+        Commit::Fenced
+    );
+    let second = ids(2, &[4; 16]);
+    assert_eq!(
+        store.commit_load_folded(2, &[], &[advance(2, 3)], None, Some(&second), 20).await.expect("load"),
+        Commit::Done
+    );
+    let stored = |keys: &[u8], loaded_ms| StoredIds { project: "p".into(), keys: keys.to_vec(), loaded_ms };
+    let mut all = store.loaded_event_ids(0).await.expect("ids");
+    all.sort_by_key(|s| s.loaded_ms);
+    assert_eq!(all, [stored(&[1; 32], 10), stored(&[4; 16], 20)]);
+    assert_eq!(store.loaded_event_ids(15).await.expect("ids"), [stored(&[4; 16], 20)]);
+    assert_eq!(store.forget_event_ids(15).await.expect("forget"), 1);
+    assert_eq!(store.loaded_event_ids(0).await.expect("ids"), [stored(&[4; 16], 20)]);
+    assert!(store.delete_project("p").await.expect("delete"));
+    assert!(store.loaded_event_ids(0).await.expect("ids").is_empty());
+}
+
 on_every_backend!(
+    event_ids_commit_with_their_load,
     continuous_states_commit_with_loads_and_history_once,
     views_swap_whole_and_their_marks_follow_compaction,
     plugins_and_their_components,

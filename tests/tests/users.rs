@@ -521,25 +521,27 @@ async fn an_external_user_database_holds_the_tables() {
 }
 
 /// Rakam's browser library (npm `rakam-js`) in Chromium, from a page on
-/// another origin: its `/user/*` calls are cross-origin with credentials,
-/// so they are answered only when the gateway's CORS allows that.
+/// another origin: its `/event/batch` and `/user/*` calls are cross-origin
+/// with credentials (events as `text/plain`), so they are answered only
+/// when the gateway's CORS allows that.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rakam_js_sets_user_properties_from_a_browser() {
+async fn rakam_js_logs_events_and_sets_user_properties_from_a_browser() {
     let gw = Gateway::start_with(Backend::Sqlite, options()).await;
     let k = gw.create_project("shop").await;
     let var = |name: &str| {
         std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: run the suite with scripts/test.sh"))
     };
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("browser").join("rakam_js_users.mjs");
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("browser").join("rakam_js.mjs");
     let out = tokio::process::Command::new("node")
         .arg(script)
         .args([&var("WEIRTEST_NODE_MODULES"), &var("WEIRTEST_CHROMIUM"), gw.base(), &k.write, "ann"])
         .output()
         .await
         .expect("run node");
-    assert!(out.status.success(), "rakam_js_users.mjs failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "rakam_js.mjs failed:\n{}", String::from_utf8_lossy(&out.stderr));
     let got: Value = serde_json::from_slice(&out.stdout).expect("JSON");
     let answers = &got["answers"];
+    assert_eq!(answers["event"], json!({"status": 200, "body": "1"}), "{got}");
     assert_eq!(answers["set"], json!({"status": 200, "body": "1"}), "{got}");
     assert_eq!(answers["setOnce"], json!({"status": 200, "body": "1"}), "{got}");
     assert_eq!(answers["increment"], json!({"status": 200, "body": "{\"success\":true}"}), "{got}");
@@ -547,4 +549,6 @@ async fn rakam_js_sets_user_properties_from_a_browser() {
     let ann = get_user(&gw, &k, json!("ann")).await["properties"].clone();
     assert_eq!((ann["plan"].clone(), ann["seats"].clone()), (json!("pro"), json!(5.0)));
     assert!(ann.get("country").is_none(), "{ann}");
+    ok(&gw, "/event/bulk/commit", &[("master_key", &k.master)], json!({})).await;
+    assert_eq!(rows(&gw, &k, "SELECT _user, plan FROM signed_up").await, [[json!("ann"), json!("pro")]]);
 }

@@ -61,11 +61,23 @@ pub async fn load(
     bodies: &[Bytes],
     connections: usize,
 ) -> Result<f64, Box<dyn std::error::Error>> {
+    load_with(addr, path, bodies, connections, &[]).await
+}
+
+/// [`load`], with extra request headers.
+pub async fn load_with(
+    addr: SocketAddr,
+    path: &str,
+    bodies: &[Bytes],
+    connections: usize,
+    headers: &[(&'static str, &'static str)],
+) -> Result<f64, Box<dyn std::error::Error>> {
     let bodies = Arc::new(bodies.to_vec());
+    let headers: Arc<Vec<(&'static str, &'static str)>> = Arc::new(headers.to_vec());
     let deadline = Instant::now() + seconds();
     let mut tasks = Vec::new();
     for c in 0..connections {
-        let (bodies, path) = (bodies.clone(), path.to_owned());
+        let (bodies, path, headers) = (bodies.clone(), path.to_owned(), headers.clone());
         tasks.push(tokio::spawn(async move {
             let stream = TcpStream::connect(addr).await?;
             stream.set_nodelay(true)?;
@@ -75,10 +87,12 @@ pub async fn load(
             let mut done = 0u64;
             let mut i = c;
             while Instant::now() < deadline {
-                let request = Request::post(&path)
-                    .header("host", "bench")
-                    .header("content-type", "application/json")
-                    .body(Full::new(bodies[i % bodies.len()].clone()))?;
+                let mut request =
+                    Request::post(&path).header("host", "bench").header("content-type", "application/json");
+                for (name, value) in headers.iter() {
+                    request = request.header(*name, *value);
+                }
+                let request = request.body(Full::new(bodies[i % bodies.len()].clone()))?;
                 let response = sender.send_request(request).await?;
                 let status = response.status();
                 let body = response.into_body().collect().await?.to_bytes();

@@ -15,9 +15,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
+use crate::batch::dedup::{self, Dedup, ID_FIELD};
 use crate::batch::warehouse::{self, Warehouse};
 use crate::log::{self, EventLog, StoredRecord};
-use crate::metadata::{self, Commit, MetadataStore, OffsetAdvance, ParquetFile, SchemaVersion};
+use crate::metadata::{self, Commit, LoadedIds, MetadataStore, OffsetAdvance, ParquetFile, SchemaVersion};
 use crate::schema::avro;
 use crate::schema::names::split_topic;
 use crate::schema::timefmt::format_date;
@@ -54,6 +55,9 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub struct LoadStats {
     pub files: usize,
     pub rows: u64,
+    /// Log offsets moved past (records stored, left out as re-sent, or
+    /// voided).
+    pub offsets: u64,
 }
 
 /// Files written for one partition's range, not yet committed.
@@ -61,6 +65,8 @@ pub struct LoadStats {
 pub struct Staged {
     pub files: Vec<ParquetFile>,
     pub advance: OffsetAdvance,
+    /// The ids of the stored events, when they had any.
+    pub ids: Option<LoadedIds>,
 }
 
 /// Records appended since the loop last ran: once `threshold` are waiting,
@@ -97,6 +103,7 @@ pub struct Loader {
     held_back: AtomicBool,
     listener: Option<Arc<dyn super::FilesChanged>>,
     fold: Option<Arc<dyn super::FoldLoads>>,
+    dedup: Arc<Dedup>,
 }
 
 impl Loader {
@@ -118,7 +125,14 @@ impl Loader {
             held_back: AtomicBool::new(false),
             listener: None,
             fold: None,
+            dedup: Arc::new(Dedup::new(0)),
         }
+    }
+
+    /// Stores each event with an id once within `window_ms` (0: as sent).
+    pub fn with_dedup_window(mut self, window_ms: u64) -> Self {
+        self.dedup = Arc::new(Dedup::new(window_ms));
+        self
     }
 
     /// Tells `listener` of every commit.
@@ -151,14 +165,16 @@ impl Loader {
     /// the master's `epoch`.
     pub async fn run_once(&self, epoch: i64, now_ms: i64) -> Result<LoadStats> {
         let _one_at_a_time = self.running.lock().await;
+        self.dedup.prepare(self.store.as_ref(), epoch, now_ms).await?;
         let mut stats = LoadStats::default();
         loop {
             let moved = self.pass(epoch, now_ms).await?;
-            if moved.files == 0 {
+            if moved.offsets == 0 {
                 return Ok(stats);
             }
             stats.files += moved.files;
             stats.rows += moved.rows;
+            stats.offsets += moved.offsets;
         }
     }
 
@@ -176,6 +192,7 @@ impl Loader {
                     Ok(moved) => {
                         stats.files += moved.files;
                         stats.rows += moved.rows;
+                        stats.offsets += moved.offsets;
                     }
                     Err(e @ Error::Deposed(_)) => return Err(e),
                     Err(e) => {
@@ -186,7 +203,7 @@ impl Loader {
             }
         }
         match failure {
-            Some(e) if stats.files == 0 => Err(e),
+            Some(e) if stats.offsets == 0 => Err(e),
             _ => Ok(stats),
         }
     }
@@ -212,11 +229,22 @@ impl Loader {
             _ => None,
         };
         let advances = std::slice::from_ref(&staged.advance);
-        let committed = self.store.commit_load_folded(epoch, &staged.files, advances, folded.as_ref(), now_ms).await;
+        let ids = staged.ids.as_ref();
+        let committed =
+            self.store.commit_load_folded(epoch, &staged.files, advances, folded.as_ref(), ids, now_ms).await;
         if let (Some(fold), Some(folded)) = (&self.fold, &folded)
             && !matches!(committed, Ok(Commit::Done))
         {
             fold.discard(folded).await;
+        }
+        match (&committed, ids) {
+            (Ok(Commit::Done), Some(ids)) => {
+                let keys: Vec<dedup::Key> = dedup::decode_keys(&ids.keys).collect();
+                self.dedup.remember(&ids.project, &keys, now_ms);
+            }
+            (Ok(Commit::Done), None) => {}
+            (_, Some(_)) => self.dedup.forget(),
+            (_, None) => {}
         }
         match committed? {
             Commit::Done => {}
@@ -229,7 +257,11 @@ impl Loader {
         {
             listener.changed(project, &collection).await;
         }
-        Ok(LoadStats { files: staged.files.len(), rows: staged.files.iter().map(|f| f.rows).sum() })
+        Ok(LoadStats {
+            files: staged.files.len(),
+            rows: staged.files.iter().map(|f| f.rows).sum(),
+            offsets: staged.advance.to - staged.advance.from,
+        })
     }
 
     /// Reads a partition from `from`, and writes its records as durable
@@ -246,6 +278,7 @@ impl Loader {
             return Ok((resume_at > from).then(|| Staged {
                 files: Vec::new(),
                 advance: OffsetAdvance { topic: topic.to_owned(), partition, from, to: resume_at },
+                ids: None,
             }));
         };
         let (first, last) = (first.offset, last.offset);
@@ -268,11 +301,20 @@ impl Loader {
 
         let (topic_owned, records) = (topic.to_owned(), batch.records);
         let encode_reader = reader.clone();
-        let days = tokio::task::spawn_blocking(move || {
-            encode_days(&topic_owned, partition, &records, &writers, &encode_reader)
+        let dedup = self.dedup.enabled().then(|| (self.dedup.clone(), project.to_owned(), collection.clone()));
+        let (days, keys) = tokio::task::spawn_blocking(move || {
+            let dedup = dedup.as_ref().map(|(d, p, c)| (d.as_ref(), p.as_str(), c.as_str()));
+            encode_days(&topic_owned, partition, &records, &writers, &encode_reader, dedup)
         })
         .await
         .map_err(|e| Error::Task(e.to_string()))??;
+        let ids = (!keys.is_empty()).then(|| LoadedIds {
+            project: project.to_owned(),
+            topic: topic.to_owned(),
+            partition,
+            first_offset: first,
+            keys: dedup::encode_keys(&keys),
+        });
 
         let mut files = Vec::with_capacity(days.len());
         for (day, rows, bytes) in days {
@@ -294,7 +336,7 @@ impl Loader {
             });
         }
         let advance = OffsetAdvance { topic: topic.to_owned(), partition, from, to: resume_at.max(last + 1) };
-        Ok(Some(Staged { files, advance }))
+        Ok(Some(Staged { files, advance, ids }))
     }
 
     /// Runs the loop every `interval`, or as soon as `max_records` records
@@ -337,17 +379,34 @@ fn decode_error(topic: &str, partition: u32, record: &StoredRecord, e: impl std:
     Error::Decode { topic: topic.to_owned(), partition, offset: record.offset, reason: e.to_string() }
 }
 
+/// A record's id: its `_id` as text.
+fn record_id<'v>(values: &'v [Option<Value<'_>>], id: usize) -> Option<std::borrow::Cow<'v, str>> {
+    match values.get(id)? {
+        Some(Value::Scalar(Scalar::String(s))) => Some(std::borrow::Cow::Borrowed(s.as_ref())),
+        Some(Value::Scalar(Scalar::Long(v))) => Some(std::borrow::Cow::Owned(v.to_string())),
+        _ => None,
+    }
+}
+
+/// A day's Parquet file: (day, rows, bytes).
+type DayFile = (i32, u64, Vec<u8>);
+
+/// A load's (project, collection), for leaving out re-sent events.
+type DedupScope<'a> = Option<(&'a Dedup, &'a str, &'a str)>;
+
 /// Decodes the records and encodes one Parquet file per day of `_time`:
-/// (day, rows, bytes), by day.
+/// (day, rows, bytes), by day; with `dedup`, records whose id was stored
+/// before are left out, and the keys of the stored ids returned.
 fn encode_days(
     topic: &str,
     partition: u32,
     records: &[StoredRecord],
     writers: &HashMap<u32, Arc<SchemaVersion>>,
     reader: &[Field],
-) -> Result<Vec<(i32, u64, Vec<u8>)>> {
+    dedup: DedupScope<'_>,
+) -> Result<(Vec<DayFile>, Vec<dedup::Key>)> {
     let time = reader.iter().position(|f| f.name == TIME_FIELD);
-    let mut days: BTreeMap<i32, Vec<Vec<Option<Value<'_>>>>> = BTreeMap::new();
+    let mut decoded: Vec<(i32, Vec<Option<Value<'_>>>)> = Vec::with_capacity(records.len());
     for record in records {
         let (id, body) = avro::split_header(&record.value).map_err(|e| decode_error(topic, partition, record, e))?;
         let writer = writers.get(&id).ok_or(Error::UnknownSchema(id))?;
@@ -357,12 +416,31 @@ fn encode_days(
             Some(Value::Scalar(Scalar::Timestamp(micros))) => micros.div_euclid(86_400_000_000) as i32,
             _ => 0,
         };
-        days.entry(day).or_default().push(values);
+        decoded.push((day, values));
     }
-    days.into_iter()
+    let id = reader.iter().position(|f| f.name == ID_FIELD);
+    let (keep, new_keys) = match (dedup, id) {
+        (Some((dedup, project, collection)), Some(id)) => {
+            let keys: Vec<Option<dedup::Key>> = decoded
+                .iter()
+                .map(|(_, values)| record_id(values, id).map(|text| dedup::key(collection, &text)))
+                .collect();
+            dedup.select(project, &keys)
+        }
+        _ => (vec![true; decoded.len()], Vec::new()),
+    };
+    let mut days: BTreeMap<i32, Vec<Vec<Option<Value<'_>>>>> = BTreeMap::new();
+    for ((day, values), keep) in decoded.into_iter().zip(keep) {
+        if keep {
+            days.entry(day).or_default().push(values);
+        }
+    }
+    let files = days
+        .into_iter()
         .map(|(day, rows)| {
             let batch = warehouse::record_batch(reader, &rows)?;
             Ok((day, rows.len() as u64, warehouse::parquet_bytes(&batch)?))
         })
-        .collect()
+        .collect::<Result<_>>()?;
+    Ok((files, new_keys))
 }

@@ -3,6 +3,7 @@
 //! reads.
 
 pub mod compaction;
+pub mod dedup;
 pub mod janitor;
 pub mod loader;
 pub mod warehouse;

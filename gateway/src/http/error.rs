@@ -113,6 +113,15 @@ impl From<IngestError> for ApiError {
     }
 }
 
+impl From<crate::ingest::sdk::DeliverError> for ApiError {
+    fn from(e: crate::ingest::sdk::DeliverError) -> Self {
+        match e {
+            crate::ingest::sdk::DeliverError::Ingest(e) => e.into(),
+            crate::ingest::sdk::DeliverError::Users(e) => e.into(),
+        }
+    }
+}
+
 impl From<crate::users::Error> for ApiError {
     fn from(e: crate::users::Error) -> Self {
         use crate::users::Error;

@@ -148,7 +148,7 @@ fn one() -> Response {
 
 /// The request's side of every event's context. Headers are copied only
 /// for a project with enrichers, which are told them.
-fn context(
+pub(super) fn context(
     app: &AppState,
     project: String,
     api: Option<&Api>,
@@ -474,10 +474,7 @@ pub async fn pixel(
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let received = app.now_ms();
-    let query = uri.query().unwrap_or_default();
-    if query.len() > app.config.http.max_body_bytes {
-        return Err(ApiError::new(StatusCode::URI_TOO_LONG, "the query string is too long"));
-    }
+    let query = bounded_query(&app, &uri)?;
     let mut api = Api::default();
     let mut collection = None;
     let mut properties = Vec::new();
@@ -505,11 +502,25 @@ pub async fn pixel(
     if let Some(e) = refusal(&stored) {
         return Err(e);
     }
+    Ok(pixel_response())
+}
+
+/// A request's query string, within `http.max_body_bytes`.
+pub(super) fn bounded_query<'u>(app: &AppState, uri: &'u Uri) -> ApiResult<&'u str> {
+    let query = uri.query().unwrap_or_default();
+    if query.len() > app.config.http.max_body_bytes {
+        return Err(ApiError::new(StatusCode::URI_TOO_LONG, "the query string is too long"));
+    }
+    Ok(query)
+}
+
+/// The answer to a tracking pixel: a 1x1 GIF no cache keeps.
+pub(super) fn pixel_response() -> Response {
     let mut response = (StatusCode::OK, PIXEL).into_response();
     let h = response.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("image/gif"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, no-store, must-revalidate"));
-    Ok(response)
+    response
 }
 
 #[cfg(test)]

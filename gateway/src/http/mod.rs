@@ -7,13 +7,16 @@ mod event;
 mod materialized;
 mod own_errors;
 mod plugin;
+mod posthog;
 mod project;
 pub mod proxies;
 mod query;
 mod realtime;
 mod registry;
 pub mod request;
+mod segment;
 pub mod server;
+mod snowplow;
 mod stream;
 mod trino;
 mod user;
@@ -112,6 +115,19 @@ pub fn router(app: AppState) -> Router {
         .route("/v1/statement/{kind}/{id}/{slug}/{token}", get(trino::page).delete(trino::cancel_page))
         .route("/v1/query/{id}", get(trino::query_info).delete(trino::cancel_query))
         .route("/v1/info", get(trino::info))
+        .route("/v1/{call}", post(segment::receive))
+        .route("/batch", post(posthog::capture))
+        .route("/batch/", post(posthog::capture))
+        .route("/capture", post(posthog::capture).get(posthog::capture))
+        .route("/capture/", post(posthog::capture).get(posthog::capture))
+        .route("/e", post(posthog::capture).get(posthog::capture))
+        .route("/e/", post(posthog::capture).get(posthog::capture))
+        .route("/i/v0/e", post(posthog::capture))
+        .route("/i/v0/e/", post(posthog::capture))
+        .route("/com.snowplowanalytics.snowplow/tp2", post(snowplow::post_root))
+        .route("/i", get(snowplow::get_root))
+        .route("/snowplow/{key}/com.snowplowanalytics.snowplow/tp2", post(snowplow::post_keyed))
+        .route("/snowplow/{key}/i", get(snowplow::get_keyed))
         .route("/health", get(health))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

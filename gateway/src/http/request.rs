@@ -52,6 +52,50 @@ async fn read_all(headers: &HeaderMap, mut body: Body, limit: usize, hint: &str)
     Ok(buf.freeze())
 }
 
+/// The body as sent before its `Content-Encoding` (gzip, or none; SDKs
+/// compress whatever their content type says), refused with 413 when it
+/// inflates past `limit` bytes.
+pub fn decoded(headers: &HeaderMap, body: Bytes, limit: usize) -> ApiResult<Bytes> {
+    use std::io::Read;
+    let encoding = header_str(headers, header::CONTENT_ENCODING).unwrap_or("").trim().to_ascii_lowercase();
+    match encoding.as_str() {
+        "" | "identity" => Ok(body),
+        "gzip" | "x-gzip" => {
+            let mut out = Vec::with_capacity(body.len().saturating_mul(4).min(limit));
+            let mut reader = flate2::read::MultiGzDecoder::new(&body[..]).take(limit as u64 + 1);
+            reader
+                .read_to_end(&mut out)
+                .map_err(|e| ApiError::bad_request(format!("the body is not valid gzip: {e}")))?;
+            if out.len() > limit {
+                return Err(ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("the body inflates to more than {limit} bytes"),
+                ));
+            }
+            Ok(Bytes::from(out))
+        }
+        other => Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("Content-Encoding {other:?} is not supported; send gzip or no encoding"),
+        )),
+    }
+}
+
+/// The user of HTTP Basic authorization (`Authorization: Basic
+/// base64(user:password)`), when there is one.
+pub fn basic_user(headers: &HeaderMap) -> Option<String> {
+    use base64::Engine;
+    let value = header_str(headers, header::AUTHORIZATION)?.trim();
+    let (scheme, encoded) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let user = text.split_once(':').map_or(text.as_str(), |(u, _)| u);
+    (!user.is_empty()).then(|| user.to_owned())
+}
+
 /// Checks that the body is UTF-8 text.
 pub fn utf8(body: &[u8]) -> ApiResult<&str> {
     std::str::from_utf8(body).map_err(|e| ApiError::bad_request(format!("the body is not valid UTF-8: {e}")))
@@ -91,6 +135,33 @@ pub fn same_secret(a: &str, b: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gzip_bodies_inflate_within_the_limit() {
+        use std::io::Write;
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(&[b'a'; 1000]).expect("write");
+        let packed = Bytes::from(gz.finish().expect("finish"));
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONTENT_ENCODING, "gzip".parse().expect("value"));
+        assert_eq!(decoded(&headers, packed.clone(), 1000).expect("inflated").len(), 1000);
+        assert_eq!(decoded(&headers, packed, 999).expect_err("too large").status, StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(
+            decoded(&headers, Bytes::from_static(b"{}"), 10).expect_err("not gzip").status,
+            StatusCode::BAD_REQUEST
+        );
+        headers.insert(header::CONTENT_ENCODING, "br".parse().expect("value"));
+        assert_eq!(decoded(&headers, Bytes::new(), 10).expect_err("br").status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    }
+
+    #[test]
+    fn basic_authorization_names_its_user() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::AUTHORIZATION, "Basic a2V5Og==".parse().expect("value")); // "key:"
+        assert_eq!(basic_user(&headers).as_deref(), Some("key"));
+        headers.insert(header::AUTHORIZATION, "Bearer x".parse().expect("value"));
+        assert_eq!(basic_user(&headers), None);
+    }
 
     #[test]
     fn secrets_compare_whole() {

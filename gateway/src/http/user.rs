@@ -359,10 +359,6 @@ pub async fn get_events(State(app): State<AppState>, uri: Uri, headers: HeaderMa
     Ok(json_response(StatusCode::OK, &events))
 }
 
-/// The collection `/user/merge` writes to: one event per anonymous id
-/// mapped to a user.
-pub const ANONYMOUS_ID_MAPPING: &str = "$anonymous_id_mapping";
-
 /// `POST /user/merge`: maps an anonymous id to a user, as an event of
 /// `$anonymous_id_mapping` (`id` the anonymous id, `_user` the user).
 pub async fn merge(
@@ -400,7 +396,7 @@ pub async fn merge(
         user
     };
     let event = Event {
-        collection: ANONYMOUS_ID_MAPPING.to_owned(),
+        collection: crate::ingest::sdk::ANONYMOUS_ID_MAPPING.to_owned(),
         properties: vec![
             ("id".to_owned(), anonymous),
             (crate::schema::USER_FIELD.to_owned(), user),

@@ -7,6 +7,7 @@
 //! durable log write.
 
 mod event;
+pub mod sdk;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -18,6 +19,7 @@ use serde_json::Value as Json;
 
 pub use event::{Event, EventError};
 
+use crate::batch::dedup::ID_FIELD;
 use crate::log::{self, EventLog, Record, TopicBatch};
 use crate::metadata;
 use crate::plugin::Plugins;
@@ -240,6 +242,10 @@ impl Ingestor {
                 let Some(mut field_type) = infer(value) else {
                     continue;
                 };
+                if name == ID_FIELD {
+                    // Ids are compared as text, whatever their first one was.
+                    field_type = FieldType::STRING;
+                }
                 if name == USER_FIELD {
                     let first = if value.as_i64().is_some() { FieldType::LONG } else { FieldType::STRING };
                     field_type = self.registry.user_type(project, first).await?;

@@ -6,6 +6,7 @@
 
 mod continuous;
 mod crm;
+mod event_ids;
 mod fence;
 mod plugins;
 pub(crate) mod sql;
@@ -358,16 +359,22 @@ pub trait MetadataStore: Send + Sync + 'static {
     async fn derived_files(&self) -> Result<Vec<String>>;
 
     /// [`MetadataStore::commit_load`], with the state files the load's
-    /// records were folded into; [`Commit::Conflict`] as well when
-    /// continuous queries came or went since `folded.generation`.
+    /// records were folded into and the ids of the events it stored;
+    /// [`Commit::Conflict`] as well when continuous queries came or went
+    /// since `folded.generation`.
     async fn commit_load_folded(
         &self,
         epoch: i64,
         files: &[ParquetFile],
         advances: &[OffsetAdvance],
         folded: Option<&Folded>,
+        ids: Option<&LoadedIds>,
         now_ms: i64,
     ) -> Result<Commit>;
+    /// The ids of the events loaded since `since_ms`, per load.
+    async fn loaded_event_ids(&self, since_ms: i64) -> Result<Vec<StoredIds>>;
+    /// Forgets the ids of events loaded before `before_ms`; how many loads'.
+    async fn forget_event_ids(&self, before_ms: i64) -> Result<u64>;
     /// Creates a continuous query and marks the files of `replayed` (its
     /// collections, for a replay) committed before it as its history;
     /// `false` when the project has one of that table name.
@@ -428,6 +435,26 @@ pub struct StateFile {
     pub partition: String,
     pub rows: u64,
     pub bytes: u64,
+}
+
+/// The ids of the events one load stored (see `batch::dedup`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadedIds {
+    pub project: String,
+    pub topic: String,
+    pub partition: u32,
+    pub first_offset: u64,
+    /// 16-byte keys, one after another.
+    pub keys: Vec<u8>,
+}
+
+/// [`LoadedIds`] as read back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredIds {
+    pub project: String,
+    pub keys: Vec<u8>,
+    /// When the load committed (milliseconds).
+    pub loaded_ms: i64,
 }
 
 /// What a load's records were folded into, committed with the load.

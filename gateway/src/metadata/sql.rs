@@ -11,15 +11,16 @@ use sqlx::{AnyPool, Row};
 
 use super::continuous::ContinuousStatements;
 use super::crm::CrmStatements;
+use super::event_ids::EventIdStatements;
 use super::fence::FenceStatements;
 use super::plugins::PluginStatements;
 use super::user_columns::UserColumnStatements;
 use super::views::ViewStatements;
 use super::voids::VoidStatements;
 use super::{
-    AppendId, Commit, ContinuousRecord, Error, Folded, KeyKind, LogPartition, ManifestEntry, MasterEpoch,
+    AppendId, Commit, ContinuousRecord, Error, Folded, KeyKind, LoadedIds, LogPartition, ManifestEntry, MasterEpoch,
     MetadataStore, NewSchemaVersion, OffsetAdvance, ParquetFile, PluginChange, PluginRecord, PluginUpload, Result,
-    SchemaVersion, StateFile, StateSwap, StoredKey, ViewFile, ViewRecord, ViewSwap,
+    SchemaVersion, StateFile, StateSwap, StoredIds, StoredKey, ViewFile, ViewRecord, ViewSwap,
 };
 use crate::schema::types::{Field, FieldType};
 
@@ -224,6 +225,7 @@ pub struct SqlMetadataStore {
     pub(super) crm_sql: CrmStatements,
     pub(super) view_sql: ViewStatements,
     pub(super) continuous_sql: ContinuousStatements,
+    pub(super) event_id_sql: EventIdStatements,
 }
 
 impl SqlMetadataStore {
@@ -248,6 +250,7 @@ impl SqlMetadataStore {
             crm_sql: CrmStatements::new(dialect),
             view_sql: ViewStatements::new(dialect),
             continuous_sql: ContinuousStatements::new(dialect),
+            event_id_sql: EventIdStatements::new(dialect),
         })
     }
 
@@ -351,6 +354,7 @@ impl MetadataStore for SqlMetadataStore {
         sqlx::query(&self.plugin_sql.delete_project_plugins).bind(name).execute(&mut *tx).await?;
         sqlx::query(&self.user_column_sql.delete_project_columns).bind(name).execute(&mut *tx).await?;
         sqlx::query(&self.crm_sql.delete_project_upstream).bind(name).execute(&mut *tx).await?;
+        sqlx::query(&self.event_id_sql.delete_project).bind(name).execute(&mut *tx).await?;
         for statement in self.view_sql.delete_project_views.iter().chain(&self.continuous_sql.delete_project) {
             sqlx::query(statement).bind(name).execute(&mut *tx).await?;
         }
@@ -492,7 +496,7 @@ impl MetadataStore for SqlMetadataStore {
         advances: &[OffsetAdvance],
         now_ms: i64,
     ) -> Result<Commit> {
-        self.commit_load_folded(epoch, files, advances, None, now_ms).await
+        self.commit_load_folded(epoch, files, advances, None, None, now_ms).await
     }
 
     async fn commit_load_folded(
@@ -501,6 +505,7 @@ impl MetadataStore for SqlMetadataStore {
         files: &[ParquetFile],
         advances: &[OffsetAdvance],
         folded: Option<&Folded>,
+        ids: Option<&LoadedIds>,
         now_ms: i64,
     ) -> Result<Commit> {
         let mut tx = self.begin_write().await?;
@@ -549,8 +554,19 @@ impl MetadataStore for SqlMetadataStore {
             sqlx::query(&self.sql.delete_file).bind(f.path.as_str()).execute(&mut *tx).await?;
             self.insert_file(&mut tx, f, epoch, now_ms).await?;
         }
+        if let Some(ids) = ids {
+            self.insert_event_ids(&mut tx, ids, now_ms).await?;
+        }
         tx.commit().await?;
         Ok(Commit::Done)
+    }
+
+    async fn loaded_event_ids(&self, since_ms: i64) -> Result<Vec<StoredIds>> {
+        self.loaded_ids_sql(since_ms).await
+    }
+
+    async fn forget_event_ids(&self, before_ms: i64) -> Result<u64> {
+        self.forget_ids_sql(before_ms).await
     }
 
     async fn replace_files(&self, epoch: i64, old: &[String], new: &ParquetFile, now_ms: i64) -> Result<Commit> {

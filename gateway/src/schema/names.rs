@@ -70,6 +70,23 @@ pub fn collection_name(raw: &str) -> Result<String, NameError> {
     Ok(lower)
 }
 
+/// The collection of an event named by another SDK ("Order Completed"):
+/// lowercased, every character outside `[a-z0-9_-]` made `_`. The
+/// collection endpoints keep refusing such names.
+pub fn event_collection_name(raw: &str) -> Result<String, NameError> {
+    let name: String = raw
+        .chars()
+        .map(|c| {
+            let c = c.to_ascii_lowercase();
+            if c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' { c } else { '_' }
+        })
+        .collect();
+    if !name.bytes().any(|b| b.is_ascii_alphanumeric()) {
+        return Err(NameError::InvalidCollection(raw.to_owned()));
+    }
+    collection_name(&name)
+}
+
 /// The topic holding a project's collection: `<project>.<collection>`, with
 /// the reserved `$` written as `.` (user collections never contain `.`, so
 /// the mapping is one to one and every character is legal in Kafka topic
@@ -134,6 +151,18 @@ pub fn is_normal_field_name(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn other_sdks_event_names_become_collections() {
+        assert_eq!(event_collection_name("Order Completed").as_deref(), Ok("order_completed"));
+        assert_eq!(event_collection_name("sign-up.v2").as_deref(), Ok("sign-up_v2"));
+        assert_eq!(event_collection_name("$pageview").as_deref(), Ok("_pageview"));
+        assert_eq!(event_collection_name("Café").as_deref(), Ok("caf_"));
+        assert!(event_collection_name("").is_err());
+        assert!(event_collection_name("$ !").is_err());
+        assert!(event_collection_name(&"a".repeat(101)).is_err());
+        assert!(collection_name("Order Completed").is_err(), "the collection API keeps refusing it");
+    }
 
     #[test]
     fn projects_are_lowercased_and_checked() {

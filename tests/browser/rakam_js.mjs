@@ -1,10 +1,10 @@
 // Runs Rakam's browser library (npm `rakam-js`) in Chromium against the
 // gateway: a page on an origin of its own (so every call is cross-origin,
-// with credentials, as the library sends them) sets a user's properties
-// through `rakam.User()`. Prints one JSON object: what each call's
-// callback was given.
+// with credentials, as the library sends them) logs an event and sets a
+// user's properties through `rakam.User()`. Prints one JSON object: what
+// each call's callback was given.
 //
-//     node rakam_js_users.mjs <node_modules> <chromium> <gateway URL> <write key> <user id>
+//     node rakam_js.mjs <node_modules> <chromium> <gateway URL> <write key> <user id>
 
 import { createRequire } from "node:module";
 import http from "node:http";
@@ -40,6 +40,7 @@ try {
       const user = window.rakam.User();
       const call = (f) => new Promise((resolve) => f((status, body) => resolve({ status, body })));
       return {
+        event: await call((done) => window.rakam.logEvent("signed_up", { plan: "pro" }, done)),
         set: await call((done) => user.set({ plan: "pro", seats: 2 }, done)),
         setOnce: await call((done) => user.setOnce({ plan: "free", country: "DE" }, done)),
         increment: await call((done) => user.increment("seats", 3, done)),

@@ -1,0 +1,43 @@
+//! Segment's tracking API, as Segment's and RudderStack's SDKs send it:
+//! `POST /v1/batch` and `/v1/track|identify|page|screen|group|alias`.
+
+use std::net::SocketAddr;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Path, State};
+use axum::response::Response;
+use http::{HeaderMap, StatusCode};
+
+use super::event::context;
+use super::request::{basic_user, decoded, read_body};
+use super::{ApiError, ApiResult, AppState, success};
+use crate::ingest::sdk::{self, segment};
+use crate::metadata::KeyKind;
+
+/// `POST /v1/<call>`: a batch, or one call.
+pub async fn receive(
+    State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(call): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Response> {
+    if call != "batch" && !segment::is_call(&call) {
+        return Err(ApiError::new(StatusCode::NOT_FOUND, "no such endpoint"));
+    }
+    let received = app.now_ms();
+    let limits = &app.config.http;
+    let bytes = read_body(&headers, body, limits.sdk_max_bytes, "", limits.body_timeout_ms).await?;
+    let bytes = decoded(&headers, bytes, limits.sdk_max_bytes)?;
+    let json: serde_json::Value =
+        serde_json::from_slice(&bytes).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
+    // The key is checked before the body's faults are told.
+    let key = basic_user(&headers).or_else(|| segment::write_key(&json));
+    let project = app.authorize_as(key, &[KeyKind::Write, KeyKind::Master], "the write key").await?;
+    let messages =
+        if call == "batch" { segment::parse_batch(json, received) } else { segment::parse_call(&call, json, received) };
+    let messages = messages.map_err(ApiError::bad_request)?;
+    let ctx = context(&app, project, None, &headers, peer, received)?;
+    sdk::deliver(&app.ingest, &app.users, &ctx, messages).await?;
+    Ok(success())
+}
