@@ -47,10 +47,10 @@ command -v npm >/dev/null || need_package npm
 npm_dir="$HOME/.cache/weir-npm"
 # json-server is the CRM upstream of the pass-through's tests.
 # trino-client and presto-client query the gateway's Trino endpoint.
-# Segment's, RudderStack's and PostHog's Node.js SDKs send to the gateway's
-# endpoints for them.
+# Segment's, RudderStack's and PostHog's Node.js SDKs, and PostHog's browser
+# SDK, send to the gateway's endpoints for them.
 npm_packages="playwright-core@1 rakam-js@1.0.3 json-server@0.17.4 trino-client@0.2.9 presto-client@1.2.0
-    @segment/analytics-node@3.1.0 @rudderstack/rudder-sdk-node@3.0.13 posthog-node@5.74.0"
+    @segment/analytics-node@3.1.0 @rudderstack/rudder-sdk-node@3.0.13 posthog-node@5.74.0 posthog-js@1.449.2"
 npm_missing=0
 for package in $npm_packages; do
     [ -d "$npm_dir/node_modules/${package%@*}" ] || npm_missing=1

@@ -1,6 +1,7 @@
 //! Other analytics SDKs against the real gateway: Segment's, RudderStack's
-//! and PostHog's Python and Node.js SDKs and Snowplow's Python tracker,
-//! installed from their registries, send every call type they have; the
+//! and PostHog's Python and Node.js SDKs, Snowplow's Python tracker and
+//! PostHog's browser SDK in Chromium, installed from their registries, send
+//! every call type they have; the
 //! events are checked in SQL and the users in the user table. Each SDK also
 //! sends through a proxy that loses the first answer, so that it re-sends:
 //! every event is stored once. Then deduplication by id itself, across
@@ -505,6 +506,19 @@ async fn every_protocol_refuses_bad_input_and_stores_nothing() {
         gw.send("POST", "/i/v0/e/?compression=gzip-js", &[("content-type", "text/plain")], packed).await.status,
         200
     );
+    // RudderStack's Python SDK sends batches of up to 4 MB, Segment's events
+    // of up to 32 KB.
+    let big: Vec<Value> = (0..128)
+        .map(|i| {
+            json!({"type": "track", "event": "Big", "anonymousId": format!("a{i}"), "messageId": format!("big{i}"),
+                        "properties": {"blob": "x".repeat(31 * 1024)}})
+        })
+        .collect();
+    let big = json!({"batch": big}).to_string();
+    assert!(big.len() > 4_000_000);
+    let packed = [("authorization", auth.as_str()), ("content-encoding", "gzip")];
+    let r = gw.send("POST", "/v1/batch", &packed, gzip(big.as_bytes())).await;
+    assert_eq!(r.status, 200, "{}", r.text());
     let pixel = gw.send("GET", &format!("/i?e=pv&url=%2Fy&aid={}&eid=s1", k.write), &[], Vec::new()).await;
     assert_eq!((pixel.status, pixel.header("content-type")), (200, Some("image/gif")));
     commit(&gw, &k).await;
@@ -517,6 +531,8 @@ async fn every_protocol_refuses_bad_input_and_stores_nothing() {
     .await;
     assert_eq!(pages, [[json!("d1"), json!("/x")], [json!("none"), json!("/y")], [json!("a1"), json!("Home")]]);
     assert_eq!(rows(&gw, &k, "SELECT _user FROM autocapture").await, [[json!("d1")]]);
+    let big = rows(&gw, &k, "SELECT count(*), min(length(blob)) FROM big").await;
+    assert_eq!(big, [[json!(128), json!(31 * 1024)]]);
 }
 
 /// Browsers' preflights are answered on every collection, user and SDK
@@ -557,4 +573,33 @@ async fn preflights_are_answered_on_every_ingest_endpoint() {
         assert_eq!(r.header("access-control-allow-credentials"), Some("true"), "{path}");
         assert!(r.header("access-control-allow-methods").is_some_and(|m| m.contains("POST")), "{path}");
     }
+}
+
+/// PostHog's browser SDK (npm `posthog-js`) in Chromium, from a page on
+/// another origin: its page view, an event and an identify reach the
+/// gateway's `/e/` (gzip bodies it does not label) and are stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn posthog_js_captures_from_a_browser() {
+    let gw = Gateway::start_with(Backend::Sqlite, options()).await;
+    let k = gw.create_project("shop").await;
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("browser").join("posthog_js.mjs");
+    let out = tokio::process::Command::new("node")
+        .arg(script)
+        .args([&var("WEIRTEST_NODE_MODULES"), &var("WEIRTEST_CHROMIUM"), gw.base(), &k.write])
+        .output()
+        .await
+        .expect("run node");
+    assert!(out.status.success(), "posthog_js.mjs failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    let got: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let statuses: Vec<&Value> = got["sent"].as_array().expect("sent").iter().map(|s| &s["status"]).collect();
+    assert_eq!(statuses, [&json!(200); 3], "{got}");
+    commit(&gw, &k).await;
+    let page = format!("{}/docs", got["origin"].as_str().expect("origin"));
+    let order = rows(&gw, &k, "SELECT total, _current_url FROM order_completed WHERE _id IS NOT NULL").await;
+    assert_eq!(order, [[json!(12.5), json!(page)]]);
+    assert_eq!(rows(&gw, &k, "SELECT _current_url FROM pageview").await, [[json!(page)]]);
+    let anonymous = rows(&gw, &k, "SELECT _user FROM order_completed").await[0][0].clone();
+    let mapping = rows(&gw, &k, r#"SELECT id, _user FROM "$anonymous_id_mapping""#).await;
+    assert_eq!(mapping, [[anonymous, json!("u1")]]);
+    assert_eq!(rows(&gw, &k, "SELECT email FROM users WHERE id = 'u1'").await, [[json!("u1@example.com")]]);
 }

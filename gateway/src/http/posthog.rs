@@ -27,13 +27,17 @@ pub async fn capture(
     let limits = &app.config.http;
     let bytes = read_body(&headers, body, limits.sdk_max_bytes, "", limits.body_timeout_ms).await?;
     let query = uri.query();
-    let bytes = match query_param(query, "compression").as_deref() {
-        Some("gzip-js" | "gzip") if header_str(&headers, header::CONTENT_ENCODING).is_none() => {
-            let mut gzip = HeaderMap::new();
-            gzip.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
-            decoded(&gzip, bytes, limits.sdk_max_bytes)?
-        }
-        _ => decoded(&headers, bytes, limits.sdk_max_bytes)?,
+    // posthog-js marks its gzip with `?compression=gzip-js`, or (newer
+    // releases) not at all: gzip's magic bytes tell, as no JSON starts so.
+    let marked = matches!(query_param(query, "compression").as_deref(), Some("gzip-js" | "gzip"));
+    let gzip_unlabelled =
+        (marked || bytes.starts_with(&[0x1f, 0x8b])) && header_str(&headers, header::CONTENT_ENCODING).is_none();
+    let bytes = if gzip_unlabelled {
+        let mut gzip = HeaderMap::new();
+        gzip.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        decoded(&gzip, bytes, limits.sdk_max_bytes)?
+    } else {
+        decoded(&headers, bytes, limits.sdk_max_bytes)?
     };
     let json = match query_param(query, "data") {
         // A GET (an image beacon) carries its events in the query.
