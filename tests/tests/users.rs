@@ -191,11 +191,22 @@ async fn every_endpoint_does_what_it_says(backend: Backend) {
     .await;
     assert_eq!(big["result"], json!([["ann"], ["bob"]]));
 
-    // Segments need materialized views: checked, then refused plainly.
+    // A segment is a materialized view of the users its event filters select.
     let segment = json!({"name": "buyers", "table_name": "buyers", "cache_eviction": "PT1H",
-                         "event_filters": [{"collection": "purchase"}]});
-    let (code, message) = status(&gw, "/user/create_segment", &[("master_key", &k.master)], segment.clone()).await;
-    assert_eq!((code, message.contains("materialized views")), (501, true), "{message}");
+                         "event_filters": [{"collection": "purchase", "filter": "amount > 10"}]});
+    let created = ok(&gw, "/user/create_segment", &[("master_key", &k.master)], segment.clone()).await;
+    assert_eq!(created, json!({"success": true}));
+    assert_eq!(rows(&gw, &k, "SELECT id FROM materialized.buyers ORDER BY id").await, [[json!("ann")], [json!("bob")]]);
+    let listed = ok(&gw, "/materialized-view/list", &[("read_key", &k.read)], json!({})).await;
+    assert_eq!(
+        (listed[0]["table_name"].clone(), listed[0]["update_interval"].clone()),
+        (json!("buyers"), json!(3600.0))
+    );
+    let (code, _) = status(&gw, "/user/create_segment", &[("master_key", &k.master)], segment.clone()).await;
+    assert_eq!(code, 400, "a segment of that name exists");
+    let unknown = json!({"name": "x", "table_name": "x", "event_filters": [{"collection": "nothing"}]});
+    let (code, message) = status(&gw, "/user/create_segment", &[("master_key", &k.master)], unknown).await;
+    assert_eq!((code, message.contains("not a collection")), (400, true), "{message}");
     let filter_only = json!({"name": "x", "table_name": "x", "filter_expression": "plan = 'pro'"});
     let (code, message) = status(&gw, "/user/create_segment", &[("master_key", &k.master)], filter_only).await;
     assert_eq!((code, message.as_str()), (400, "User segment must have at least one event filter"));

@@ -56,6 +56,13 @@ async fn find(app: &AppState, project: &str, table_name: &str) -> ApiResult<View
 pub async fn create(State(app): State<AppState>, uri: Uri, headers: HeaderMap, raw: Body) -> ApiResult<Response> {
     let project = project(&app, &uri, &headers, KeyKind::Master).await?;
     let view: MaterializedView = body(&app, &headers, raw).await?;
+    create_view(&app, project, view).await?;
+    Ok(success())
+}
+
+/// Checks a view as Rakam does, runs its query once for its columns, and
+/// stores it.
+pub(super) async fn create_view(app: &AppState, project: String, view: MaterializedView) -> ApiResult<()> {
     let table_name = definition::table_name(&view.table_name).map_err(ApiError::bad_request)?;
     let interval = view.interval_ms().map_err(ApiError::bad_request)?;
     definition::check_query(&view.query).map_err(ApiError::bad_request)?;
@@ -69,8 +76,8 @@ pub async fn create(State(app): State<AppState>, uri: Uri, headers: HeaderMap, r
     }
     // The query as its refreshes will run it, for its errors and columns.
     let caller = QueryCaller { project: project.clone(), key_kind: KeyKind::Master, attributes: Vec::new() };
-    let sql = run::user_sql(&app, &caller, &view.query).await?;
-    let output = run::output(&app, &project, sql, Some(0)).await?;
+    let sql = run::user_sql(app, &caller, &view.query).await?;
+    let output = run::output(app, &project, sql, Some(0)).await?;
     let record = ViewRecord {
         project: project.clone(),
         table_name,
@@ -88,7 +95,7 @@ pub async fn create(State(app): State<AppState>, uri: Uri, headers: HeaderMap, r
     if !app.store.create_view(&record).await? {
         return Err(ViewError::Exists.into());
     }
-    Ok(success())
+    Ok(())
 }
 
 /// `POST /materialized-view/delete` (master key).

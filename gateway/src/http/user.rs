@@ -139,7 +139,6 @@ struct SegmentBody {
     #[serde(default)]
     event_filters: Option<Vec<search::EventFilter>>,
     #[serde(default)]
-    #[allow(dead_code)]
     cache_eviction: Option<Json>,
 }
 
@@ -424,20 +423,24 @@ fn first_kind(id: &Json) -> crate::schema::types::FieldType {
     if id.as_i64().is_some() { crate::schema::types::FieldType::LONG } else { crate::schema::types::FieldType::STRING }
 }
 
-/// `POST /user/create_segment`: checked as Rakam checks it; a segment is a
-/// materialized view, which this gateway does not have yet.
+/// `POST /user/create_segment`: as Rakam, a materialized view
+/// `materialized.<table_name>` of the users the event filters select
+/// (`SELECT DISTINCT _user AS id ...`), refreshed every `cache_eviction`.
 pub async fn create_segment(State(app): State<AppState>, uri: Uri, headers: HeaderMap, b: Body) -> ApiResult<Response> {
-    let _project = app.authorize(key_from(&headers, uri.query(), "master_key"), &[KeyKind::Master]).await?;
+    let project = app.authorize(key_from(&headers, uri.query(), "master_key"), &[KeyKind::Master]).await?;
     let req: SegmentBody = body(&app, &headers, b).await?;
     if req.name.trim().is_empty() {
         return Err(ApiError::bad_request("name is missing"));
     }
     names::collection_name(&req.table_name).map_err(|e| ApiError::bad_request(format!("table_name: {e}")))?;
-    if req.filter_expression.is_some() || req.event_filters.as_ref().is_none_or(Vec::is_empty) {
-        return Err(ApiError::bad_request("User segment must have at least one event filter"));
-    }
-    Err(ApiError::new(
-        StatusCode::NOT_IMPLEMENTED,
-        "user segments are materialized views, which this gateway does not have yet",
-    ))
+    let filters = match &req.event_filters {
+        Some(filters) if req.filter_expression.is_none() && !filters.is_empty() => filters,
+        _ => return Err(ApiError::bad_request("User segment must have at least one event filter")),
+    };
+    let query = search::segment_sql(filters, &collections(&app, &project).await?)?;
+    let view = json!({"table_name": req.table_name, "name": req.name, "query": query,
+                      "update_interval": req.cache_eviction.unwrap_or(Json::Null)});
+    let view = serde_json::from_value(view).map_err(|e| ApiError::bad_request(format!("cache_eviction: {e}")))?;
+    super::materialized::create_view(&app, project, view).await?;
+    Ok(success())
 }

@@ -177,6 +177,12 @@ fn event_filter_sql(f: &EventFilter, collections: &Collections) -> Result<String
     Ok(sql)
 }
 
+/// A user segment's query: the users any of the event filters selects.
+pub fn segment_sql(filters: &[EventFilter], collections: &Collections) -> Result<String> {
+    let users = filters.iter().map(|f| event_filter_sql(f, collections)).collect::<Result<Vec<_>>>()?;
+    Ok(format!("SELECT DISTINCT {USER_FIELD} AS id FROM ({}) AS segment", users.join(" UNION ALL ")))
+}
+
 /// The statements of a search over the user table's `columns`.
 pub fn search_sql(s: &Search, columns: &[Field], collections: &Collections) -> Result<SearchSql> {
     let selected: Vec<String> = match &s.columns {
