@@ -12,6 +12,7 @@
 //! its creation and folded in once; compaction keeps marked and unmarked
 //! files apart.
 
+mod answers;
 pub mod definition;
 mod fold;
 mod plan;
@@ -70,11 +71,12 @@ pub struct Continuous {
     store: Arc<dyn MetadataStore>,
     engine: Arc<DataFusionEngine>,
     warehouse: Warehouse,
+    answers: answers::Answers,
 }
 
 impl Continuous {
     pub fn new(store: Arc<dyn MetadataStore>, engine: Arc<DataFusionEngine>, warehouse: Warehouse) -> Arc<Self> {
-        Arc::new(Continuous { store, engine, warehouse })
+        Arc::new(Continuous { store, engine, warehouse, answers: answers::Answers::default() })
     }
 
     pub fn store(&self) -> &Arc<dyn MetadataStore> {
@@ -141,14 +143,20 @@ impl Continuous {
 
     /// The query's answer over its stored states.
     pub async fn answer(&self, query: &ContinuousRecord) -> Result<(SchemaRef, Vec<RecordBatch>)> {
-        let planned = self.plan(&query.project, &query.query, &[], &BTreeMap::new()).await?;
-        let files: Vec<String> =
+        let mut files: Vec<String> =
             self.store.continuous_state(&query.project, &query.table_name).await?.into_iter().map(|f| f.path).collect();
+        files.sort_unstable();
+        let key = (query.project.clone(), query.table_name.clone());
+        if let Some(kept) = self.answers.get(&key, &query.query, &files) {
+            return Ok(kept);
+        }
+        let planned = self.plan(&query.project, &query.query, &[], &BTreeMap::new()).await?;
         let states = self.engine.scan(&planned.planned.ctx, &files, planned.split.state_schema()).await?;
         let plan =
             planned.split.finish(states, files.is_empty()).map_err(|e| ContinuousError::Invalid(e.to_string()))?;
         let schema = plan.schema();
         let batches = self.engine.collect(&planned.planned.ctx, plan).await?;
+        self.answers.put(key, &query.query, files, &schema, &batches);
         Ok((schema, batches))
     }
 
