@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use serde_json::{Value, json};
+use serde_json::json;
 use weir_gateway::batch::compaction::Compactor;
 use weir_gateway::batch::loader::Loader;
 use weir_gateway::batch::warehouse::{S3Config, Warehouse};
@@ -28,6 +28,10 @@ use weir_gateway::query::rewrite;
 use weir_gateway::schema::SchemaRegistry;
 use weir_gateway::schema::avro;
 use weir_gateway::users::{self, Users};
+
+mod common;
+
+use common::duckdb;
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -226,20 +230,4 @@ async fn run() -> Result<(), BoxError> {
     let met = loop_rate >= 300_000.0;
     println!("| batch loop events/s | {loop_rate:.0} | target >= 300,000 | {} |", if met { "yes" } else { "no" });
     Ok(())
-}
-
-fn duckdb(spec: &Value) -> Result<Value, BoxError> {
-    use std::io::Write;
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/duckdb_queries.py");
-    let mut child = std::process::Command::new("python3")
-        .arg(script)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()?;
-    child.stdin.take().ok_or("stdin")?.write_all(spec.to_string().as_bytes())?;
-    let output = child.wait_with_output()?;
-    if !output.status.success() {
-        return Err("DuckDB failed: is it installed (pip install duckdb pytz)?".into());
-    }
-    Ok(serde_json::from_slice(&output.stdout)?)
 }

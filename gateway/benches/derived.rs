@@ -19,7 +19,7 @@ use std::time::Instant;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use serde_json::{Value, json};
+use serde_json::json;
 use sqlparser::ast::{Ident, ObjectName};
 use weir_gateway::batch::FoldLoads;
 use weir_gateway::batch::compaction::Compactor;
@@ -34,6 +34,10 @@ use weir_gateway::query::{Tables, rewrite};
 use weir_gateway::schema::SchemaRegistry;
 use weir_gateway::users::{self, Users};
 use weir_gateway::views::continuous::{Continuous, Folder};
+
+mod common;
+
+use common::duckdb;
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -244,20 +248,4 @@ async fn run_output(
 async fn run_raw(engine: &DataFusionEngine, store: &dyn MetadataStore, sql: &str) -> Result<usize, BoxError> {
     let output = run_output(engine, store, sql).await?;
     Ok(output.batches.iter().map(|b| b.num_rows()).sum())
-}
-
-fn duckdb(spec: &Value) -> Result<Value, BoxError> {
-    use std::io::Write;
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/duckdb_queries.py");
-    let mut child = std::process::Command::new("python3")
-        .arg(script)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()?;
-    child.stdin.take().ok_or("stdin")?.write_all(spec.to_string().as_bytes())?;
-    let output = child.wait_with_output()?;
-    if !output.status.success() {
-        return Err("DuckDB failed: is it installed (pip install duckdb pytz)?".into());
-    }
-    Ok(serde_json::from_slice(&output.stdout)?)
 }

@@ -180,3 +180,20 @@ pub async fn encoder(
     };
     Ok((weir_gateway::ingest::Ingestor::new(registry, log), ctx))
 }
+
+/// Times queries on DuckDB (`benches/duckdb_queries.py`, the Python
+/// package) over Parquet files: `spec` is `{"tables": {name: [files]},
+/// "queries": [sql], "runs": n}`; the answer `{"seconds": [...], "rows":
+/// [...]}`.
+pub fn duckdb(spec: &Value) -> Result<Value, Box<dyn std::error::Error + Send + Sync>> {
+    use std::io::Write;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/duckdb_queries.py");
+    let mut child =
+        std::process::Command::new("python3").arg(script).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn()?;
+    child.stdin.take().ok_or("stdin")?.write_all(spec.to_string().as_bytes())?;
+    let output = child.wait_with_output()?;
+    if !output.status.success() {
+        return Err("DuckDB failed: is it installed (pip install duckdb pytz)?".into());
+    }
+    Ok(serde_json::from_slice(&output.stdout)?)
+}
