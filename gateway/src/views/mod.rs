@@ -67,6 +67,17 @@ impl Views {
     }
 }
 
+/// A collection's committed files, but those in `read` (a view's sources).
+async fn unread_files(
+    store: &dyn crate::metadata::MetadataStore,
+    project: &str,
+    collection: &str,
+    read: &std::collections::HashSet<String>,
+) -> crate::metadata::Result<Vec<String>> {
+    let files = store.parquet_files(project, collection).await?;
+    Ok(files.into_iter().map(|f| f.path).filter(|path| !read.contains(path)).collect())
+}
+
 /// The engine's names of a view's tables in a query's session.
 fn snapshot_table(table_name: &str) -> String {
     format!("$view:{table_name}")

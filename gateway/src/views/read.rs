@@ -155,14 +155,7 @@ impl App {
         let newer = loop {
             let mut newer = BTreeMap::new();
             for collection in &named {
-                let files: Vec<String> = self
-                    .store
-                    .parquet_files(project, collection)
-                    .await?
-                    .into_iter()
-                    .map(|f| f.path)
-                    .filter(|p| !read.contains(p))
-                    .collect();
+                let files = super::unread_files(self.store.as_ref(), project, collection, &read).await?;
                 let fields = tables.collections.get(collection).cloned();
                 newer.insert(newer_table(&view.table_name, collection), DerivedTable { files, fields, answer: None });
             }

@@ -110,14 +110,7 @@ impl App {
         let (statement, collections) = self.over_sources(project, &tables, &sql)?;
         let mut sources = Vec::new();
         for collection in &collections {
-            let files: Vec<String> = self
-                .store
-                .parquet_files(project, collection)
-                .await?
-                .into_iter()
-                .map(|f| f.path)
-                .filter(|path| !read.contains(path))
-                .collect();
+            let files = super::unread_files(self.store.as_ref(), project, collection, &read).await?;
             sources.extend(files.iter().cloned());
             let fields = tables.collections.get(collection).cloned();
             tables.derived.insert(source_table(collection), DerivedTable { files, fields, answer: None });
