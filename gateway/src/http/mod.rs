@@ -197,6 +197,13 @@ async fn body_or_empty<T: serde::de::DeserializeOwned>(
     request::json(&request::read_body(headers, body, limits.max_body_bytes, "", limits.body_timeout_ms).await?)
 }
 
+/// Another SDK's body (`http.sdk_max_bytes`, sent and inflated).
+async fn sdk_body(app: &AppState, headers: &http::HeaderMap, body: axum::body::Body) -> ApiResult<bytes::Bytes> {
+    let limits = &app.config.http;
+    let bytes = request::read_body(headers, body, limits.sdk_max_bytes, "", limits.body_timeout_ms).await?;
+    request::decoded(headers, bytes, limits.sdk_max_bytes)
+}
+
 /// The project of the request's key of `kind` (header or query parameter).
 async fn key_kind(app: &AppState, uri: &http::Uri, headers: &http::HeaderMap, kind: KeyKind) -> ApiResult<String> {
     app.authorize(request::key_from(headers, uri.query(), kind.name()), &[kind]).await

@@ -1,6 +1,6 @@
 //! PostHog's capture API: `/batch/` from its server SDKs, and `/capture/`,
-//! `/e/` and `/i/v0/e/` from its browser SDK (JSON, gzip by header or by
-//! `?compression=gzip-js`, or a form's base64 `data`).
+//! `/e/` and `/i/v0/e/` from its browser SDK (JSON, gzip labelled or not,
+//! or a form's base64 `data`).
 
 use std::net::SocketAddr;
 
@@ -8,11 +8,11 @@ use axum::body::Body;
 use axum::extract::{ConnectInfo, State};
 use axum::response::Response;
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use http::{HeaderMap, StatusCode, Uri, header};
 
 use super::event::context;
-use super::request::{decoded, header_str, query_param, read_body};
-use super::{ApiError, ApiResult, AppState, json_response};
+use super::request::{header_str, query_param};
+use super::{ApiError, ApiResult, AppState, json_response, sdk_body};
 use crate::ingest::sdk::{self, posthog};
 use crate::metadata::KeyKind;
 
@@ -24,21 +24,10 @@ pub async fn capture(
     body: Body,
 ) -> ApiResult<Response> {
     let received = app.now_ms();
-    let limits = &app.config.http;
-    let bytes = read_body(&headers, body, limits.sdk_max_bytes, "", limits.body_timeout_ms).await?;
+    // posthog-js's gzip (`?compression=gzip-js`, or no label at all in
+    // newer releases) is told by its magic bytes.
+    let bytes = sdk_body(&app, &headers, body).await?;
     let query = uri.query();
-    // posthog-js marks its gzip with `?compression=gzip-js`, or (newer
-    // releases) not at all: gzip's magic bytes tell, as no JSON starts so.
-    let marked = matches!(query_param(query, "compression").as_deref(), Some("gzip-js" | "gzip"));
-    let gzip_unlabelled =
-        (marked || bytes.starts_with(&[0x1f, 0x8b])) && header_str(&headers, header::CONTENT_ENCODING).is_none();
-    let bytes = if gzip_unlabelled {
-        let mut gzip = HeaderMap::new();
-        gzip.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
-        decoded(&gzip, bytes, limits.sdk_max_bytes)?
-    } else {
-        decoded(&headers, bytes, limits.sdk_max_bytes)?
-    };
     let json = match query_param(query, "data") {
         // A GET (an image beacon) carries its events in the query.
         Some(data) if bytes.is_empty() => form_data(data)?,

@@ -53,14 +53,17 @@ async fn read_all(headers: &HeaderMap, mut body: Body, limit: usize, hint: &str)
 }
 
 /// The body as sent before its `Content-Encoding` (gzip, or none; SDKs
-/// compress whatever their content type says), refused with 413 when it
-/// inflates past `limit` bytes.
+/// compress whatever their content type says, and posthog-js does not
+/// label its gzip at all, so an unlabelled body with gzip's magic bytes is
+/// inflated: no JSON starts so), refused with 413 when it inflates past
+/// `limit` bytes.
 pub fn decoded(headers: &HeaderMap, body: Bytes, limit: usize) -> ApiResult<Bytes> {
     use std::io::Read;
     let encoding = header_str(headers, header::CONTENT_ENCODING).unwrap_or("").trim().to_ascii_lowercase();
+    let unlabelled_gzip = encoding.is_empty() && body.starts_with(&[0x1f, 0x8b]);
     match encoding.as_str() {
-        "" | "identity" => Ok(body),
-        "gzip" | "x-gzip" => {
+        "" | "identity" if !unlabelled_gzip => Ok(body),
+        "" | "gzip" | "x-gzip" => {
             let mut out = Vec::with_capacity(body.len().saturating_mul(4).min(limit));
             let mut reader = flate2::read::MultiGzDecoder::new(&body[..]).take(limit as u64 + 1);
             reader
@@ -145,6 +148,8 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert(header::CONTENT_ENCODING, "gzip".parse().expect("value"));
         assert_eq!(decoded(&headers, packed.clone(), 1000).expect("inflated").len(), 1000);
+        assert_eq!(decoded(&HeaderMap::new(), packed.clone(), 1000).expect("unlabelled").len(), 1000);
+        assert_eq!(&decoded(&HeaderMap::new(), Bytes::from_static(b"{}"), 10).expect("plain")[..], b"{}");
         assert_eq!(decoded(&headers, packed, 999).expect_err("too large").status, StatusCode::PAYLOAD_TOO_LARGE);
         assert_eq!(
             decoded(&headers, Bytes::from_static(b"{}"), 10).expect_err("not gzip").status,

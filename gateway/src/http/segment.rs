@@ -9,8 +9,8 @@ use axum::response::Response;
 use http::{HeaderMap, StatusCode};
 
 use super::event::context;
-use super::request::{basic_user, decoded, read_body};
-use super::{ApiError, ApiResult, AppState, success};
+use super::request::basic_user;
+use super::{ApiError, ApiResult, AppState, sdk_body, success};
 use crate::ingest::sdk::{self, segment};
 use crate::metadata::KeyKind;
 
@@ -26,9 +26,7 @@ pub async fn receive(
         return Err(ApiError::new(StatusCode::NOT_FOUND, "no such endpoint"));
     }
     let received = app.now_ms();
-    let limits = &app.config.http;
-    let bytes = read_body(&headers, body, limits.sdk_max_bytes, "", limits.body_timeout_ms).await?;
-    let bytes = decoded(&headers, bytes, limits.sdk_max_bytes)?;
+    let bytes = sdk_body(&app, &headers, body).await?;
     let json: serde_json::Value =
         serde_json::from_slice(&bytes).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
     // The key is checked before the body's faults are told.

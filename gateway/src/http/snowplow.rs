@@ -14,8 +14,7 @@ use http::{HeaderMap, StatusCode, Uri};
 use serde_json::{Map, Value as Json};
 
 use super::event::{bounded_query, context, pixel_response};
-use super::request::{decoded, read_body};
-use super::{ApiError, ApiResult, AppState};
+use super::{ApiError, ApiResult, AppState, sdk_body};
 use crate::ingest::sdk::{self, Message, snowplow};
 use crate::metadata::KeyKind;
 
@@ -65,9 +64,7 @@ async fn post(
     body: Body,
 ) -> ApiResult<Response> {
     let received = app.now_ms();
-    let limits = &app.config.http;
-    let bytes = read_body(&headers, body, limits.sdk_max_bytes, "", limits.body_timeout_ms).await?;
-    let bytes = decoded(&headers, bytes, limits.sdk_max_bytes)?;
+    let bytes = sdk_body(&app, &headers, body).await?;
     let json: Json =
         serde_json::from_slice(&bytes).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
     let key = key.or_else(|| snowplow::app_id(&json));
