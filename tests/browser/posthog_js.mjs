@@ -7,27 +7,16 @@
 //     node posthog_js.mjs <node_modules> <chromium> <gateway URL> <write key>
 
 import { createRequire } from "node:module";
-import http from "node:http";
 import fs from "node:fs";
 import path from "node:path";
+
+import { servePage } from "./page.mjs";
 
 const [modules, chromiumPath, gateway, writeKey] = process.argv.slice(2);
 const require = createRequire(path.join(modules, "noop.js"));
 const { chromium } = require("playwright-core");
 const library = fs.readFileSync(path.join(modules, "posthog-js", "dist", "array.full.no-external.js"));
-
-const page = `<!doctype html><html><head><script src="/posthog.js"></script></head><body>posthog-js</body></html>`;
-const server = http.createServer((req, res) => {
-  if (req.url === "/posthog.js") {
-    res.writeHead(200, { "content-type": "application/javascript" });
-    res.end(library);
-  } else {
-    res.writeHead(200, { "content-type": "text/html" });
-    res.end(page);
-  }
-});
-await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
-const origin = `http://127.0.0.1:${server.address().port}`;
+const { server, origin } = await servePage("posthog", library);
 
 const browser = await chromium.launch({ executablePath: chromiumPath, args: ["--no-sandbox"] });
 const sent = [];

@@ -7,27 +7,15 @@
 //     node rakam_js.mjs <node_modules> <chromium> <gateway URL> <write key> <user id>
 
 import { createRequire } from "node:module";
-import http from "node:http";
 import fs from "node:fs";
 import path from "node:path";
+
+import { servePage } from "./page.mjs";
 
 const [modules, chromiumPath, gateway, writeKey, userId] = process.argv.slice(2);
 const require = createRequire(path.join(modules, "noop.js"));
 const { chromium } = require("playwright-core");
-const library = fs.readFileSync(path.join(modules, "rakam-js", "rakam.js"));
-
-const page = `<!doctype html><html><head><script src="/rakam.js"></script></head><body>rakam-js</body></html>`;
-const server = http.createServer((req, res) => {
-  if (req.url === "/rakam.js") {
-    res.writeHead(200, { "content-type": "application/javascript" });
-    res.end(library);
-  } else {
-    res.writeHead(200, { "content-type": "text/html" });
-    res.end(page);
-  }
-});
-await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
-const origin = `http://127.0.0.1:${server.address().port}`;
+const { server, origin } = await servePage("rakam", fs.readFileSync(path.join(modules, "rakam-js", "rakam.js")));
 
 const browser = await chromium.launch({ executablePath: chromiumPath, args: ["--no-sandbox"] });
 try {

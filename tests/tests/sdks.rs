@@ -347,7 +347,8 @@ async fn a_crash_while_loading_stores_each_event_once(backend: Backend) {
 on_every_backend!(
     events_with_ids_are_stored_once,
     the_window_is_configurable,
-    a_crash_while_loading_stores_each_event_once
+    a_crash_while_loading_stores_each_event_once,
+    every_protocol_refuses_bad_input_and_stores_nothing
 );
 
 fn gzip(bytes: &[u8]) -> Vec<u8> {
@@ -366,13 +367,13 @@ fn basic(key: &str) -> String {
 /// status, and nothing stored. Then the shapes the SDKs did not send:
 /// Segment's single calls with the key in the body, RudderStack's gzip
 /// labelled as a form, PostHog's browser forms and Snowplow's root paths.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_protocol_refuses_bad_input_and_stores_nothing() {
-    let gw = Gateway::start_with(Backend::Sqlite, options()).await;
+async fn every_protocol_refuses_bad_input_and_stores_nothing(backend: Backend) {
+    let gw = Gateway::start_with(backend, options()).await;
     let k = gw.create_project("shop").await;
     let auth = basic(&k.write);
     let track = json!({"type": "track", "event": "Order Completed", "userId": "u1", "messageId": "m1"});
     let pixel_path = format!("/snowplow/{}/i?e=zz", k.write);
+    let bomb = gzip(&vec![b' '; 6 << 20]);
     // (method, path, headers, body, status, what the error says)
     type Refused<'a> = (&'a str, &'a str, Vec<(&'a str, &'a str)>, Vec<u8>, u16, &'a str);
     let refused: Vec<Refused<'_>> = vec![
@@ -416,6 +417,14 @@ async fn every_protocol_refuses_bad_input_and_stores_nothing() {
             b"{}".to_vec(),
             415,
             "Content-Encoding",
+        ),
+        (
+            "POST",
+            "/v1/batch",
+            vec![("authorization", &auth), ("content-encoding", "gzip")],
+            bomb,
+            413,
+            "inflates to more than",
         ),
         (
             "POST",

@@ -204,6 +204,10 @@ async fn every_endpoint_does_what_it_says(backend: Backend) {
     );
     let (code, _) = status(&gw, "/user/create_segment", &[("master_key", &k.master)], segment.clone()).await;
     assert_eq!(code, 400, "a segment of that name exists");
+    let bad_interval = json!({"name": "x", "table_name": "x", "cache_eviction": "soon",
+                              "event_filters": [{"collection": "purchase"}]});
+    let (code, message) = status(&gw, "/user/create_segment", &[("master_key", &k.master)], bad_interval).await;
+    assert_eq!((code, message.contains("cache_eviction")), (400, true), "{message}");
     let unknown = json!({"name": "x", "table_name": "x", "event_filters": [{"collection": "nothing"}]});
     let (code, message) = status(&gw, "/user/create_segment", &[("master_key", &k.master)], unknown).await;
     assert_eq!((code, message.contains("not a collection")), (400, true), "{message}");
