@@ -9,7 +9,7 @@ use axum::response::Response;
 use http::{HeaderMap, StatusCode};
 
 use super::event::context;
-use super::request::basic_user;
+use super::request::{basic_user, utf8};
 use super::{ApiError, ApiResult, AppState, sdk_body, success};
 use crate::ingest::sdk::{self, segment};
 use crate::metadata::KeyKind;
@@ -22,19 +22,15 @@ pub async fn receive(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
-    if call != "batch" && !segment::is_call(&call) {
-        return Err(ApiError::new(StatusCode::NOT_FOUND, "no such endpoint"));
-    }
+    let endpoint =
+        segment::Endpoint::of(&call).ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "no such endpoint"))?;
     let received = app.now_ms();
     let bytes = sdk_body(&app, &headers, body).await?;
-    let json: serde_json::Value =
-        serde_json::from_slice(&bytes).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
+    let body = endpoint.read(utf8(&bytes)?).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
     // The key is checked before the body's faults are told.
-    let key = basic_user(&headers).or_else(|| segment::write_key(&json));
+    let key = basic_user(&headers).or_else(|| body.write_key());
     let project = app.authorize_as(key, &[KeyKind::Write, KeyKind::Master], "the write key").await?;
-    let messages =
-        if call == "batch" { segment::parse_batch(json, received) } else { segment::parse_call(&call, json, received) };
-    let messages = messages.map_err(ApiError::bad_request)?;
+    let messages = body.messages(received).map_err(ApiError::bad_request)?;
     let ctx = context(&app, project, None, &headers, peer, received)?;
     sdk::deliver(&app.ingest, &app.users, &ctx, messages).await?;
     Ok(success())

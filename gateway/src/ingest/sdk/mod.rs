@@ -6,6 +6,7 @@
 //! event with the protocol's id carries it as `_id`, so that one re-sent is
 //! stored once (see `batch::dedup`).
 
+pub mod members;
 pub mod posthog;
 pub mod segment;
 pub mod snowplow;
@@ -147,16 +148,24 @@ pub(crate) fn corrected_ms(time_ms: Option<i64>, sent_ms: Option<i64>, received_
     }
 }
 
-/// Flattens an object into `prefix_path_to_leaf` names (arrays and scalars
-/// are leaves).
-pub(crate) fn flatten(prefix: &str, object: &Map<String, Json>, out: &mut Vec<(String, Json)>) {
-    for (key, value) in object {
-        let name = format!("{prefix}_{key}");
+/// Flattens an object's members into `prefix_path_to_leaf` names (arrays
+/// and scalars are leaves).
+pub(crate) fn flatten(prefix: &str, members: impl IntoIterator<Item = (String, Json)>, out: &mut Vec<(String, Json)>) {
+    flatten_under(&mut prefix.to_owned(), members, out);
+}
+
+fn flatten_under(name: &mut String, members: impl IntoIterator<Item = (String, Json)>, out: &mut Vec<(String, Json)>) {
+    let prefix = name.len();
+    for (key, value) in members {
+        name.truncate(prefix);
+        name.push('_');
+        name.push_str(&key);
         match value {
-            Json::Object(inner) => flatten(&name, inner, out),
-            other => out.push((name, other.clone())),
+            Json::Object(inner) => flatten_under(name, inner, out),
+            leaf => out.push((name.clone(), leaf)),
         }
     }
+    name.truncate(prefix);
 }
 
 #[cfg(test)]
@@ -177,7 +186,7 @@ mod tests {
     fn objects_flatten_to_prefixed_names() {
         let mut out = Vec::new();
         let context = json!({"library": {"name": "x", "version": "1"}, "locale": "en", "list": [1]});
-        flatten("context", context.as_object().expect("object"), &mut out);
+        flatten("context", context.as_object().cloned().expect("object"), &mut out);
         let names: Vec<&str> = out.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(names, ["context_library_name", "context_library_version", "context_list", "context_locale"]);
         assert_eq!(id_value(Some(&json!(7))), Some(json!("7")));

@@ -154,13 +154,13 @@ fn event(item: Map<String, Json>, received_ms: i64) -> Result<Message, String> {
         "ti" => "transaction_item".to_owned(),
         other => return Err(format!("unknown event type e={other:?}")),
     };
-    if let Some(contexts) = json_param(&item, "co", "cx")? {
-        let Some(Json::Array(entities)) = contexts.get("data") else {
+    if let Some(mut contexts) = json_param(&item, "co", "cx")? {
+        let Some(Json::Array(entities)) = contexts.get_mut("data").map(Json::take) else {
             return Err("contexts must have a data array".to_owned());
         };
-        for entity in entities {
-            let name = entity.get("schema").and_then(Json::as_str).and_then(schema_name);
-            if let (Some(name), Some(Json::Object(data))) = (name, entity.get("data")) {
+        for mut entity in entities {
+            let name = entity.get("schema").and_then(Json::as_str).and_then(schema_name).map(str::to_owned);
+            if let (Some(name), Some(Json::Object(data))) = (name, entity.get_mut("data").map(Json::take)) {
                 flatten(&format!("context_{name}"), data, &mut fields);
             }
         }

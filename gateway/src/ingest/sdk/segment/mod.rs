@@ -10,13 +10,17 @@
 //! beside them (`context.library.name` is `context_library_name`, but
 //! `context.ip` is `_ip` and `context.userAgent` `_user_agent`).
 
+mod wire;
+
 use serde_json::{Map, Value as Json};
 
 use super::{Message, corrected_ms, flatten, id_value, instant_ms, stamped_event};
 use crate::schema::names::event_collection_name;
+use wire::{Batch, BatchBody, Item, Raw};
 
+/// A call of Segment's API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
+pub enum Kind {
     Track,
     Identify,
     Page,
@@ -39,44 +43,84 @@ impl Kind {
     }
 }
 
-/// Whether `/v1/<name>` is a call of Segment's API.
-pub fn is_call(name: &str) -> bool {
-    Kind::of(name).is_some()
+/// What `/v1/<call>` is: a batch, or one call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    Batch,
+    Call(Kind),
 }
 
-/// The write key a body carries: its own `writeKey`, or its first
-/// message's.
-pub fn write_key(body: &Json) -> Option<String> {
-    text(body.get("writeKey")).or_else(|| text(body.get("batch")?.get(0)?.get("writeKey")))
-}
-
-/// `/v1/batch`: `{batch: [message...], sentAt?, context?, writeKey?}`.
-pub fn parse_batch(body: Json, received_ms: i64) -> Result<Vec<Message>, String> {
-    let Json::Object(mut body) = body else { return Err("the body must be a JSON object".to_owned()) };
-    let Some(Json::Array(batch)) = body.remove("batch") else {
-        return Err("batch must be an array of messages".to_owned());
-    };
-    let sent_ms = sent_at(body.get("sentAt"))?;
-    let context = match body.remove("context") {
-        None | Some(Json::Null) => None,
-        Some(Json::Object(c)) => Some(c),
-        Some(_) => return Err("context must be an object".to_owned()),
-    };
-    let mut messages = Vec::with_capacity(batch.len());
-    for (i, item) in batch.into_iter().enumerate() {
-        let Json::Object(item) = item else { return Err(format!("batch[{i}]: a message must be an object")) };
-        let parsed =
-            message(None, item, sent_ms, context.as_ref(), received_ms).map_err(|e| format!("batch[{i}]: {e}"))?;
-        messages.extend(parsed);
+impl Endpoint {
+    /// The endpoint `/v1/<call>` names, if it is one of Segment's.
+    pub fn of(call: &str) -> Option<Endpoint> {
+        if call == "batch" { Some(Endpoint::Batch) } else { Kind::of(call).map(Endpoint::Call) }
     }
-    Ok(messages)
+
+    /// Reads a body of this endpoint; only text that is not JSON fails here,
+    /// the rest is told by [`Body::messages`].
+    pub fn read(self, text: &str) -> Result<Body, serde_json::Error> {
+        if !text.trim_start().starts_with('{') {
+            serde_json::from_str::<serde::de::IgnoredAny>(text)?;
+            return Ok(Body::NotObject);
+        }
+        Ok(match self {
+            Endpoint::Batch => Body::Batch(serde_json::from_str(text)?),
+            Endpoint::Call(kind) => Body::Call(kind, Box::new(serde_json::from_str(text)?)),
+        })
+    }
 }
 
-/// `/v1/<call>`: one message, whose `type` may be left out.
-pub fn parse_call(call: &str, body: Json, received_ms: i64) -> Result<Vec<Message>, String> {
-    let kind = Kind::of(call).ok_or_else(|| format!("unknown call {call:?}"))?;
-    let Json::Object(item) = body else { return Err("the body must be a JSON object".to_owned()) };
-    message(Some(kind), item, None, None, received_ms)
+/// A request's body as read.
+#[derive(Debug)]
+pub enum Body {
+    /// `/v1/batch`: `{batch: [message...], sentAt?, context?, writeKey?}`.
+    Batch(BatchBody),
+    /// `/v1/<call>`: one message, whose `type` may be left out.
+    Call(Kind, Box<Raw>),
+    NotObject,
+}
+
+impl Body {
+    /// The write key the body carries: its own `writeKey`, or its first
+    /// message's.
+    pub fn write_key(&self) -> Option<String> {
+        match self {
+            Body::Batch(body) => text(body.write_key.as_ref()).or_else(|| match &body.batch {
+                Batch::Items(items) => match items.first()? {
+                    Item::Message(first) => text(first.write_key.as_ref()),
+                    Item::NotObject => None,
+                },
+                Batch::NotArray => None,
+            }),
+            Body::Call(_, raw) => text(raw.write_key.as_ref()),
+            Body::NotObject => None,
+        }
+    }
+
+    /// What the body asks for, or why none of it can be done.
+    pub fn messages(self, received_ms: i64) -> Result<Vec<Message>, String> {
+        match self {
+            Body::Batch(body) => {
+                let Batch::Items(batch) = body.batch else {
+                    return Err("batch must be an array of messages".to_owned());
+                };
+                let sent_ms = sent_at(body.sent_at.as_ref())?;
+                let context = body.context.into_fields("context")?;
+                let mut messages = Vec::with_capacity(batch.len());
+                for (i, item) in batch.into_iter().enumerate() {
+                    let Item::Message(item) = item else {
+                        return Err(format!("batch[{i}]: a message must be an object"));
+                    };
+                    let parsed =
+                        message(None, *item, sent_ms, &context, received_ms).map_err(|e| format!("batch[{i}]: {e}"))?;
+                    messages.extend(parsed);
+                }
+                Ok(messages)
+            }
+            Body::Call(kind, raw) => message(Some(kind), *raw, None, &[], received_ms),
+            Body::NotObject => Err("the body must be a JSON object".to_owned()),
+        }
+    }
 }
 
 fn text(value: Option<&Json>) -> Option<String> {
@@ -84,68 +128,74 @@ fn text(value: Option<&Json>) -> Option<String> {
 }
 
 fn sent_at(value: Option<&Json>) -> Result<Option<i64>, String> {
-    match value {
-        None | Some(Json::Null) => Ok(None),
-        Some(v) => instant_ms(v).map(Some).ok_or_else(|| format!("sentAt is not a date-time: {v}")),
-    }
+    value.map(|v| instant_ms(v).ok_or_else(|| format!("sentAt is not a date-time: {v}"))).transpose()
 }
 
-fn object(item: &mut Map<String, Json>, name: &str) -> Result<Map<String, Json>, String> {
-    match item.remove(name) {
-        None | Some(Json::Null) => Ok(Map::new()),
-        Some(Json::Object(map)) => Ok(map),
-        Some(_) => Err(format!("{name} must be an object")),
+/// A message's context over the batch's: the message's members win.
+fn merged_context(batch: &[(String, Json)], own: Vec<(String, Json)>) -> Vec<(String, Json)> {
+    if batch.is_empty() {
+        return own;
     }
+    let mut context = own;
+    let inherited: Vec<(String, Json)> =
+        batch.iter().filter(|(name, _)| !context.iter().any(|(n, _)| n == name)).cloned().collect();
+    context.extend(inherited);
+    context.sort_by(|a, b| a.0.cmp(&b.0));
+    context
+}
+
+fn take_member(members: &mut Vec<(String, Json)>, name: &str) -> Option<Json> {
+    let at = members.iter().position(|(n, _)| n == name)?;
+    Some(members.remove(at).1)
 }
 
 /// One message of Segment's protocol as what it asks for.
 fn message(
     hint: Option<Kind>,
-    mut item: Map<String, Json>,
+    item: Raw,
     batch_sent_ms: Option<i64>,
-    batch_context: Option<&Map<String, Json>>,
+    batch_context: &[(String, Json)],
     received_ms: i64,
 ) -> Result<Vec<Message>, String> {
-    let kind = match (item.get("type"), hint) {
+    let kind = match (&item.kind, hint) {
         (Some(Json::String(t)), _) => Kind::of(t).ok_or_else(|| format!("unknown type {t:?}"))?,
-        (None | Some(Json::Null), Some(kind)) => kind,
-        (None | Some(Json::Null), None) => return Err("type is missing".to_owned()),
+        (None, Some(kind)) => kind,
+        (None, None) => return Err("type is missing".to_owned()),
         (Some(other), _) => return Err(format!("type must be a string, not {other}")),
     };
     if hint.is_some_and(|h| h != kind) {
         return Err("type does not match the endpoint".to_owned());
     }
-    let user = id_value(item.get("userId"));
-    let anonymous = id_value(item.get("anonymousId"));
-    let time = match item.get("timestamp").filter(|v| !v.is_null()).or(item.get("originalTimestamp")) {
-        None | Some(Json::Null) => None,
+    let user = id_value(item.user_id.as_ref());
+    let anonymous = id_value(item.anonymous_id.as_ref());
+    let time = match item.timestamp.as_ref().or(item.original_timestamp.as_ref()) {
+        None => None,
         Some(v) => Some(instant_ms(v).ok_or_else(|| format!("timestamp is not a date-time: {v}"))?),
     };
-    let sent = sent_at(item.get("sentAt"))?.or(batch_sent_ms);
+    let sent = sent_at(item.sent_at.as_ref())?.or(batch_sent_ms);
     let time_ms = corrected_ms(time, sent, received_ms);
-    let id = match item.get("messageId") {
-        None | Some(Json::Null) => None,
+    let id = match &item.message_id {
+        None => None,
         Some(v) => {
             Some(id_value(Some(v)).and_then(|v| v.as_str().map(str::to_owned)).ok_or("messageId must be a string")?)
         }
     };
     if kind == Kind::Alias {
-        let previous = id_value(item.get("previousId")).ok_or("alias needs previousId")?;
+        let previous = id_value(item.previous_id.as_ref()).ok_or("alias needs previousId")?;
         let user = user.ok_or("alias needs userId")?;
         return Ok(vec![Message::Alias { anonymous: previous, user, time_ms, id }]);
     }
     let who = user.clone().or_else(|| anonymous.clone()).ok_or("userId or anonymousId is required")?;
-    let mut context = batch_context.cloned().unwrap_or_default();
-    context.extend(object(&mut item, "context")?);
+    let mut context = merged_context(batch_context, item.context.into_fields("context")?);
     let mut messages = Vec::new();
     let (collection, mut fields) = match kind {
         Kind::Identify => {
             // RudderStack's SDKs send the traits in the context.
-            let mut traits = match context.remove("traits") {
+            let mut traits = match take_member(&mut context, "traits") {
                 Some(Json::Object(traits)) => traits,
                 _ => Map::new(),
             };
-            traits.extend(object(&mut item, "traits")?);
+            traits.extend(item.traits.into_fields("traits")?);
             messages.push(Message::SetUser { user: who, properties: traits, once: false });
             if let (Some(user), Some(anonymous)) = (user, anonymous)
                 && user != anonymous
@@ -155,17 +205,17 @@ fn message(
             return Ok(messages);
         }
         Kind::Track => {
-            let name = match item.get("event") {
-                Some(Json::String(e)) if !e.trim().is_empty() => e.clone(),
+            let name = match &item.event {
+                Some(Json::String(e)) if !e.trim().is_empty() => e,
                 _ => return Err("track needs an event name".to_owned()),
             };
-            let collection = event_collection_name(&name).map_err(|e| format!("event {name:?}: {e}"))?;
-            (collection, object(&mut item, "properties")?.into_iter().collect::<Vec<_>>())
+            let collection = event_collection_name(name).map_err(|e| format!("event {name:?}: {e}"))?;
+            (collection, item.properties.into_fields("properties")?)
         }
         Kind::Page | Kind::Screen => {
-            let mut fields: Vec<(String, Json)> = object(&mut item, "properties")?.into_iter().collect();
-            for name in ["name", "category"] {
-                if let Some(v) = item.remove(name).filter(|v| !v.is_null()) {
+            let mut fields = item.properties.into_fields("properties")?;
+            for (name, value) in [("name", item.name), ("category", item.category)] {
+                if let Some(v) = value {
                     fields.retain(|(n, _)| n != name);
                     fields.push((name.to_owned(), v));
                 }
@@ -173,25 +223,25 @@ fn message(
             (if kind == Kind::Page { "pageview" } else { "screen" }.to_owned(), fields)
         }
         Kind::Group => {
-            let group = id_value(item.get("groupId")).ok_or("group needs groupId")?;
+            let group = id_value(item.group_id.as_ref()).ok_or("group needs groupId")?;
             let mut properties = Map::new();
             properties.insert("group_id".to_owned(), group.clone());
             messages.push(Message::SetUser { user: who.clone(), properties, once: false });
-            let mut fields: Vec<(String, Json)> = object(&mut item, "traits")?.into_iter().collect();
+            let mut fields = item.traits.into_fields("traits")?;
             fields.retain(|(n, _)| n != "group_id" && n != "groupId");
             fields.push(("group_id".to_owned(), group));
             ("group".to_owned(), fields)
         }
         Kind::Alias => unreachable!("answered above"),
     };
-    context.remove("traits");
-    if let Some(ip) = context.remove("ip") {
+    take_member(&mut context, "traits");
+    if let Some(ip) = take_member(&mut context, "ip") {
         fields.push(("_ip".to_owned(), ip));
     }
-    if let Some(agent) = context.remove("userAgent") {
+    if let Some(agent) = take_member(&mut context, "userAgent") {
         fields.push(("_user_agent".to_owned(), agent));
     }
-    flatten("context", &context, &mut fields);
+    flatten("context", context, &mut fields);
     messages.push(Message::Event(stamped_event(&collection, fields, Some(who), anonymous, time_ms, id)?));
     Ok(messages)
 }
@@ -201,6 +251,19 @@ mod tests {
     use super::*;
     use crate::ingest::Event;
     use serde_json::json;
+
+    fn parse_batch(body: Json, received_ms: i64) -> Result<Vec<Message>, String> {
+        parse_call("batch", body, received_ms)
+    }
+
+    fn parse_call(call: &str, body: Json, received_ms: i64) -> Result<Vec<Message>, String> {
+        let body = Endpoint::of(call).expect("an endpoint").read(&body.to_string()).expect("JSON");
+        body.messages(received_ms)
+    }
+
+    fn write_key(body: &Json) -> Option<String> {
+        Endpoint::Batch.read(&body.to_string()).expect("JSON").write_key()
+    }
 
     fn event(messages: &[Message]) -> &Event {
         messages.iter().find_map(|m| if let Message::Event(e) = m { Some(e) } else { None }).expect("an event")
@@ -226,6 +289,23 @@ mod tests {
         assert_eq!(e.get("_ip"), Some(&json!("203.0.113.9")));
         assert_eq!(e.get("context_library_name"), Some(&json!("analytics-node")));
         assert_eq!(e.get("_time"), Some(&json!(1_704_067_205_000_i64)), "shifted by the 5 s the clocks differ");
+    }
+
+    #[test]
+    fn a_messages_context_is_laid_over_the_batchs() {
+        let body = r#"{"batch": [
+            {"type": "track", "event": "x", "userId": "u", "context": {"ip": "203.0.113.2"},
+             "properties": {"plan": "free", "plan": "pro"}, "integrations": {"All": true}},
+            {"type": "track", "event": "x", "userId": "u"}
+        ], "context": {"ip": "203.0.113.1", "locale": "en"}}"#;
+        let parsed = Endpoint::Batch.read(body).expect("JSON").messages(0).expect("parsed");
+        let events: Vec<&Event> =
+            parsed.iter().filter_map(|m| if let Message::Event(e) = m { Some(e) } else { None }).collect();
+        assert_eq!(events[0].get("_ip"), Some(&json!("203.0.113.2")));
+        assert_eq!(events[1].get("_ip"), Some(&json!("203.0.113.1")));
+        assert_eq!(events[0].get("context_locale"), Some(&json!("en")));
+        assert_eq!(events[0].get("plan"), Some(&json!("pro")), "a name sent twice keeps its last value");
+        assert_eq!(events[0].get("integrations"), None);
     }
 
     #[test]
@@ -258,6 +338,17 @@ mod tests {
     fn bad_messages_are_refused_with_their_place() {
         let err = |body: Json| parse_batch(body, 0).expect_err("refused");
         assert_eq!(err(json!({"batch": {}})), "batch must be an array of messages");
+        assert_eq!(
+            err(json!({"batch": [{"type": "track", "event": "x", "userId": "u"}, 1]})),
+            "batch[1]: a message must be an object"
+        );
+        assert_eq!(
+            err(json!({"batch": [{"type": "track", "event": "x", "userId": "u", "properties": [1]}]})),
+            "batch[0]: properties must be an object"
+        );
+        assert_eq!(err(json!([{"type": "track"}])), "the body must be a JSON object");
+        assert!(Endpoint::Batch.read("{\"batch\": [").is_err());
+        assert!(Endpoint::Batch.read("[1,").is_err());
         assert_eq!(
             err(json!({"batch": [{"type": "track", "event": "x"}]})),
             "batch[0]: userId or anonymousId is required"
