@@ -46,6 +46,10 @@ pub fn decode_keys(bytes: &[u8]) -> impl Iterator<Item = Key> + '_ {
     bytes.chunks_exact(16).map(|c| Key::from_be_bytes(c.try_into().unwrap_or([0; 16])))
 }
 
+/// Keys to something, hashed fast with a seed of the process's own, so that
+/// ids chosen to collide slow no one down.
+type KeyMap<V> = HashMap<Key, V, foldhash::fast::RandomState>;
+
 /// The keys the master has loaded within the window.
 pub struct Dedup {
     window_ms: i64,
@@ -58,7 +62,7 @@ struct State {
     /// commit whose outcome is unknown.
     epoch: Option<i64>,
     /// Per project, each key and when it was loaded.
-    seen: HashMap<String, HashMap<Key, i64>>,
+    seen: HashMap<String, KeyMap<i64>>,
     /// When keys past the window were last let go.
     pruned_ms: i64,
 }
@@ -90,7 +94,7 @@ impl Dedup {
             (state.epoch == Some(epoch), state.pruned_ms)
         };
         if !current {
-            let mut seen: HashMap<String, HashMap<Key, i64>> = HashMap::new();
+            let mut seen: HashMap<String, KeyMap<i64>> = HashMap::new();
             for load in store.loaded_event_ids(cutoff).await? {
                 let keys = seen.entry(load.project).or_default();
                 keys.extend(decode_keys(&load.keys).map(|k| (k, load.loaded_ms)));
@@ -119,7 +123,8 @@ impl Dedup {
     pub fn select(&self, project: &str, keys: &[Option<Key>]) -> (Vec<bool>, Vec<Key>) {
         let state = self.state();
         let seen = state.seen.get(project);
-        let mut in_load: HashSet<Key> = HashSet::new();
+        let mut in_load: HashSet<Key, foldhash::fast::RandomState> =
+            HashSet::with_capacity_and_hasher(keys.len(), Default::default());
         let mut new_keys = Vec::new();
         let keep = keys
             .iter()
@@ -142,6 +147,7 @@ impl Dedup {
         }
         let mut state = self.state();
         let seen = state.seen.entry(project.to_owned()).or_default();
+        seen.reserve(keys.len());
         seen.extend(keys.iter().map(|k| (*k, now_ms)));
     }
 

@@ -10,6 +10,7 @@ use arrow::record_batch::RecordBatch;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
+use parquet::schema::types::ColumnPath;
 
 use super::{Result, arrow_schema};
 use crate::schema::types::{DECIMAL_PRECISION, DECIMAL_SCALE, Field, FieldType, ScalarType};
@@ -129,9 +130,14 @@ pub fn record_batch(fields: &[Field], rows: Rows<'_, '_>) -> Result<RecordBatch>
     Ok(RecordBatch::try_new(arrow_schema(fields), columns)?)
 }
 
-/// A record batch as the bytes of a Snappy-compressed Parquet file.
+/// A record batch as the bytes of a Snappy-compressed Parquet file. Event
+/// ids are written without a dictionary: each is unique, so one would only
+/// be built to be thrown away.
 pub fn parquet_bytes(batch: &RecordBatch) -> Result<Vec<u8>> {
-    let props = WriterProperties::builder().set_compression(Compression::SNAPPY).build();
+    let props = WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .set_column_dictionary_enabled(ColumnPath::from(crate::batch::dedup::ID_FIELD), false)
+        .build();
     let mut writer = ArrowWriter::try_new(Vec::new(), batch.schema(), Some(props))?;
     writer.write(batch)?;
     Ok(writer.into_inner()?)
