@@ -405,6 +405,33 @@ async fn every_protocol_refuses_bad_input_and_stores_nothing(backend: Backend) {
         (
             "POST",
             "/v1/batch",
+            vec![("authorization", &auth)],
+            json!({"batch": [track, 7]}).to_string().into_bytes(),
+            400,
+            "batch[1]: a message must be an object",
+        ),
+        (
+            "POST",
+            "/v1/batch",
+            vec![("authorization", &auth)],
+            json!({"batch": [{"type": "track", "event": "x", "userId": "u", "properties": [1]}]})
+                .to_string()
+                .into_bytes(),
+            400,
+            "batch[0]: properties must be an object",
+        ),
+        (
+            "POST",
+            "/v1/batch",
+            vec![("authorization", &auth)],
+            br#"{"batch": [{"type": "track", "type": "page", "event": "x", "userId": "u"}]}"#.to_vec(),
+            400,
+            "duplicate field `type`",
+        ),
+        ("POST", "/v1/batch", vec![("authorization", &auth)], b"[]".to_vec(), 400, "the body must be a JSON object"),
+        (
+            "POST",
+            "/v1/batch",
             vec![("authorization", &auth), ("content-encoding", "gzip")],
             b"not gzip".to_vec(),
             400,
