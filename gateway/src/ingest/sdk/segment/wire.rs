@@ -7,7 +7,7 @@ use std::fmt;
 
 use serde::Deserialize;
 use serde::de::value::MapAccessDeserializer;
-use serde::de::{Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value as Json;
 
 use crate::ingest::sdk::members::{Members, anything_else, not_object_seq};
@@ -95,7 +95,7 @@ impl<'de> Visitor<'de> for BatchVisitor {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Batch, A::Error> {
-        Members::deserialize(MapAccessDeserializer::new(map)).map(|_| Batch::NotArray)
+        IgnoredAny::deserialize(MapAccessDeserializer::new(map)).map(|_| Batch::NotArray)
     }
 
     fn visit_unit<E>(self) -> Result<Batch, E> {
