@@ -46,9 +46,10 @@ pub fn decode_keys(bytes: &[u8]) -> impl Iterator<Item = Key> + '_ {
     bytes.chunks_exact(16).map(|c| Key::from_be_bytes(c.try_into().unwrap_or([0; 16])))
 }
 
-/// Keys to something, hashed fast with a seed of the process's own, so that
-/// ids chosen to collide slow no one down.
+/// A map by key, hashed fast with a random seed, so that ids chosen to
+/// collide slow no one down.
 type KeyMap<V> = HashMap<Key, V, foldhash::fast::RandomState>;
+type KeySet = HashSet<Key, foldhash::fast::RandomState>;
 
 /// The keys the master has loaded within the window.
 pub struct Dedup {
@@ -123,8 +124,7 @@ impl Dedup {
     pub fn select(&self, project: &str, keys: &[Option<Key>]) -> (Vec<bool>, Vec<Key>) {
         let state = self.state();
         let seen = state.seen.get(project);
-        let mut in_load: HashSet<Key, foldhash::fast::RandomState> =
-            HashSet::with_capacity_and_hasher(keys.len(), Default::default());
+        let mut in_load = KeySet::with_capacity_and_hasher(keys.len(), Default::default());
         let mut new_keys = Vec::new();
         let keep = keys
             .iter()
